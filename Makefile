@@ -1,0 +1,62 @@
+# gadget: build, run and test. `make run` and `make test` install what they need on Debian.
+#
+#   make run      install deps, build, run profile_blockio (Ctrl+C to stop)
+#   make test     install deps, build, run the whole test suite (what .ci/run calls)
+#   make bench    BPF CPU per I/O against biolatency and bpftrace -> BENCHMARKS.md
+
+SHELL := /bin/bash
+CARGO ?= cargo
+GUEST_TARGET := wasm32-wasip2
+GUEST_DIR := target/$(GUEST_TARGET)/release
+GADGET := target/release/gadget
+
+.PHONY: all deps guests gadgets host run test lint unit-test integration-test bench clean
+all: host gadgets
+
+include ebpf/Makefile.inc
+
+# Debian packages and the Rust target the build and tests need; a no-op when present.
+APT_PACKAGES := clang llvm bpftool libbpf-dev libbpf-tools bpftrace jq util-linux
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@rustup target list --installed | grep -qx $(GUEST_TARGET) || rustup target add $(GUEST_TARGET)
+
+# Wasm guests: the built-in default guest (embedded in the host) and each gadget's own.
+guests:
+	$(CARGO) build --release --target $(GUEST_TARGET) -p default-guest -p profile-blockio-guest
+
+# A gadget directory holds gadget.yaml and, once built, program.bpf.o and program.wasm:
+# exactly what `gadget run <dir>` reads.
+gadgets: ebpf-objects guests
+	cp build/gadgets/profile_blockio/program.bpf.o gadgets/profile_blockio/program.bpf.o
+	cp $(GUEST_DIR)/profile_blockio_guest.wasm gadgets/profile_blockio/program.wasm
+
+host: guests
+	$(CARGO) build --release -p gadget-host
+
+run: deps host gadgets
+	$(GADGET) run gadgets/profile_blockio
+
+lint: guests
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit-test: guests
+	$(CARGO) test --workspace --release --lib --bins
+
+# Real eBPF on real block I/O: needs root (CI runs as root).
+integration-test: host gadgets
+	$(CARGO) test --release -p gadget-host --test '*' -- --test-threads=1
+
+test: deps lint unit-test integration-test
+
+bench: deps host gadgets
+	bench/bpf-cost.sh --write BENCHMARKS.md
+
+clean: ebpf-clean
+	$(CARGO) clean
+	rm -f gadgets/*/program.bpf.o gadgets/*/program.wasm

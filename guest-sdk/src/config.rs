@@ -1,0 +1,175 @@
+//! Reading gadget.yaml-derived configuration: datasources, fields, annotations and params.
+
+use crate::{DatasourceConfig, DatasourceSpec, FieldConfig, FieldKind, FieldSpec, GadgetConfig};
+
+/// Lookups on IG-style annotation lists.
+pub trait Annotations {
+    /// The value of `key`, if set.
+    fn annotation(&self, key: &str) -> Option<&str>;
+
+    /// A boolean annotation (`true`/`false`), `default` when unset; an error names the bad value.
+    fn annotation_bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.annotation(key) {
+            None => Ok(default),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                format!("annotation {key}={v}: expected \"true\" or \"false\"")
+            }),
+        }
+    }
+}
+
+impl Annotations for [(String, String)] {
+    fn annotation(&self, key: &str) -> Option<&str> {
+        // Later entries win: the host appends the user's --annotate values after gadget.yaml's.
+        self.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Annotations for Vec<(String, String)> {
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.as_slice().annotation(key)
+    }
+}
+
+/// Parses the boolean spellings IG accepts in annotations and params.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+impl GadgetConfig {
+    /// The datasource `name` from gadget.yaml; an error lists the ones that exist.
+    pub fn datasource(&self, name: &str) -> Result<&DatasourceConfig, String> {
+        self.datasources.iter().find(|d| d.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.datasources.iter().map(|d| d.name.as_str()).collect();
+            format!(
+                "gadget.yaml of {} has no datasource {name:?} (it has: {})",
+                self.gadget_name,
+                known.join(", ")
+            )
+        })
+    }
+
+    /// A parameter's value (defaults already applied by the host).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean parameter; unset means `false`.
+    pub fn param_bool(&self, key: &str) -> Result<bool, String> {
+        match self.param(key) {
+            None => Ok(false),
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| format!("parameter {key}={v}: expected \"true\" or \"false\"")),
+        }
+    }
+}
+
+impl DatasourceConfig {
+    /// The field `name`, if gadget.yaml describes it.
+    pub fn field(&self, name: &str) -> Option<&FieldConfig> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// A spec publishing one histogram field, carrying over gadget.yaml's annotations
+    /// (unit, description) and the datasource's. The terminal view is on unless
+    /// `metrics.print=false`, as in IG.
+    pub fn histogram_spec(&self, field: &str) -> Result<DatasourceSpec, String> {
+        let annotations = self.field(field).map(|f| f.annotations.clone()).unwrap_or_default();
+        let mut ds_annotations = self.annotations.clone();
+        if ds_annotations.annotation("metrics.print").is_none() {
+            ds_annotations.push(("metrics.print".into(), "true".into()));
+        }
+        // Validate early so a typo is reported at start, not on the first snapshot.
+        ds_annotations.annotation_bool("metrics.print", true)?;
+        ds_annotations.annotation_bool("metrics.collect", false)?;
+        Ok(DatasourceSpec {
+            name: self.name.clone(),
+            fields: vec![FieldSpec {
+                name: field.to_string(),
+                kind: FieldKind::Histogram,
+                unit: annotations.annotation("metrics.unit").unwrap_or("").to_string(),
+                description: annotations
+                    .annotation("metrics.description")
+                    .or(annotations.annotation("description"))
+                    .unwrap_or("")
+                    .to_string(),
+                annotations,
+            }],
+            annotations: ds_annotations,
+        })
+    }
+}
+
+impl DatasourceSpec {
+    /// Adds a label field (a key, in IG's words) to the spec.
+    pub fn with_key(mut self, name: &str, description: &str) -> Self {
+        self.fields.push(FieldSpec {
+            name: name.to_string(),
+            kind: FieldKind::Key,
+            unit: String::new(),
+            description: description.to_string(),
+            annotations: vec![("metrics.type".into(), "key".into())],
+        });
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn later_annotations_override_earlier_ones() {
+        let a = ann(&[("metrics.print", "true"), ("metrics.print", "false")]);
+        assert_eq!(a.annotation_bool("metrics.print", true), Ok(false));
+    }
+
+    #[test]
+    fn bad_boolean_names_the_annotation() {
+        let a = ann(&[("metrics.collect", "maybe")]);
+        let err = a.annotation_bool("metrics.collect", false).unwrap_err();
+        assert!(err.contains("metrics.collect=maybe"), "{err}");
+    }
+
+    #[test]
+    fn histogram_spec_prints_by_default_and_keeps_unit() {
+        let ds = DatasourceConfig {
+            name: "blockio".into(),
+            annotations: vec![],
+            fields: vec![FieldConfig {
+                name: "latency".into(),
+                annotations: ann(&[("metrics.unit", "µs")]),
+            }],
+        };
+        let spec = ds.histogram_spec("latency").unwrap();
+        assert_eq!(spec.annotations.annotation("metrics.print"), Some("true"));
+        assert_eq!(spec.fields[0].unit, "µs");
+        assert!(matches!(spec.fields[0].kind, FieldKind::Histogram));
+    }
+
+    #[test]
+    fn missing_datasource_lists_known_ones() {
+        let cfg = GadgetConfig {
+            gadget_name: "g".into(),
+            datasources: vec![DatasourceConfig {
+                name: "blockio".into(),
+                annotations: vec![],
+                fields: vec![],
+            }],
+            params: vec![],
+        };
+        let err = cfg.datasource("nope").unwrap_err();
+        assert!(err.contains("blockio"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! # gadget_sdk — writing the Wasm side of a gadget
+//!
+//! A gadget is an eBPF program (C) plus an optional Wasm guest (Rust, this crate). The host reads
+//! the eBPF maps on a timer and calls the guest with one [`MapSnapshot`] per datasource map; the
+//! guest decodes the bytes, and publishes histograms and samples to [`Datasource`]s, which the
+//! host's operators print or export according to their annotations.
+//!
+//! A guest is a type implementing [`Gadget`], exported with [`gadget!`]:
+//!
+//! ```no_run
+//! use gadget_sdk::{Datasource, Gadget, GadgetConfig, Log2Histogram, MapSnapshot};
+//!
+//! struct Latency {
+//!     out: Datasource,
+//! }
+//!
+//! impl Gadget for Latency {
+//!     fn init(config: &GadgetConfig) -> Result<Self, String> {
+//!         let ds = config.datasource("latency")?;
+//!         let out = Datasource::add(ds.histogram_spec("latency")?)?;
+//!         Ok(Latency { out })
+//!     }
+//!
+//!     fn on_snapshot(&mut self, snapshots: &[MapSnapshot]) -> Result<(), String> {
+//!         for snap in snapshots {
+//!             let mut total = Log2Histogram::default();
+//!             for entry in &snap.entries {
+//!                 total.add(&Log2Histogram::from_le_slots(&entry.value)?);
+//!             }
+//!             self.out.publish(&[total.to_histogram("latency", Vec::new())], &[])?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! gadget_sdk::gadget!(Latency);
+//! ```
+//!
+//! The WIT contract this wraps is `wit/gadget.wit`; [`bindings`] exposes it raw for what the
+//! typed layer does not cover yet.
+
+mod config;
+mod datasource;
+mod histogram;
+mod snapshot;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "gadget",
+        pub_export_macro: true,
+        export_macro_name: "__export_gadget_world",
+        default_bindings_module: "gadget_sdk::bindings",
+    });
+}
+
+pub use bindings::gadget::api::types::{
+    DatasourceConfig, DatasourceSpec, FieldConfig, FieldKind, FieldSpec, GadgetConfig, Histogram,
+    LogLevel, MapEntry, MapSnapshot, Sample,
+};
+pub use config::{Annotations, parse_bool};
+pub use datasource::{Datasource, log};
+pub use histogram::{Log2Histogram, SlotWidth};
+pub use snapshot::{read_u32, read_u64};
+
+/// The WIT package version this SDK speaks; the host checks it against its own.
+pub const API_VERSION: &str = "0.1.0";
+
+/// A gadget's Wasm side. One value lives for the whole run, so it can keep state between
+/// snapshots (previous counts for rates, top-N tables, ...).
+pub trait Gadget: Sized + 'static {
+    /// Called once, with gadget.yaml's datasources (annotations already merged with the user's
+    /// `--annotate` flags) and the gadget's parameters. Declare datasources here.
+    fn init(config: &GadgetConfig) -> Result<Self, String>;
+
+    /// Called after every read of the eBPF maps.
+    fn on_snapshot(&mut self, snapshots: &[MapSnapshot]) -> Result<(), String>;
+}
+
+/// Exports a [`Gadget`] implementation as the component's `guest` interface.
+#[macro_export]
+macro_rules! gadget {
+    ($ty:ty) => {
+        struct __GadgetExport;
+
+        ::std::thread_local! {
+            static __GADGET_STATE: ::std::cell::RefCell<::std::option::Option<$ty>> =
+                const { ::std::cell::RefCell::new(None) };
+        }
+
+        impl $crate::bindings::exports::gadget::api::guest::Guest for __GadgetExport {
+            fn init(config: $crate::GadgetConfig) -> ::std::result::Result<(), ::std::string::String> {
+                let gadget = <$ty as $crate::Gadget>::init(&config)?;
+                __GADGET_STATE.with_borrow_mut(|state| *state = Some(gadget));
+                Ok(())
+            }
+
+            fn on_snapshot(
+                snapshots: ::std::vec::Vec<$crate::MapSnapshot>,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                __GADGET_STATE.with_borrow_mut(|state| match state {
+                    Some(gadget) => $crate::Gadget::on_snapshot(gadget, &snapshots),
+                    None => Err("on-snapshot called before init".to_string()),
+                })
+            }
+        }
+
+        $crate::bindings::__export_gadget_world!(__GadgetExport with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,134 @@
+//! `gadget run`: run one gadget in the foreground.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::ebpf::AttachMode;
+use crate::instance::{self, Ended, InstanceError, InstanceSpec};
+use crate::operators::{Operator, printer::Printer};
+use crate::wasm::GuestLimits;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The gadget: a gadget directory (e.g. gadgets/profile_blockio).
+    pub reference: String,
+
+    /// How often to read the maps and refresh the output (IG's otel-metrics-print-interval).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this long (e.g. 10s, 2m); default: until Ctrl+C.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Annotations: <datasource>[.<field>]:<key>=<value>[,…] (repeatable), as in IG.
+    #[arg(long = "annotate", value_name = "ANNOTATIONS")]
+    pub annotate: Vec<String>,
+
+    /// Gadget parameter as KEY=VALUE (same as --KEY VALUE; repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+
+    /// Attach with this mode only (tp_btf, raw_tp, tracepoint) instead of the cheapest available.
+    #[arg(long, env = "GADGET_ATTACH_MODE", value_parser = |s: &str| s.parse::<AttachMode>())]
+    pub attach_mode: Option<AttachMode>,
+
+    /// CPU budget of one guest call, in wasmtime fuel units.
+    #[arg(long, default_value_t = GuestLimits::default().fuel_per_call)]
+    pub guest_fuel: u64,
+
+    /// Memory limit of the guest, in MiB.
+    #[arg(long, default_value_t = (GuestLimits::default().memory_bytes >> 20) as u64)]
+    pub guest_memory_mib: u64,
+
+    /// Gadget parameters, filled from the gadget's own flags.
+    #[arg(skip)]
+    pub gadget_params: BTreeMap<String, String>,
+}
+
+/// Parses `500ms`, `1s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 1s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl RunArgs {
+    pub fn spec(&self) -> InstanceSpec {
+        InstanceSpec {
+            reference: self.reference.clone(),
+            params: self.gadget_params.clone(),
+            annotations: self.annotate.clone(),
+            interval: self.interval,
+            timeout: self.timeout,
+            attach_mode: self.attach_mode,
+            limits: GuestLimits {
+                fuel_per_call: self.guest_fuel,
+                memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            },
+        }
+    }
+}
+
+/// Runs in the foreground; Ctrl+C or SIGTERM stops the gadget (every program detached) and
+/// returns normally.
+pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
+    let spec = args.spec();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut operators: Vec<Box<dyn Operator>> = vec![Box::new(Printer::stdout())];
+        instance::run(&spec, &mut operators, &stop_rx)
+    });
+    tokio::pin!(worker);
+    let signalled = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+        }
+    };
+    tokio::select! {
+        res = &mut worker => return join(res),
+        () = signalled => {}
+    }
+    // The worker publishes one last snapshot, then drops the gadget (detaching everything).
+    let _ = stop_tx.send(());
+    join(worker.await)
+}
+
+fn join(res: Result<Result<Ended, InstanceError>, tokio::task::JoinError>) -> Result<Ended, InstanceError> {
+    match res {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! What the host learns from the eBPF ELF before loading it: datasource maps (IG's
+//! `GADGET_MAPITER` symbols), each program's section (which says how to attach it), and the
+//! sizes of `const volatile` globals that params set.
+
+use std::collections::BTreeMap;
+
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+/// Hostile-input bound on an eBPF object (ours are ~25 KiB stripped).
+pub const MAX_OBJECT_BYTES: usize = 16 << 20;
+
+const MAPITER_PREFIX: &str = "gadget_mapiter_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("eBPF object is {0} bytes, more than the {MAX_OBJECT_BYTES} byte limit")]
+    TooLarge(usize),
+    #[error("eBPF object is not a valid ELF file: {0}")]
+    Parse(#[from] object::Error),
+    #[error("eBPF object symbol {0:?} is not of the form gadget_mapiter_<datasource>___<map>")]
+    BadMapIter(String),
+}
+
+/// A datasource backed by a map the host reads on every tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapIter {
+    pub datasource: String,
+    pub map: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramSection {
+    /// Function name, which is also aya's program name.
+    pub name: String,
+    /// ELF section, e.g. `tp_btf/block_rq_issue`.
+    pub section: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ElfInfo {
+    pub mapiters: Vec<MapIter>,
+    pub programs: Vec<ProgramSection>,
+    /// Data symbols (globals) and their sizes in bytes.
+    pub globals: BTreeMap<String, u64>,
+}
+
+impl ElfInfo {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ElfError> {
+        if bytes.len() > MAX_OBJECT_BYTES {
+            return Err(ElfError::TooLarge(bytes.len()));
+        }
+        let file = object::File::parse(bytes)?;
+        let mut info = ElfInfo::default();
+        for sym in file.symbols() {
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() {
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix(MAPITER_PREFIX) {
+                let (ds, map) = rest
+                    .split_once("___")
+                    .filter(|(d, m)| !d.is_empty() && !m.is_empty())
+                    .ok_or_else(|| ElfError::BadMapIter(name.to_string()))?;
+                info.mapiters.push(MapIter {
+                    datasource: ds.to_string(),
+                    map: map.to_string(),
+                });
+                continue;
+            }
+            let section = sym
+                .section_index()
+                .and_then(|i| file.section_by_index(i).ok())
+                .and_then(|s| s.name().ok().map(str::to_string));
+            match (sym.kind(), section) {
+                (SymbolKind::Text, Some(section)) if sym.is_global() => {
+                    info.programs.push(ProgramSection {
+                        name: name.to_string(),
+                        section,
+                    });
+                }
+                (SymbolKind::Data, Some(section))
+                    if section.starts_with(".rodata")
+                        || section.starts_with(".data")
+                        || section.starts_with(".bss") =>
+                {
+                    info.globals.insert(name.to_string(), sym.size());
+                }
+                _ => {}
+            }
+        }
+        info.mapiters.sort_by(|a, b| a.datasource.cmp(&b.datasource));
+        Ok(info)
+    }
+}

@@ -1,0 +1,331 @@
+//! Loading a gadget's eBPF object with aya and attaching its programs, trying the cheapest
+//! attach mode first: BTF-typed tracepoints (`tp_btf`), then raw tracepoints, then classic
+//! tracepoints. A gadget provides one program per hook for each mode it supports; the ELF
+//! section name says which mode a program belongs to.
+
+use std::fmt;
+use std::os::fd::AsFd;
+use std::str::FromStr;
+
+use aya::maps::{Map, MapData};
+use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+
+use super::elf::{ElfInfo, MapIter, ProgramSection};
+use super::snapshot::{self, MapSnapshot};
+use super::system::KernelVersion;
+
+/// Global the host sets, when the object declares it, to `KERNEL_VERSION(a, b, c)` of the running
+/// kernel, so programs can pick tracepoint prototypes that changed between kernels.
+pub const KERNEL_VERSION_GLOBAL: &str = "gadget_kernel_version";
+
+/// Lines of the verifier log shown when a program is rejected: the reason is at the end.
+const VERIFIER_LOG_TAIL: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    TpBtf,
+    RawTp,
+    Tracepoint,
+}
+
+impl AttachMode {
+    pub const ALL: [AttachMode; 3] = [AttachMode::TpBtf, AttachMode::RawTp, AttachMode::Tracepoint];
+
+    /// The hook name if `section` belongs to this mode.
+    fn hook<'a>(&self, section: &'a str) -> Option<&'a str> {
+        let prefixes: &[&str] = match self {
+            AttachMode::TpBtf => &["tp_btf/"],
+            AttachMode::RawTp => &["raw_tp/", "raw_tracepoint/"],
+            AttachMode::Tracepoint => &["tracepoint/", "tp/"],
+        };
+        prefixes.iter().find_map(|p| section.strip_prefix(p))
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::TpBtf => "tp_btf",
+            AttachMode::RawTp => "raw_tp",
+            AttachMode::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+impl FromStr for AttachMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tp_btf" => Ok(AttachMode::TpBtf),
+            "raw_tp" => Ok(AttachMode::RawTp),
+            "tracepoint" => Ok(AttachMode::Tracepoint),
+            other => Err(format!("unknown attach mode {other:?} (expected tp_btf, raw_tp or tracepoint)")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the eBPF object has no programs for attach mode {0}")]
+    NoPrograms(AttachMode),
+    #[error("the eBPF object has no tracing programs (sections tp_btf/, raw_tp/ or tracepoint/)")]
+    NothingToAttach,
+    #[error("{}", .0.join("\n"))]
+    AllModesFailed(Vec<String>),
+    #[error("datasource {datasource}: {reason}")]
+    Datasource { datasource: String, reason: String },
+    #[error("reading map {map} of datasource {datasource}: {source}")]
+    ReadMap {
+        datasource: String,
+        map: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the loader needs besides the object bytes.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Force one attach mode (no fallback); `None` tries them in order.
+    pub mode: Option<AttachMode>,
+    /// `const volatile` globals to set, by name.
+    pub globals: Vec<(String, Vec<u8>)>,
+    pub kernel: Option<KernelVersion>,
+}
+
+/// A map the host reads on every tick.
+struct DatasourceMap {
+    iter: MapIter,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+/// A loaded and attached gadget. Dropping it detaches every program and frees the maps.
+pub struct LoadedGadget {
+    ebpf: Ebpf,
+    pub mode: AttachMode,
+    /// Why this mode was used, for the one-line notice.
+    pub mode_reason: String,
+    pub programs: Vec<String>,
+    maps: Vec<DatasourceMap>,
+}
+
+impl fmt::Debug for LoadedGadget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedGadget")
+            .field("mode", &self.mode)
+            .field("programs", &self.programs)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedGadget, LoadError> {
+    let modes: Vec<AttachMode> = match opts.mode {
+        Some(m) => vec![m],
+        None => AttachMode::ALL.to_vec(),
+    };
+    let mut failures = Vec::new();
+    let mut any = false;
+    for mode in modes {
+        let progs: Vec<&ProgramSection> =
+            info.programs.iter().filter(|p| mode.hook(&p.section).is_some()).collect();
+        if progs.is_empty() {
+            if opts.mode.is_some() {
+                return Err(LoadError::NoPrograms(mode));
+            }
+            continue;
+        }
+        any = true;
+        match load_mode(object, info, opts, mode, &progs) {
+            Ok(mut loaded) => {
+                loaded.mode_reason = if opts.mode.is_some() {
+                    "forced by --attach-mode".to_string()
+                } else if failures.is_empty() {
+                    "the cheapest mode, available on this kernel".to_string()
+                } else {
+                    format!("fallback because {}", failures.join("; "))
+                };
+                return Ok(loaded);
+            }
+            Err(reason) => failures.push(format!("{mode} failed: {reason}")),
+        }
+    }
+    if !any {
+        return Err(LoadError::NothingToAttach);
+    }
+    Err(LoadError::AllModesFailed(failures))
+}
+
+fn load_mode(
+    object: &[u8],
+    info: &ElfInfo,
+    opts: &LoadOptions,
+    mode: AttachMode,
+    progs: &[&ProgramSection],
+) -> Result<LoadedGadget, String> {
+    let mut loader = EbpfLoader::new();
+    for (name, bytes) in &opts.globals {
+        loader.override_global(name.as_str(), bytes.as_slice(), true);
+    }
+    let kernel_code;
+    if let Some(k) = opts.kernel
+        && info.globals.contains_key(KERNEL_VERSION_GLOBAL)
+    {
+        kernel_code = k.code();
+        loader.override_global(KERNEL_VERSION_GLOBAL, &kernel_code, true);
+    }
+    let mut ebpf = loader.load(object).map_err(|e| error_chain(&e))?;
+    let btf = if mode == AttachMode::TpBtf {
+        Some(Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?)
+    } else {
+        None
+    };
+    let mut names = Vec::new();
+    for p in progs {
+        let hook = mode.hook(&p.section).unwrap_or_default();
+        let program = ebpf
+            .program_mut(&p.name)
+            .ok_or_else(|| format!("program {} is not in the object", p.name))?;
+        let ctx = |e: ProgramError| format!("program {} ({}): {}", p.name, p.section, program_error(&e));
+        match mode {
+            AttachMode::TpBtf => {
+                let prog: &mut BtfTracePoint = program.try_into().map_err(ctx)?;
+                // The BTF was loaded above for this mode.
+                let btf = btf.as_ref().ok_or("kernel BTF not loaded")?;
+                prog.load(hook, btf).map_err(ctx)?;
+                prog.attach().map_err(ctx)?;
+            }
+            AttachMode::RawTp => {
+                let prog: &mut RawTracePoint = program.try_into().map_err(ctx)?;
+                prog.load().map_err(ctx)?;
+                prog.attach(hook).map_err(ctx)?;
+            }
+            AttachMode::Tracepoint => {
+                let (category, name) = hook
+                    .split_once('/')
+                    .ok_or_else(|| format!("section {} is not tracepoint/<category>/<name>", p.section))?;
+                let prog: &mut TracePoint = program.try_into().map_err(ctx)?;
+                prog.load().map_err(ctx)?;
+                prog.attach(category, name).map_err(ctx)?;
+            }
+        }
+        names.push(p.name.clone());
+    }
+    let mut maps = Vec::new();
+    for iter in &info.mapiters {
+        let data = map_data(&ebpf, &iter.map)
+            .map_err(|reason| format!("datasource {}: {reason}", iter.datasource))?;
+        let mi = data
+            .info()
+            .map_err(|e| format!("datasource {}: map {} info: {e}", iter.datasource, iter.map))?;
+        maps.push(DatasourceMap {
+            iter: iter.clone(),
+            key_size: mi.key_size(),
+            value_size: mi.value_size(),
+            max_entries: mi.max_entries(),
+        });
+    }
+    Ok(LoadedGadget {
+        ebpf,
+        mode,
+        mode_reason: String::new(),
+        programs: names,
+        maps,
+    })
+}
+
+fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a MapData, String> {
+    match ebpf.map(name) {
+        Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::Array(d)) => Ok(d),
+        Some(other) => Err(format!(
+            "map {name} is a {other:?}; datasources support HASH, LRU_HASH and ARRAY maps"
+        )),
+        None => Err(format!("the eBPF object has no map named {name}")),
+    }
+}
+
+impl LoadedGadget {
+    /// Reads every datasource map once.
+    pub fn snapshot(&self) -> Result<Vec<MapSnapshot>, LoadError> {
+        let mut out = Vec::with_capacity(self.maps.len());
+        for m in &self.maps {
+            let read_err = |source| LoadError::ReadMap {
+                datasource: m.iter.datasource.clone(),
+                map: m.iter.map.clone(),
+                source,
+            };
+            let data = map_data(&self.ebpf, &m.iter.map).map_err(|reason| LoadError::Datasource {
+                datasource: m.iter.datasource.clone(),
+                reason,
+            })?;
+            let taken_at_ns = snapshot::monotonic_ns();
+            let entries = snapshot::read_entries(
+                data.fd().as_fd(),
+                m.key_size,
+                m.value_size,
+                m.max_entries,
+            )
+            .map_err(read_err)?;
+            out.push(MapSnapshot {
+                datasource: m.iter.datasource.clone(),
+                map_name: m.iter.map.clone(),
+                key_size: m.key_size,
+                value_size: m.value_size,
+                entries,
+                taken_at_ns,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Datasources this gadget's eBPF side feeds.
+    pub fn datasources(&self) -> impl Iterator<Item = &str> {
+        self.maps.iter().map(|m| m.iter.datasource.as_str())
+    }
+}
+
+/// A program error with the verifier log's last lines, where the reason for a rejection is.
+fn program_error(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(VERIFIER_LOG_TAIL)..];
+            format!(
+                "the kernel verifier rejected it ({io_error}); last lines of the verifier log:\n    {}",
+                tail.join("\n    ")
+            )
+        }
+        other => error_chain(other),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_map_to_modes_and_hooks() {
+        assert_eq!(AttachMode::TpBtf.hook("tp_btf/block_rq_issue"), Some("block_rq_issue"));
+        assert_eq!(AttachMode::RawTp.hook("raw_tp/block_rq_complete"), Some("block_rq_complete"));
+        assert_eq!(AttachMode::Tracepoint.hook("tracepoint/block/block_rq_issue"), Some("block/block_rq_issue"));
+        assert_eq!(AttachMode::TpBtf.hook("raw_tp/x"), None);
+        assert_eq!("raw_tp".parse::<AttachMode>(), Ok(AttachMode::RawTp));
+        assert!("kprobe".parse::<AttachMode>().is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! What the kernel must offer before anything loads: privileges, BTF, tracefs and bpffs.
+//! Mounts what is missing when it can, and says exactly what is missing when it cannot.
+
+use std::ffi::CString;
+use std::path::Path;
+
+pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+pub const TRACEFS_PATH: &str = "/sys/kernel/tracing";
+pub const BPFFS_PATH: &str = "/sys/fs/bpf";
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error(
+        "loading eBPF programs needs root, or the capabilities CAP_BPF and CAP_PERFMON (this process has neither CAP_SYS_ADMIN nor both of those); run it with sudo"
+    )]
+    NoPrivilege,
+    #[error(
+        "the kernel exposes no BTF at {BTF_PATH}: it needs CONFIG_DEBUG_INFO_BTF=y (every major distribution kernel since 2021 has it)"
+    )]
+    NoBtf,
+}
+
+/// Facts about the running kernel the loader needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KernelVersion {
+    /// `KERNEL_VERSION(a, b, c)` as the kernel's headers compute it (patch saturates at 255).
+    pub fn code(&self) -> u32 {
+        (self.major << 16) | (self.minor.min(255) << 8) | self.patch.min(255)
+    }
+
+    pub fn parse(release: &str) -> Option<Self> {
+        let mut nums = release
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u32>().ok());
+        Some(KernelVersion {
+            major: nums.next()??,
+            minor: nums.next()??,
+            patch: nums.next().flatten().unwrap_or(0),
+        })
+    }
+
+    pub fn running() -> Option<Self> {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+        Self::parse(release.trim())
+    }
+}
+
+/// Checks privileges and BTF (fatal) and mounts tracefs and bpffs if needed (warnings: only
+/// classic tracepoints need tracefs, only pinning needs bpffs).
+pub fn prepare() -> Result<(), SystemError> {
+    if !has_bpf_privileges() {
+        return Err(SystemError::NoPrivilege);
+    }
+    if !Path::new(BTF_PATH).exists() {
+        return Err(SystemError::NoBtf);
+    }
+    ensure_mounted(TRACEFS_PATH, "tracefs", TRACEFS_MAGIC);
+    ensure_mounted(BPFFS_PATH, "bpf", BPF_FS_MAGIC);
+    raise_memlock_limit();
+    Ok(())
+}
+
+fn has_bpf_privileges() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
+}
+
+fn fs_magic(path: &str) -> Option<i64> {
+    let c = CString::new(path).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        (libc::statfs(c.as_ptr(), &mut st) == 0).then_some(st.f_type as i64)
+    }
+}
+
+fn ensure_mounted(path: &str, fstype: &str, magic: i64) {
+    if fs_magic(path) == Some(magic) {
+        return;
+    }
+    let (Ok(src), Ok(target), Ok(ty)) = (CString::new(fstype), CString::new(path), CString::new(fstype))
+    else {
+        return;
+    };
+    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 {
+        tracing::info!("mounted {fstype} at {path}");
+    } else {
+        tracing::warn!(
+            "{fstype} is not mounted at {path} and mounting it failed ({}); run `mount -t {fstype} {fstype} {path}`",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
+fn raise_memlock_limit() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_releases() {
+        let v = KernelVersion::parse("6.18.44-fc-v669").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (6, 18, 44));
+        assert_eq!(KernelVersion::parse("5.4").unwrap().code(), (5 << 16) | (4 << 8));
+        assert_eq!(KernelVersion::parse("5.10.300").unwrap().code() & 0xff, 255);
+        assert!(KernelVersion::parse("garbage").is_none());
+    }
+}

@@ -1,0 +1,94 @@
+//! IG's `--annotate` grammar: `<datasource>[.<field>]:<key>=<value>[,<target>:<key>=<value>…]`,
+//! the flag repeatable. Targets are checked against gadget.yaml so a typo is an error that lists
+//! what exists, not a silently ignored setting.
+
+use super::metadata::GadgetMetadata;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AnnotationError {
+    #[error("--annotate {item:?}: expected <datasource>[.<field>]:<key>=<value>")]
+    Malformed { item: String },
+    #[error("--annotate {item:?}: unknown datasource {datasource:?} (this gadget has: {known})")]
+    UnknownDatasource {
+        item: String,
+        datasource: String,
+        known: String,
+    },
+}
+
+/// One parsed annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    pub datasource: String,
+    /// `None` for a datasource annotation.
+    pub field: Option<String>,
+    pub key: String,
+    pub value: String,
+}
+
+/// Parses every `--annotate` value. Unknown fields are allowed (guests and operators add fields,
+/// e.g. `env.fields.node` creates `node`), unknown datasources are not.
+pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>, AnnotationError> {
+    let mut out = Vec::new();
+    for flag in flags {
+        for item in flag.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let malformed = || AnnotationError::Malformed { item: item.to_string() };
+            let (target, kv) = item.split_once(':').ok_or_else(malformed)?;
+            let (key, value) = kv.split_once('=').ok_or_else(malformed)?;
+            let (datasource, field) = match target.split_once('.') {
+                Some((d, f)) => (d, Some(f)),
+                None => (target, None),
+            };
+            if datasource.is_empty() || key.is_empty() || field.is_some_and(str::is_empty) {
+                return Err(malformed());
+            }
+            if !meta.datasources.contains_key(datasource) {
+                return Err(AnnotationError::UnknownDatasource {
+                    item: item.to_string(),
+                    datasource: datasource.to_string(),
+                    known: meta.datasources.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+            out.push(Annotation {
+                datasource: datasource.to_string(),
+                field: field.map(str::to_string),
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> GadgetMetadata {
+        GadgetMetadata::parse(b"name: t\ndatasources:\n  blockio:\n    fields:\n      latency: {}\n", "t").unwrap()
+    }
+
+    #[test]
+    fn parses_igs_workflow_annotations() {
+        let flags = vec![
+            "blockio:metrics.collect=true".to_string(),
+            "blockio:env.fields.node=NODE_NAME,blockio.node:metrics.type=key".to_string(),
+        ];
+        let a = parse(&flags, &meta()).unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0].key, "metrics.collect");
+        assert_eq!(a[1].key, "env.fields.node");
+        assert_eq!(a[1].value, "NODE_NAME");
+        assert_eq!(a[2].field.as_deref(), Some("node"));
+    }
+
+    #[test]
+    fn errors_name_the_item() {
+        let m = meta();
+        assert!(matches!(parse(&["blockio".into()], &m), Err(AnnotationError::Malformed { .. })));
+        assert!(matches!(parse(&["blockio:x".into()], &m), Err(AnnotationError::Malformed { .. })));
+        assert!(matches!(parse(&[":k=v".into()], &m), Err(AnnotationError::Malformed { .. })));
+        let err = parse(&["blocko:metrics.collect=true".into()], &m).unwrap_err().to_string();
+        assert!(err.contains("blocko") && err.contains("blockio"), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! The gadget bundle: everything one gadget is made of, wherever it came from (a directory now,
+//! an OCI image later): gadget.yaml metadata, the eBPF object and an optional Wasm guest.
+
+pub mod annotations;
+pub mod metadata;
+pub mod params;
+
+use std::path::{Path, PathBuf};
+
+pub use metadata::{GadgetMetadata, MetadataError};
+
+/// Bound on a Wasm guest read from outside (ours are ~100 KiB).
+pub const MAX_WASM_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0} is not a gadget directory: it has no gadget.yaml")]
+    NoMetadata(PathBuf),
+    #[error(
+        "{dir} has no compiled eBPF object ({file}); build it with `make gadgets` (or `make -C <repo> build/gadgets/<name>/program.bpf.o`)"
+    )]
+    NoObject { dir: PathBuf, file: PathBuf },
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is {size} bytes, more than the {limit} byte limit")]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("{0:?} is not a gadget directory, and gadget images are not supported yet")]
+    NotADirectory(String),
+}
+
+/// One gadget, ready to run.
+#[derive(Debug, Clone)]
+pub struct GadgetBundle {
+    /// Where it came from, for messages (a path or an image reference).
+    pub origin: String,
+    pub metadata: GadgetMetadata,
+    pub ebpf_object: Vec<u8>,
+    /// `None`: the host's built-in default guest runs instead.
+    pub wasm: Option<Vec<u8>>,
+}
+
+/// File names inside a gadget directory (the Makefile puts build outputs there).
+pub const METADATA_FILE: &str = "gadget.yaml";
+pub const OBJECT_FILE: &str = "program.bpf.o";
+pub const WASM_FILE: &str = "program.wasm";
+
+impl GadgetBundle {
+    /// Resolves what the user typed after `gadget run`.
+    pub fn open(reference: &str) -> Result<Self, SourceError> {
+        let path = Path::new(reference);
+        if path.is_dir() {
+            Self::from_dir(path)
+        } else {
+            Err(SourceError::NotADirectory(reference.to_string()))
+        }
+    }
+
+    /// A gadget directory: gadget.yaml, program.bpf.o and optionally program.wasm.
+    pub fn from_dir(dir: &Path) -> Result<Self, SourceError> {
+        let meta_path = dir.join(METADATA_FILE);
+        if !meta_path.is_file() {
+            return Err(SourceError::NoMetadata(dir.to_path_buf()));
+        }
+        let metadata = GadgetMetadata::from_file(&meta_path)?;
+        let obj_path = dir.join(OBJECT_FILE);
+        if !obj_path.is_file() {
+            return Err(SourceError::NoObject {
+                dir: dir.to_path_buf(),
+                file: obj_path,
+            });
+        }
+        let ebpf_object = read_capped(&obj_path, crate::ebpf::elf::MAX_OBJECT_BYTES as u64)?;
+        let wasm_path = dir.join(WASM_FILE);
+        let wasm = if wasm_path.is_file() {
+            Some(read_capped(&wasm_path, MAX_WASM_BYTES)?)
+        } else {
+            tracing::info!(
+                "{} has no {WASM_FILE}: using the built-in default guest",
+                dir.display()
+            );
+            None
+        };
+        Ok(GadgetBundle {
+            origin: dir.display().to_string(),
+            metadata,
+            ebpf_object,
+            wasm,
+        })
+    }
+}
+
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
+    let read_err = |source| SourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > limit {
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        });
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+/// A datasource as the guest sees it: gadget.yaml's annotations, then the user's on top.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasourceConfig {
+    pub name: String,
+    pub annotations: Vec<(String, String)>,
+    /// Fields in gadget.yaml order, then fields only the user's annotations name.
+    pub fields: Vec<(String, Vec<(String, String)>)>,
+}
+
+/// What the guest's `init` receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestConfig {
+    pub gadget_name: String,
+    pub datasources: Vec<DatasourceConfig>,
+    pub params: Vec<(String, String)>,
+}
+
+impl GuestConfig {
+    pub fn new(
+        meta: &GadgetMetadata,
+        user: &[annotations::Annotation],
+        params: Vec<(String, String)>,
+    ) -> Self {
+        let datasources = meta
+            .datasources
+            .iter()
+            .map(|(name, ds)| {
+                let mut annotations: Vec<(String, String)> =
+                    ds.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut fields: Vec<(String, Vec<(String, String)>)> = ds
+                    .fields
+                    .0
+                    .iter()
+                    .map(|(f, m)| {
+                        (f.clone(), m.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    })
+                    .collect();
+                for a in user.iter().filter(|a| &a.datasource == name) {
+                    let kv = (a.key.clone(), a.value.clone());
+                    match &a.field {
+                        None => annotations.push(kv),
+                        Some(f) => match fields.iter_mut().find(|(n, _)| n == f) {
+                            Some((_, anns)) => anns.push(kv),
+                            None => fields.push((f.clone(), vec![kv])),
+                        },
+                    }
+                }
+                DatasourceConfig {
+                    name: name.clone(),
+                    annotations,
+                    fields,
+                }
+            })
+            .collect();
+        GuestConfig {
+            gadget_name: meta.name.clone(),
+            datasources,
+            params,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! One running gadget: bundle → eBPF loaded and attached → on every tick, snapshot the maps →
+//! guest → operators. The same loop will serve detached instances in the daemon.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::ebpf::{self, AttachMode, LoadOptions};
+use crate::gadget::{GadgetBundle, GuestConfig, annotations, params};
+use crate::operators::{Operator, OperatorError};
+use crate::wasm::{GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest};
+
+/// A guest that fails this many snapshots in a row is stopped: it will not recover by itself.
+const MAX_CONSECUTIVE_GUEST_FAILURES: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Source(#[from] crate::gadget::SourceError),
+    #[error(transparent)]
+    Elf(#[from] ebpf::elf::ElfError),
+    #[error(transparent)]
+    Annotation(#[from] annotations::AnnotationError),
+    #[error(transparent)]
+    Param(#[from] params::ParamError),
+    #[error(transparent)]
+    System(#[from] ebpf::system::SystemError),
+    #[error("loading the eBPF programs of {origin}:\n{source}")]
+    Load {
+        origin: String,
+        source: ebpf::LoadError,
+    },
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    #[error("stopping the gadget after {MAX_CONSECUTIVE_GUEST_FAILURES} failed snapshots in a row; last error: {0}")]
+    GuestGaveUp(GuestError),
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    #[error("reading the eBPF maps: {0}")]
+    Snapshot(ebpf::LoadError),
+}
+
+/// Everything that says how to run one gadget.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// A gadget directory (an image reference once images exist).
+    pub reference: String,
+    /// Gadget parameters by user key.
+    pub params: BTreeMap<String, String>,
+    /// Raw `--annotate` values.
+    pub annotations: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Option<Duration>,
+    pub attach_mode: Option<AttachMode>,
+    pub limits: GuestLimits,
+}
+
+/// Why a run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Stopped,
+    TimedOut,
+}
+
+/// Runs a gadget until `stop` fires (or its sender is dropped) or the timeout elapses. One last
+/// snapshot is published on the way out, so the final view holds every counted event.
+pub fn run(
+    spec: &InstanceSpec,
+    operators: &mut [Box<dyn Operator>],
+    stop: &Receiver<()>,
+) -> Result<Ended, InstanceError> {
+    let bundle = GadgetBundle::open(&spec.reference)?;
+    let elf = ebpf::elf::ElfInfo::parse(&bundle.ebpf_object)?;
+    let user_annotations = annotations::parse(&spec.annotations, &bundle.metadata)?;
+    let resolved = params::resolve(
+        &bundle.metadata,
+        &spec.params,
+        &elf.globals,
+        std::path::Path::new("/sys/class/block"),
+    )?;
+    let config = GuestConfig::new(&bundle.metadata, &user_annotations, resolved.values.clone());
+
+    // The guest validates its configuration before anything touches the kernel.
+    let runtime = GuestRuntime::new()?;
+    let (wasm, origin) = match &bundle.wasm {
+        Some(w) => (w.as_slice(), bundle.origin.clone()),
+        None => (default_guest::DEFAULT_GUEST, format!("{} (default guest)", bundle.origin)),
+    };
+    let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, spec.limits)?;
+    let datasources = guest.datasources().to_vec();
+    for op in operators.iter_mut() {
+        op.start(&datasources)?;
+    }
+
+    ebpf::system::prepare()?;
+    let loaded = ebpf::loader::load(
+        &bundle.ebpf_object,
+        &elf,
+        &LoadOptions {
+            mode: spec.attach_mode,
+            globals: resolved.ebpf_globals.clone(),
+            kernel: ebpf::system::KernelVersion::running(),
+        },
+    )
+    .map_err(|source| InstanceError::Load {
+        origin: bundle.origin.clone(),
+        source,
+    })?;
+    tracing::info!(
+        "attached {} with {} ({}): {}",
+        bundle.metadata.name,
+        loaded.mode,
+        loaded.mode_reason,
+        loaded.programs.join(", ")
+    );
+
+    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    let mut failures = 0u32;
+    loop {
+        let wait = match deadline {
+            Some(d) => spec.interval.min(d.saturating_duration_since(Instant::now())),
+            None => spec.interval,
+        };
+        let ended = match stop.recv_timeout(wait) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => Some(Ended::Stopped),
+            Err(RecvTimeoutError::Timeout) => deadline.filter(|d| Instant::now() >= *d).map(|_| Ended::TimedOut),
+        };
+        let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
+        match guest.on_snapshot(&snapshots) {
+            Ok(publications) => {
+                failures = 0;
+                for op in operators.iter_mut() {
+                    op.publish(&datasources, &publications)?;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= MAX_CONSECUTIVE_GUEST_FAILURES {
+                    return Err(InstanceError::GuestGaveUp(e));
+                }
+                tracing::error!("{e} (restarting the guest for the next snapshot)");
+            }
+        }
+        if let Some(ended) = ended {
+            return Ok(ended);
+        }
+    }
+}

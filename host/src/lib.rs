@@ -1,0 +1,18 @@
+//! The gadget host library. The modules follow the data's path:
+//!
+//! - [`gadget`]: the gadget bundle (gadget.yaml, eBPF object, Wasm guest) and where it comes from;
+//!   params and annotations.
+//! - [`ebpf`]: system checks, loading and attaching with aya, map snapshots.
+//! - [`wasm`]: the guest runtime (wasmtime components, limits, the built-in default guest).
+//! - [`datasource`]: what guests publish and operators consume.
+//! - [`operators`]: outputs (the terminal printer; metrics next).
+//! - [`instance`]: one running gadget, tying the above together on a timer.
+//! - [`cli`]: the `gadget` command line.
+
+pub mod cli;
+pub mod datasource;
+pub mod ebpf;
+pub mod gadget;
+pub mod instance;
+pub mod operators;
+pub mod wasm;

@@ -1,0 +1,27 @@
+//! Operators consume what guests publish. Each subscribes to datasources by their annotations
+//! (IG's model): adding an output never touches a gadget, adding a gadget never touches an output.
+
+pub mod printer;
+
+use crate::datasource::{DatasourceSpec, Publication};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("{operator}: {message}")]
+    Failed {
+        operator: &'static str,
+        message: String,
+    },
+}
+
+pub trait Operator: Send {
+    /// Called once, with the datasources the guest declared.
+    fn start(&mut self, datasources: &[DatasourceSpec]) -> Result<(), OperatorError>;
+
+    /// Called after every snapshot with each datasource's new state.
+    fn publish(
+        &mut self,
+        datasources: &[DatasourceSpec],
+        publications: &[Publication],
+    ) -> Result<(), OperatorError>;
+}

@@ -1,0 +1,190 @@
+//! The terminal view: IG's log2 histogram layout, for datasources annotated `metrics.print=true`.
+//!
+//! ```text
+//! latency
+//!         µs               : count    distribution
+//!          0 -> 1          : 0        |                                        |
+//!         16 -> 32         : 10       |*************************               |
+//! ```
+
+use std::io::Write;
+
+use super::{Operator, OperatorError};
+use crate::datasource::{DatasourceSpec, Histogram, Publication};
+
+/// Width of the `*` bar, as in IG and biolatency.
+const BAR_WIDTH: u64 = 40;
+const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
+
+pub struct Printer {
+    out: Box<dyn Write + Send>,
+    /// Clear the screen before each refresh (`cli.clear-screen-before=true` on a terminal).
+    terminal: bool,
+    selected: Vec<bool>,
+    clear: bool,
+}
+
+impl Printer {
+    pub fn new(out: Box<dyn Write + Send>, terminal: bool) -> Self {
+        Printer {
+            out,
+            terminal,
+            selected: Vec::new(),
+            clear: false,
+        }
+    }
+
+    pub fn stdout() -> Self {
+        use std::io::IsTerminal;
+        let terminal = std::io::stdout().is_terminal();
+        Printer::new(Box::new(std::io::stdout()), terminal)
+    }
+}
+
+impl Operator for Printer {
+    fn start(&mut self, datasources: &[DatasourceSpec]) -> Result<(), OperatorError> {
+        self.selected = datasources.iter().map(|d| d.flag("metrics.print")).collect();
+        self.clear = self.terminal
+            && datasources
+                .iter()
+                .zip(&self.selected)
+                .any(|(d, sel)| *sel && d.flag("cli.clear-screen-before"));
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        datasources: &[DatasourceSpec],
+        publications: &[Publication],
+    ) -> Result<(), OperatorError> {
+        let mut text = String::new();
+        for p in publications {
+            if !self.selected.get(p.datasource).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(ds) = datasources.get(p.datasource) else { continue };
+            for h in &p.histograms {
+                let unit = ds.field(&h.field).map(|f| f.unit.as_str()).unwrap_or("");
+                text.push_str(&render_histogram(h, unit));
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let frame = if self.clear { format!("{CLEAR_SCREEN}{text}") } else { format!("{text}\n") };
+        self.out
+            .write_all(frame.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(|e| OperatorError::Failed {
+                operator: "printer",
+                message: format!("writing to the terminal: {e}"),
+            })
+    }
+}
+
+/// One histogram in IG's layout: the field name (with labels, if any), the unit header, and one
+/// row per bucket with a 40-column bar scaled to the largest bucket.
+pub fn render_histogram(h: &Histogram, unit: &str) -> String {
+    let mut s = String::new();
+    s.push_str(&h.field);
+    if !h.labels.is_empty() {
+        let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        s.push_str(&format!("{{{}}}", labels.join(",")));
+    }
+    s.push('\n');
+    s.push_str(&format!("{:8}{:<16} : count    distribution\n", "", unit));
+    let max = h.counts.iter().copied().max().unwrap_or(0);
+    let mut low = 0u64;
+    for (count, high) in h.counts.iter().zip(&h.upper_bounds) {
+        s.push_str(&format!("{low:>10} -> {high:<10} : {count:<8} |{}|\n", bar(*count, max)));
+        low = *high;
+    }
+    s
+}
+
+fn bar(count: u64, max: u64) -> String {
+    let stars = if max == 0 {
+        0
+    } else {
+        (u128::from(count.min(max)) * u128::from(BAR_WIDTH) / u128::from(max)) as usize
+    };
+    format!("{}{}", "*".repeat(stars), " ".repeat(BAR_WIDTH as usize - stars))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(counts: &[u64]) -> Histogram {
+        Histogram {
+            field: "latency".into(),
+            labels: vec![],
+            upper_bounds: (0..counts.len()).map(|k| 1u64 << k).collect(),
+            counts: counts.to_vec(),
+            sum: None,
+        }
+    }
+
+    /// The sample in IG's docs (and the issue), rows 0, 5 and 6 of the full table.
+    #[test]
+    fn matches_igs_layout_byte_for_byte() {
+        let mut counts = vec![0u64; 27];
+        counts[5] = 10;
+        counts[6] = 16;
+        let out = render_histogram(&hist(&counts), "µs");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "latency");
+        assert_eq!(lines[1], "        µs               : count    distribution");
+        assert_eq!(lines[2], "         0 -> 1          : 0        |                                        |");
+        assert_eq!(lines[7], "        16 -> 32         : 10       |*************************               |");
+        assert_eq!(lines[8], "        32 -> 64         : 16       |****************************************|");
+        assert_eq!(lines.len(), 2 + 27, "IG prints all 27 rows");
+        assert_eq!(lines[28], "  33554432 -> 67108864   : 0        |                                        |");
+    }
+
+    #[test]
+    fn bar_scales_and_handles_empty() {
+        assert_eq!(bar(0, 0).len(), 40);
+        assert_eq!(bar(1, 3).matches('*').count(), 13);
+        assert_eq!(bar(u64::MAX, u64::MAX).matches('*').count(), 40);
+    }
+
+    #[test]
+    fn labels_are_shown_in_the_title() {
+        let mut h = hist(&[1]);
+        h.labels = vec![("device".into(), "7:0".into())];
+        assert!(render_histogram(&h, "µs").starts_with("latency{device=\"7:0\"}\n"));
+    }
+
+    #[test]
+    fn printer_prints_only_selected_datasources() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let mut p = Printer::new(Box::new(buf.clone()), false);
+        let ds = |name: &str, print: &str| DatasourceSpec {
+            name: name.into(),
+            fields: vec![],
+            annotations: vec![("metrics.print".into(), print.into())],
+        };
+        let specs = vec![ds("a", "true"), ds("b", "false")];
+        p.start(&specs).unwrap();
+        let pubs = vec![
+            Publication { datasource: 0, histograms: vec![hist(&[1])], samples: vec![] },
+            Publication { datasource: 1, histograms: vec![hist(&[2, 2])], samples: vec![] },
+        ];
+        p.publish(&specs, &pubs).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("latency").count(), 1, "{text}");
+    }
+}

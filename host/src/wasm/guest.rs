@@ -1,0 +1,371 @@
+//! Running one guest: instantiate under limits, call `init` and `on-snapshot`, collect what it
+//! publishes, and recover from traps by re-instantiating (the eBPF counts are cumulative in the
+//! kernel, so a fresh guest loses nothing).
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, Gadget, GadgetPre, types};
+use crate::datasource::{DatasourceSpec, Publication};
+use crate::ebpf::MapSnapshot;
+use crate::gadget::GuestConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("Wasm guest of {origin} is not a valid component: {reason}")]
+    Compile { origin: String, reason: String },
+    #[error(
+        "Wasm guest of {origin} was built against {found}, but this host implements {PACKAGE}@{VERSION}; rebuild the guest with a matching gadget-guest-sdk",
+        PACKAGE = bindings::PACKAGE,
+        VERSION = bindings::VERSION
+    )]
+    IncompatibleApi { origin: String, found: String },
+    #[error("Wasm guest of {origin} cannot be linked: {reason}")]
+    Link { origin: String, reason: String },
+    #[error("Wasm guest of {origin} ran out of its CPU budget ({fuel} fuel units) in {call}")]
+    OutOfFuel {
+        origin: String,
+        call: &'static str,
+        fuel: u64,
+    },
+    #[error("Wasm guest of {origin} trapped in {call}: {reason}")]
+    Trap {
+        origin: String,
+        call: &'static str,
+        reason: String,
+    },
+    #[error("Wasm guest of {origin} refused in {call}: {message}")]
+    Refused {
+        origin: String,
+        call: &'static str,
+        message: String,
+    },
+}
+
+/// Per-guest budgets. Fuel is spent per Wasm instruction (roughly), refilled for every call.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestLimits {
+    pub fuel_per_call: u64,
+    pub memory_bytes: usize,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            // Decoding a full 10240-entry map takes well under 10^8; a runaway loop burns
+            // through 10^9 in about a second.
+            fuel_per_call: 1_000_000_000,
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The process-wide engine; compiling is the expensive part, instantiating is cheap.
+#[derive(Clone)]
+pub struct GuestRuntime {
+    engine: Engine,
+}
+
+impl GuestRuntime {
+    pub fn new() -> Result<Self, GuestError> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| GuestError::Compile {
+            origin: "host".into(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(GuestRuntime { engine })
+    }
+}
+
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    in_init: bool,
+    datasources: Vec<DatasourceSpec>,
+    published: Vec<Publication>,
+    origin: String,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::gadget::api::types::Host for HostState {}
+
+impl bindings::gadget::api::host::Host for HostState {
+    fn add_datasource(&mut self, spec: types::DatasourceSpec) -> Result<u32, String> {
+        if !self.in_init {
+            return Err("datasources can only be added during init".into());
+        }
+        if spec.name.is_empty() || self.datasources.iter().any(|d| d.name == spec.name) {
+            return Err(format!("datasource name {:?} is empty or already taken", spec.name));
+        }
+        // Hostile-guest bound: a gadget has a handful of datasources.
+        if self.datasources.len() >= 64 {
+            return Err("at most 64 datasources per gadget".into());
+        }
+        self.datasources.push(bindings::spec_from_wit(spec));
+        Ok((self.datasources.len() - 1) as u32)
+    }
+
+    fn publish(
+        &mut self,
+        datasource: u32,
+        histograms: Vec<types::Histogram>,
+        samples: Vec<types::Sample>,
+    ) -> Result<(), String> {
+        let idx = datasource as usize;
+        if idx >= self.datasources.len() {
+            return Err(format!("no datasource with handle {datasource}"));
+        }
+        for h in &histograms {
+            if h.upper_bounds.len() != h.counts.len() {
+                return Err(format!(
+                    "histogram {}: {} bounds but {} counts",
+                    h.field,
+                    h.upper_bounds.len(),
+                    h.counts.len()
+                ));
+            }
+        }
+        self.published.retain(|p| p.datasource != idx);
+        self.published.push(Publication {
+            datasource: idx,
+            histograms: histograms.into_iter().map(bindings::histogram_from_wit).collect(),
+            samples: samples.into_iter().map(bindings::sample_from_wit).collect(),
+        });
+        Ok(())
+    }
+
+    fn log(&mut self, level: types::LogLevel, message: String) {
+        let origin = &self.origin;
+        match level {
+            types::LogLevel::Error => tracing::error!("{origin}: {message}"),
+            types::LogLevel::Warn => tracing::warn!("{origin}: {message}"),
+            types::LogLevel::Info => tracing::info!("{origin}: {message}"),
+            types::LogLevel::Debug => tracing::debug!("{origin}: {message}"),
+        }
+    }
+}
+
+/// A running guest.
+pub struct GuestInstance {
+    pre: GadgetPre<HostState>,
+    engine: Engine,
+    limits: GuestLimits,
+    origin: String,
+    config: types::GadgetConfig,
+    live: Option<(Store<HostState>, Gadget)>,
+    datasources: Vec<DatasourceSpec>,
+}
+
+impl GuestInstance {
+    /// Compiles, links, instantiates and initialises a guest.
+    pub fn start(
+        runtime: &GuestRuntime,
+        wasm: &[u8],
+        origin: &str,
+        config: &GuestConfig,
+        limits: GuestLimits,
+    ) -> Result<Self, GuestError> {
+        let engine = runtime.engine.clone();
+        let component = Component::new(&engine, wasm).map_err(|e| GuestError::Compile {
+            origin: origin.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+        check_api_version(&engine, &component, origin)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        let link_err = |e: wasmtime::Error| GuestError::Link {
+            origin: origin.to_string(),
+            reason: format!("{e:#}"),
+        };
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
+        Gadget::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = GadgetPre::new(pre).map_err(link_err)?;
+        let mut guest = GuestInstance {
+            pre,
+            engine,
+            limits,
+            origin: origin.to_string(),
+            config: bindings::config_to_wit(config),
+            live: None,
+            datasources: Vec::new(),
+        };
+        guest.instantiate()?;
+        Ok(guest)
+    }
+
+    /// Datasources the guest declared in `init`.
+    pub fn datasources(&self) -> &[DatasourceSpec] {
+        &self.datasources
+    }
+
+    fn instantiate(&mut self) -> Result<(), GuestError> {
+        let state = HostState {
+            // No preopened dirs, no sockets, no env: a guest sees nothing of the host. Its
+            // stderr goes to ours so panics are visible.
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .instances(4)
+                .build(),
+            in_init: true,
+            datasources: Vec::new(),
+            published: Vec::new(),
+            origin: self.origin.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        self.refuel(&mut store, "instantiate")?;
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.trap_error(&store, "instantiate", e))?;
+        self.refuel(&mut store, "init")?;
+        let result = bindings
+            .gadget_api_guest()
+            .call_init(&mut store, &self.config)
+            .map_err(|e| self.trap_error(&store, "init", e))?;
+        result.map_err(|message| GuestError::Refused {
+            origin: self.origin.clone(),
+            call: "init",
+            message,
+        })?;
+        store.data_mut().in_init = false;
+        let declared = store.data().datasources.clone();
+        if !self.datasources.is_empty() && self.datasources != declared {
+            return Err(GuestError::Refused {
+                origin: self.origin.clone(),
+                call: "init",
+                message: "declared different datasources after a restart".into(),
+            });
+        }
+        self.datasources = declared;
+        self.live = Some((store, bindings));
+        Ok(())
+    }
+
+    fn refuel(&self, store: &mut Store<HostState>, call: &'static str) -> Result<(), GuestError> {
+        store.set_fuel(self.limits.fuel_per_call).map_err(|e| GuestError::Trap {
+            origin: self.origin.clone(),
+            call,
+            reason: format!("{e:#}"),
+        })
+    }
+
+    fn trap_error(&self, store: &Store<HostState>, call: &'static str, e: wasmtime::Error) -> GuestError {
+        if store.get_fuel().is_ok_and(|f| f == 0)
+            || e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel)
+        {
+            return GuestError::OutOfFuel {
+                origin: self.origin.clone(),
+                call,
+                fuel: self.limits.fuel_per_call,
+            };
+        }
+        GuestError::Trap {
+            origin: self.origin.clone(),
+            call,
+            reason: format!("{e:#}"),
+        }
+    }
+
+    /// Hands the guest one round of map snapshots and returns what it published. After a trap
+    /// the instance is rebuilt for the next call; the error is returned for this one.
+    pub fn on_snapshot(&mut self, snapshots: &[MapSnapshot]) -> Result<Vec<Publication>, GuestError> {
+        if self.live.is_none() {
+            self.instantiate()?;
+        }
+        let wit: Vec<types::MapSnapshot> = snapshots.iter().map(bindings::snapshot_to_wit).collect();
+        let Some((mut store, bindings)) = self.live.take() else {
+            return Ok(Vec::new());
+        };
+        self.refuel(&mut store, "on-snapshot")?;
+        store.data_mut().published.clear();
+        match bindings.gadget_api_guest().call_on_snapshot(&mut store, &wit) {
+            Ok(Ok(())) => {
+                let published = std::mem::take(&mut store.data_mut().published);
+                self.live = Some((store, bindings));
+                Ok(published)
+            }
+            Ok(Err(message)) => {
+                // A refusal is not a trap: the instance stays usable.
+                self.live = Some((store, bindings));
+                Err(GuestError::Refused {
+                    origin: self.origin.clone(),
+                    call: "on-snapshot",
+                    message,
+                })
+            }
+            // The instance is poisoned after a trap; `live` stays empty so the next call
+            // re-instantiates.
+            Err(e) => Err(self.trap_error(&store, "on-snapshot", e)),
+        }
+    }
+}
+
+/// Refuses guests built against another major version of the WIT package, naming both.
+fn check_api_version(engine: &Engine, component: &Component, origin: &str) -> Result<(), GuestError> {
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_string()));
+    let prefix = format!("{}/", bindings::PACKAGE);
+    for name in names {
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let version = name.rsplit_once('@').map(|(_, v)| v).unwrap_or("");
+        if !compatible(version, bindings::VERSION) {
+            return Err(GuestError::IncompatibleApi {
+                origin: origin.to_string(),
+                found: format!("{}@{}", bindings::PACKAGE, if version.is_empty() { "(unversioned)" } else { version }),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Semver compatibility as cargo sees it: same major, or for 0.x the same minor; the guest's
+/// minor may not be newer than ours.
+fn compatible(guest: &str, host: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parse(guest), parse(host)) {
+        (Some((gmaj, gmin)), Some((hmaj, hmin))) => {
+            if hmaj == 0 { gmaj == 0 && gmin == hmin } else { gmaj == hmaj && gmin <= hmin }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compatible;
+
+    #[test]
+    fn version_rules() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.3", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.1.0", "1.2.0"));
+        assert!(!compatible("1.3.0", "1.2.0"));
+        assert!(!compatible("", "0.1.0"));
+    }
+}
