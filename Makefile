@@ -27,7 +27,7 @@ deps:
 
 # Wasm guests: the built-in default guest (embedded in the host) and each gadget's own.
 guests:
-	$(CARGO) build --release --target $(GUEST_TARGET) -p default-guest -p profile-blockio-guest
+	$(CARGO) build --release --target $(GUEST_TARGET) -p default-guest -p profile-blockio-guest -p misbehaving-guest
 
 # A gadget directory holds gadget.yaml and, once built, program.bpf.o and program.wasm:
 # exactly what `gadget run <dir>` reads.

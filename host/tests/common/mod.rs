@@ -1,0 +1,214 @@
+//! Helpers shared by the integration tests: a loop device of the test's own, the kernel's own
+//! completion counts, running the real `gadget` binary, and parsing its histogram output.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn gadget_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gadget"))
+}
+
+pub fn profile_blockio_dir() -> PathBuf {
+    let dir = repo_root().join("gadgets/profile_blockio");
+    assert!(
+        dir.join("program.bpf.o").is_file() && dir.join("program.wasm").is_file(),
+        "build the gadget first: make gadgets"
+    );
+    dir
+}
+
+pub fn guest_wasm(name: &str) -> PathBuf {
+    let p = repo_root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(p.is_file(), "{} missing: build the guests with `make guests`", p.display());
+    p
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A loop device over a file in /dev/shm: a quiet, CPU-bound block device only this test uses.
+pub struct LoopDevice {
+    pub name: String,
+    image: PathBuf,
+}
+
+impl LoopDevice {
+    pub fn new(tag: &str) -> LoopDevice {
+        let image = PathBuf::from(format!("/dev/shm/gadget-test-{tag}-{}.img", std::process::id()));
+        let ok = Command::new("truncate").args(["-s", "64M"]).arg(&image).status().unwrap();
+        assert!(ok.success());
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let name = dev.trim_start_matches("/dev/").to_string();
+        let d = LoopDevice { name, image };
+        d.wait_quiet();
+        d
+    }
+
+    pub fn dev_path(&self) -> String {
+        format!("/dev/{}", self.name)
+    }
+
+    /// Completed requests (reads + writes + discards + flushes) from /sys/block/<dev>/stat.
+    pub fn completed(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/sys/block/{}/stat", self.name)).unwrap();
+        let f: Vec<u64> = stat.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        f[0] + f[4] + f.get(11).copied().unwrap_or(0) + f.get(15).copied().unwrap_or(0)
+    }
+
+    /// udev probes a new device; wait until its counters stop moving.
+    pub fn wait_quiet(&self) {
+        let mut last = self.completed();
+        let mut stable_since = Instant::now();
+        let start = Instant::now();
+        while stable_since.elapsed() < Duration::from_millis(700) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.completed();
+            if now != last {
+                last = now;
+                stable_since = Instant::now();
+            }
+        }
+    }
+
+    /// `count` direct 4 KiB writes: one request each.
+    pub fn write_direct(&self, count: u32) {
+        let st = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k", "oflag=direct", "status=none"])
+            .arg(format!("of={}", self.dev_path()))
+            .arg(format!("count={count}"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// `count` direct 4 KiB reads.
+    pub fn read_direct(&self, count: u32) {
+        let st = Command::new("dd")
+            .args(["of=/dev/null", "bs=4k", "iflag=direct", "status=none"])
+            .arg(format!("if={}", self.dev_path()))
+            .arg(format!("count={count}"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(self.dev_path()).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// A `gadget run` in the background, stopped with SIGINT like a user's Ctrl+C.
+pub struct Running {
+    child: Child,
+    stderr_log: PathBuf,
+}
+
+impl Running {
+    pub fn start(args: &[&str]) -> Running {
+        let stderr_log = std::env::temp_dir().join(format!(
+            "gadget-test-{}-{}.log",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        let child = Command::new(gadget_bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .unwrap();
+        Running { child, stderr_log }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Waits for the "attached" notice; panics with the log if the gadget exits or hangs.
+    pub fn wait_attached(&mut self) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.stderr();
+            if let Some(line) = log.lines().find(|l| l.contains("attached ")) {
+                return line.to_string();
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("gadget exited with {st} before attaching:\n{log}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "gadget did not attach in 60 s:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, then the exit status and everything printed on stdout.
+    pub fn interrupt(self) -> (std::process::ExitStatus, String, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        self.finish()
+    }
+
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let st = self.child.wait().unwrap();
+        let err = self.stderr();
+        let _ = std::fs::remove_file(&self.stderr_log);
+        (st, out, err)
+    }
+}
+
+pub fn run_to_end(args: &[&str]) -> Output {
+    Command::new(gadget_bin()).args(args).output().unwrap()
+}
+
+/// One printed histogram: (low, high, count) rows.
+#[derive(Debug, Clone)]
+pub struct PrintedHistogram {
+    pub title: String,
+    pub rows: Vec<(u64, u64, u64)>,
+}
+
+impl PrintedHistogram {
+    pub fn total(&self) -> u64 {
+        self.rows.iter().map(|r| r.2).sum()
+    }
+}
+
+/// Every histogram in the output, in order. Panics on a row that is not in IG's layout.
+pub fn parse_histograms(out: &str) -> Vec<PrintedHistogram> {
+    let lines: Vec<&str> = out.lines().collect();
+    let mut hists = Vec::new();
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        if lines[i + 1].ends_with(" : count    distribution") {
+            let mut h = PrintedHistogram { title: lines[i].to_string(), rows: Vec::new() };
+            i += 2;
+            while i < lines.len() && lines[i].contains(" -> ") {
+                let l = lines[i];
+                let (range, rest) = l.split_once(" : ").unwrap();
+                let (lo, hi) = range.split_once(" -> ").unwrap();
+                let count = rest.split_once(" |").unwrap().0.trim();
+                assert_eq!(rest.len() - rest.find('|').unwrap(), 42, "bar is not 40 columns: {l:?}");
+                h.rows.push((lo.trim().parse().unwrap(), hi.trim().parse().unwrap(), count.parse().unwrap()));
+                i += 1;
+            }
+            hists.push(h);
+        } else {
+            i += 1;
+        }
+    }
+    hists
+}
