@@ -20,5 +20,8 @@ fn main() {
             path.display()
         );
     }
-    println!("cargo:rustc-env=GADGET_DEFAULT_GUEST_WASM={}", path.display());
+    println!(
+        "cargo:rustc-env=GADGET_DEFAULT_GUEST_WASM={}",
+        path.display()
+    );
 }

@@ -11,9 +11,8 @@ pub trait Annotations {
     fn annotation_bool(&self, key: &str, default: bool) -> Result<bool, String> {
         match self.annotation(key) {
             None => Ok(default),
-            Some(v) => parse_bool(v).ok_or_else(|| {
-                format!("annotation {key}={v}: expected \"true\" or \"false\"")
-            }),
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| format!("annotation {key}={v}: expected \"true\" or \"false\"")),
         }
     }
 }
@@ -21,7 +20,10 @@ pub trait Annotations {
 impl Annotations for [(String, String)] {
     fn annotation(&self, key: &str) -> Option<&str> {
         // Later entries win: the host appends the user's --annotate values after gadget.yaml's.
-        self.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -43,14 +45,17 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 impl GadgetConfig {
     /// The datasource `name` from gadget.yaml; an error lists the ones that exist.
     pub fn datasource(&self, name: &str) -> Result<&DatasourceConfig, String> {
-        self.datasources.iter().find(|d| d.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.datasources.iter().map(|d| d.name.as_str()).collect();
-            format!(
-                "gadget.yaml of {} has no datasource {name:?} (it has: {})",
-                self.gadget_name,
-                known.join(", ")
-            )
-        })
+        self.datasources
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.datasources.iter().map(|d| d.name.as_str()).collect();
+                format!(
+                    "gadget.yaml of {} has no datasource {name:?} (it has: {})",
+                    self.gadget_name,
+                    known.join(", ")
+                )
+            })
     }
 
     /// A parameter's value (defaults already applied by the host).
@@ -81,7 +86,10 @@ impl DatasourceConfig {
     /// (unit, description) and the datasource's. The terminal view is on unless
     /// `metrics.print=false`, as in IG.
     pub fn histogram_spec(&self, field: &str) -> Result<DatasourceSpec, String> {
-        let annotations = self.field(field).map(|f| f.annotations.clone()).unwrap_or_default();
+        let annotations = self
+            .field(field)
+            .map(|f| f.annotations.clone())
+            .unwrap_or_default();
         let mut ds_annotations = self.annotations.clone();
         if ds_annotations.annotation("metrics.print").is_none() {
             ds_annotations.push(("metrics.print".into(), "true".into()));
@@ -94,7 +102,10 @@ impl DatasourceConfig {
             fields: vec![FieldSpec {
                 name: field.to_string(),
                 kind: FieldKind::Histogram,
-                unit: annotations.annotation("metrics.unit").unwrap_or("").to_string(),
+                unit: annotations
+                    .annotation("metrics.unit")
+                    .unwrap_or("")
+                    .to_string(),
                 description: annotations
                     .annotation("metrics.description")
                     .or(annotations.annotation("description"))
@@ -126,7 +137,10 @@ mod tests {
     use super::*;
 
     fn ann(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl Log2Histogram {
     }
 
     pub fn total(&self) -> u64 {
-        self.slots.iter().fold(0u64, |acc, c| acc.saturating_add(*c))
+        self.slots
+            .iter()
+            .fold(0u64, |acc, c| acc.saturating_add(*c))
     }
 
     /// Exclusive upper bound of slot `k`: 2^k (slot 0 holds only 0, so its bound is 1).
@@ -98,7 +100,10 @@ mod tests {
         let mut slots = vec![0u32; 27];
         slots[5] = 7;
         let h32 = Log2Histogram::from_le_slots(&le_u32(&slots)).unwrap();
-        let bytes64: Vec<u8> = slots.iter().flat_map(|x| u64::from(*x).to_le_bytes()).collect();
+        let bytes64: Vec<u8> = slots
+            .iter()
+            .flat_map(|x| u64::from(*x).to_le_bytes())
+            .collect();
         let h64 = Log2Histogram::from_le_slots(&bytes64).unwrap();
         assert_eq!(h32, h64);
         assert_eq!(h32.total(), 7);
@@ -121,7 +126,9 @@ mod tests {
     #[test]
     fn add_sums_slotwise() {
         let mut a = Log2Histogram { slots: vec![1, 2] };
-        a.add(&Log2Histogram { slots: vec![1, 1, 5] });
+        a.add(&Log2Histogram {
+            slots: vec![1, 1, 5],
+        });
         assert_eq!(a.slots, vec![2, 3, 5]);
     }
 }

@@ -30,12 +30,17 @@ pub struct DatasourceSpec {
 impl DatasourceSpec {
     /// An annotation's value; later entries override earlier ones.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.annotations
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A boolean annotation; anything but "true" is false, which the guest validated already.
     pub fn flag(&self, key: &str) -> bool {
-        self.annotation(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.annotation(key)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     pub fn field(&self, name: &str) -> Option<&FieldSpec> {

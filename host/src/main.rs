@@ -17,7 +17,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -26,7 +30,10 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
         match cli.command {
-            Verb::Run(args) => cli::run::execute(args).await.map(|_| ()).map_err(anyhow::Error::from),
+            Verb::Run(args) => cli::run::execute(args)
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from),
         }
     });
     match result {

@@ -12,9 +12,20 @@ const WRITES: u32 = 3000;
 
 /// Runs the gadget on `dev` with extra flags, does `io`, interrupts it, and returns the final
 /// printed histograms, the kernel's completion delta, and stderr.
-fn measure(dev: &LoopDevice, extra: &[&str], io: impl FnOnce()) -> (Vec<PrintedHistogram>, u64, String) {
+fn measure(
+    dev: &LoopDevice,
+    extra: &[&str],
+    io: impl FnOnce(),
+) -> (Vec<PrintedHistogram>, u64, String) {
     let dir = profile_blockio_dir();
-    let mut args = vec!["run", dir.to_str().unwrap(), "--disk", &dev.name, "--interval", "300ms"];
+    let mut args = vec![
+        "run",
+        dir.to_str().unwrap(),
+        "--disk",
+        &dev.name,
+        "--interval",
+        "300ms",
+    ];
     args.extend_from_slice(extra);
     let mut g = Running::start(&args);
     g.wait_attached();
@@ -29,13 +40,21 @@ fn measure(dev: &LoopDevice, extra: &[&str], io: impl FnOnce()) -> (Vec<PrintedH
 
 /// The last histogram printed is the final state (one is printed on the way out).
 fn final_total(hists: &[PrintedHistogram], err: &str) -> PrintedHistogram {
-    hists.last().cloned().unwrap_or_else(|| panic!("no histogram printed; stderr:\n{err}"))
+    hists
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no histogram printed; stderr:\n{err}"))
 }
 
 fn assert_plausible(h: &PrintedHistogram) {
     // A 4 KiB request on a RAM-backed loop device takes microseconds to milliseconds:
     // nothing below 1 µs, nothing above 1 s.
-    let implausible: u64 = h.rows.iter().filter(|(lo, hi, _)| *lo < 1 || *hi > 1 << 20).map(|r| r.2).sum();
+    let implausible: u64 = h
+        .rows
+        .iter()
+        .filter(|(lo, hi, _)| *lo < 1 || *hi > 1 << 20)
+        .map(|r| r.2)
+        .sum();
     assert_eq!(implausible, 0, "I/Os in implausible buckets: {h:?}");
     assert_eq!(h.rows.len(), 27, "IG prints all 27 rows");
 }
@@ -47,12 +66,24 @@ fn check_mode(extra: &[&str], expect_notice: &str) {
     let dev = LoopDevice::new("mode");
     let (hists, kernel, err) = measure(&dev, extra, || dev.write_direct(WRITES));
     let h = final_total(&hists, &err);
-    assert!(kernel >= u64::from(WRITES), "kernel counted {kernel} < {WRITES} writes");
-    assert_eq!(h.total(), kernel, "histogram total vs /sys/block/{}/stat; stderr:\n{err}", dev.name);
+    assert!(
+        kernel >= u64::from(WRITES),
+        "kernel counted {kernel} < {WRITES} writes"
+    );
+    assert_eq!(
+        h.total(),
+        kernel,
+        "histogram total vs /sys/block/{}/stat; stderr:\n{err}",
+        dev.name
+    );
     assert_plausible(&h);
     let notice: Vec<&str> = err.lines().filter(|l| l.contains("attached ")).collect();
     assert_eq!(notice.len(), 1, "one attach notice expected:\n{err}");
-    assert!(notice[0].contains(expect_notice), "notice {:?} lacks {expect_notice:?}", notice[0]);
+    assert!(
+        notice[0].contains(expect_notice),
+        "notice {:?} lacks {expect_notice:?}",
+        notice[0]
+    );
 }
 
 #[test]
@@ -62,19 +93,28 @@ fn default_mode_counts_every_completed_request() {
 
 #[test]
 fn raw_tracepoint_mode_gives_the_same_total() {
-    check_mode(&["--attach-mode", "raw_tp"], "with raw_tp (forced by --attach-mode)");
+    check_mode(
+        &["--attach-mode", "raw_tp"],
+        "with raw_tp (forced by --attach-mode)",
+    );
 }
 
 #[test]
 fn classic_tracepoint_mode_gives_the_same_total() {
-    check_mode(&["--attach-mode", "tracepoint"], "with tracepoint (forced by --attach-mode)");
+    check_mode(
+        &["--attach-mode", "tracepoint"],
+        "with tracepoint (forced by --attach-mode)",
+    );
 }
 
 #[test]
 fn start_map_fallback_gives_the_same_total() {
     // The path used on queues that do not timestamp requests themselves.
     check_mode(&["--force-start-map"], "with tp_btf");
-    check_mode(&["--force-start-map", "--attach-mode", "raw_tp"], "with raw_tp");
+    check_mode(
+        &["--force-start-map", "--attach-mode", "raw_tp"],
+        "with raw_tp",
+    );
 }
 
 #[test]
@@ -97,7 +137,11 @@ fn per_device_splits_by_operation_without_changing_the_total() {
     let write = &last[&format!("latency{{device=\"{majmin}\",op=\"write\"}}")];
     let read = &last[&format!("latency{{device=\"{majmin}\",op=\"read\"}}")];
     assert_eq!(write.total(), 500, "{err}");
-    assert!(read.total() >= 300, "direct reads may split or add readahead-free requests: {}", read.total());
+    assert!(
+        read.total() >= 300,
+        "direct reads may split or add readahead-free requests: {}",
+        read.total()
+    );
     let all: u64 = last.values().map(|h| h.total()).sum();
     assert_eq!(all, kernel);
 }
@@ -108,8 +152,14 @@ fn ctrl_c_detaches_every_program() {
         panic!("this test needs root: run it through `make test`");
     }
     let ours = || {
-        let out = std::process::Command::new("bpftool").args(["prog", "show"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("tpbtf_")).count()
+        let out = std::process::Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("tpbtf_"))
+            .count()
     };
     let before = ours();
     let dev = LoopDevice::new("detach");
@@ -134,9 +184,26 @@ fn timeout_ends_the_run_with_a_final_histogram() {
     }
     let dev = LoopDevice::new("timeout");
     let dir = profile_blockio_dir();
-    let out = run_to_end(&["run", dir.to_str().unwrap(), "--disk", &dev.name, "--timeout", "1500ms", "--interval", "500ms"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_to_end(&[
+        "run",
+        dir.to_str().unwrap(),
+        "--disk",
+        &dev.name,
+        "--timeout",
+        "1500ms",
+        "--interval",
+        "500ms",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let hists = parse_histograms(&String::from_utf8_lossy(&out.stdout));
-    assert!(hists.len() >= 3, "one frame per interval plus the final one, got {}", hists.len());
+    assert!(
+        hists.len() >= 3,
+        "one frame per interval plus the final one, got {}",
+        hists.len()
+    );
     assert!(hists.iter().all(|h| h.title == "latency"));
 }

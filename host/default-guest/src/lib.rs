@@ -46,8 +46,9 @@ impl Gadget for DefaultGuest {
             };
             let mut total = Log2Histogram::default();
             for entry in &snap.entries {
-                let slots = Log2Histogram::from_le_slots(&entry.value)
-                    .map_err(|e| format!("datasource {} (map {}): {e}", out.name(), snap.map_name))?;
+                let slots = Log2Histogram::from_le_slots(&entry.value).map_err(|e| {
+                    format!("datasource {} (map {}): {e}", out.name(), snap.map_name)
+                })?;
                 total.add(&slots);
             }
             out.publish(&[total.to_histogram(field, Vec::new())], &[])?;

@@ -5,12 +5,18 @@ pub mod run;
 
 use std::ffi::OsString;
 
-use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{
+    Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand,
+};
 
 use crate::gadget::{GadgetBundle, params};
 
 #[derive(Debug, Parser)]
-#[command(name = "gadget", version, about = "Run eBPF gadgets with WebAssembly guests (Inspektor Gadget compatible)")]
+#[command(
+    name = "gadget",
+    version,
+    about = "Run eBPF gadgets with WebAssembly guests (Inspektor Gadget compatible)"
+)]
 pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, env = "GADGET_LOG", default_value = "info")]
@@ -39,14 +45,21 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
         .unwrap_or_default();
     let mut keys = Vec::new();
     if !declared.is_empty() {
-        let run = cmd.find_subcommand("run").cloned().unwrap_or_else(|| Command::new("run"));
-        let taken: Vec<String> =
-            run.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+        let run = cmd
+            .find_subcommand("run")
+            .cloned()
+            .unwrap_or_else(|| Command::new("run"));
+        let taken: Vec<String> = run
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
         let mut extra = Vec::new();
         for (key, spec) in &declared {
             if taken.iter().any(|t| t == key) {
                 // A gadget cannot shadow a host flag; it stays reachable as --param KEY=VALUE.
-                tracing::warn!("gadget parameter --{key} clashes with a gadget host flag; use --param {key}=VALUE");
+                tracing::warn!(
+                    "gadget parameter --{key} clashes with a gadget host flag; use --param {key}=VALUE"
+                );
                 continue;
             }
             let mut arg = Arg::new(key.clone())
@@ -55,7 +68,10 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
                 .action(ArgAction::Set)
                 .help_heading("Gadget parameters");
             if spec.type_hint == "bool" {
-                arg = arg.num_args(0..=1).default_missing_value("true").require_equals(false);
+                arg = arg
+                    .num_args(0..=1)
+                    .default_missing_value("true")
+                    .require_equals(false);
             }
             if !spec.default_value.is_empty() {
                 arg = arg.default_value(spec.default_value.clone());
@@ -74,7 +90,11 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     Ok(cli)
 }
 
-fn collect_params(sub: &ArgMatches, keys: &[String], args: &mut run::RunArgs) -> Result<(), clap::Error> {
+fn collect_params(
+    sub: &ArgMatches,
+    keys: &[String],
+    args: &mut run::RunArgs,
+) -> Result<(), clap::Error> {
     for key in keys {
         if let Some(v) = sub.get_one::<String>(key) {
             args.gadget_params.insert(key.clone(), v.clone());
@@ -82,7 +102,10 @@ fn collect_params(sub: &ArgMatches, keys: &[String], args: &mut run::RunArgs) ->
     }
     for kv in &args.param {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
-            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("--param {kv:?}: expected KEY=VALUE\n"))
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--param {kv:?}: expected KEY=VALUE\n"),
+            )
         })?;
         args.gadget_params.insert(k.to_string(), v.to_string());
     }
@@ -91,8 +114,13 @@ fn collect_params(sub: &ArgMatches, keys: &[String], args: &mut run::RunArgs) ->
 
 /// The gadget reference given to `run`, found before full parsing (it decides which flags exist).
 fn run_reference(argv: &[OsString]) -> Option<String> {
-    let m = Cli::command().ignore_errors(true).try_get_matches_from(argv).ok()?;
-    m.subcommand_matches("run")?.get_one::<String>("reference").cloned()
+    let m = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv)
+        .ok()?;
+    m.subcommand_matches("run")?
+        .get_one::<String>("reference")
+        .cloned()
 }
 
 #[cfg(test)]
@@ -113,10 +141,19 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("program.bpf.o"), b"").unwrap();
         let d = dir.path().display();
-        let cli = parse(argv(&format!("gadget run --timeout 2s {d} --disk loop0 --per-device --interval 500ms"))).unwrap();
+        let cli = parse(argv(&format!(
+            "gadget run --timeout 2s {d} --disk loop0 --per-device --interval 500ms"
+        )))
+        .unwrap();
         let Verb::Run(r) = cli.command;
-        assert_eq!(r.gadget_params.get("disk").map(String::as_str), Some("loop0"));
-        assert_eq!(r.gadget_params.get("per-device").map(String::as_str), Some("true"));
+        assert_eq!(
+            r.gadget_params.get("disk").map(String::as_str),
+            Some("loop0")
+        );
+        assert_eq!(
+            r.gadget_params.get("per-device").map(String::as_str),
+            Some("true")
+        );
         assert_eq!(r.interval, std::time::Duration::from_millis(500));
         assert!(parse(argv(&format!("gadget run {d} --disc loop0"))).is_err());
     }

@@ -52,9 +52,13 @@ pub struct RunArgs {
 /// Parses `500ms`, `1s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 1s, 2m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 1s, 2m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -79,7 +83,8 @@ impl RunArgs {
             attach_mode: self.attach_mode,
             limits: GuestLimits {
                 fuel_per_call: self.guest_fuel,
-                memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+                memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
             },
         }
     }
@@ -96,7 +101,8 @@ pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
     });
     tokio::pin!(worker);
     let signalled = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
@@ -111,7 +117,9 @@ pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
     join(worker.await)
 }
 
-fn join(res: Result<Result<Ended, InstanceError>, tokio::task::JoinError>) -> Result<Ended, InstanceError> {
+fn join(
+    res: Result<Result<Ended, InstanceError>, tokio::task::JoinError>,
+) -> Result<Ended, InstanceError> {
     match res {
         Ok(r) => r,
         Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -88,7 +88,8 @@ impl ElfInfo {
                 _ => {}
             }
         }
-        info.mapiters.sort_by(|a, b| a.datasource.cmp(&b.datasource));
+        info.mapiters
+            .sort_by(|a, b| a.datasource.cmp(&b.datasource));
         Ok(info)
     }
 }

@@ -60,7 +60,9 @@ impl FromStr for AttachMode {
             "tp_btf" => Ok(AttachMode::TpBtf),
             "raw_tp" => Ok(AttachMode::RawTp),
             "tracepoint" => Ok(AttachMode::Tracepoint),
-            other => Err(format!("unknown attach mode {other:?} (expected tp_btf, raw_tp or tracepoint)")),
+            other => Err(format!(
+                "unknown attach mode {other:?} (expected tp_btf, raw_tp or tracepoint)"
+            )),
         }
     }
 }
@@ -128,8 +130,11 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
     let mut failures = Vec::new();
     let mut any = false;
     for mode in modes {
-        let progs: Vec<&ProgramSection> =
-            info.programs.iter().filter(|p| mode.hook(&p.section).is_some()).collect();
+        let progs: Vec<&ProgramSection> = info
+            .programs
+            .iter()
+            .filter(|p| mode.hook(&p.section).is_some())
+            .collect();
         if progs.is_empty() {
             if opts.mode.is_some() {
                 return Err(LoadError::NoPrograms(mode));
@@ -187,7 +192,8 @@ fn load_mode(
         let program = ebpf
             .program_mut(&p.name)
             .ok_or_else(|| format!("program {} is not in the object", p.name))?;
-        let ctx = |e: ProgramError| format!("program {} ({}): {}", p.name, p.section, program_error(&e));
+        let ctx =
+            |e: ProgramError| format!("program {} ({}): {}", p.name, p.section, program_error(&e));
         match mode {
             AttachMode::TpBtf => {
                 let prog: &mut BtfTracePoint = program.try_into().map_err(ctx)?;
@@ -202,9 +208,9 @@ fn load_mode(
                 prog.attach(hook).map_err(ctx)?;
             }
             AttachMode::Tracepoint => {
-                let (category, name) = hook
-                    .split_once('/')
-                    .ok_or_else(|| format!("section {} is not tracepoint/<category>/<name>", p.section))?;
+                let (category, name) = hook.split_once('/').ok_or_else(|| {
+                    format!("section {} is not tracepoint/<category>/<name>", p.section)
+                })?;
                 let prog: &mut TracePoint = program.try_into().map_err(ctx)?;
                 prog.load().map_err(ctx)?;
                 prog.attach(category, name).map_err(ctx)?;
@@ -255,18 +261,15 @@ impl LoadedGadget {
                 map: m.iter.map.clone(),
                 source,
             };
-            let data = map_data(&self.ebpf, &m.iter.map).map_err(|reason| LoadError::Datasource {
-                datasource: m.iter.datasource.clone(),
-                reason,
-            })?;
+            let data =
+                map_data(&self.ebpf, &m.iter.map).map_err(|reason| LoadError::Datasource {
+                    datasource: m.iter.datasource.clone(),
+                    reason,
+                })?;
             let taken_at_ns = snapshot::monotonic_ns();
-            let entries = snapshot::read_entries(
-                data.fd().as_fd(),
-                m.key_size,
-                m.value_size,
-                m.max_entries,
-            )
-            .map_err(read_err)?;
+            let entries =
+                snapshot::read_entries(data.fd().as_fd(), m.key_size, m.value_size, m.max_entries)
+                    .map_err(read_err)?;
             out.push(MapSnapshot {
                 datasource: m.iter.datasource.clone(),
                 map_name: m.iter.map.clone(),
@@ -321,9 +324,18 @@ mod tests {
 
     #[test]
     fn sections_map_to_modes_and_hooks() {
-        assert_eq!(AttachMode::TpBtf.hook("tp_btf/block_rq_issue"), Some("block_rq_issue"));
-        assert_eq!(AttachMode::RawTp.hook("raw_tp/block_rq_complete"), Some("block_rq_complete"));
-        assert_eq!(AttachMode::Tracepoint.hook("tracepoint/block/block_rq_issue"), Some("block/block_rq_issue"));
+        assert_eq!(
+            AttachMode::TpBtf.hook("tp_btf/block_rq_issue"),
+            Some("block_rq_issue")
+        );
+        assert_eq!(
+            AttachMode::RawTp.hook("raw_tp/block_rq_complete"),
+            Some("block_rq_complete")
+        );
+        assert_eq!(
+            AttachMode::Tracepoint.hook("tracepoint/block/block_rq_issue"),
+            Some("block/block_rq_issue")
+        );
         assert_eq!(AttachMode::TpBtf.hook("raw_tp/x"), None);
         assert_eq!("raw_tp".parse::<AttachMode>(), Ok(AttachMode::RawTp));
         assert!("kprobe".parse::<AttachMode>().is_err());

@@ -99,12 +99,23 @@ fn ensure_mounted(path: &str, fstype: &str, magic: i64) {
     if fs_magic(path) == Some(magic) {
         return;
     }
-    let (Ok(src), Ok(target), Ok(ty)) = (CString::new(fstype), CString::new(path), CString::new(fstype))
-    else {
+    let (Ok(src), Ok(target), Ok(ty)) = (
+        CString::new(fstype),
+        CString::new(path),
+        CString::new(fstype),
+    ) else {
         return;
     };
     // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            ty.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc == 0 {
         tracing::info!("mounted {fstype} at {path}");
     } else {
@@ -123,7 +134,10 @@ fn raise_memlock_limit() {
     };
     // SAFETY: setrlimit reads the struct we pass.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -135,7 +149,10 @@ mod tests {
     fn parses_kernel_releases() {
         let v = KernelVersion::parse("6.18.44-fc-v669").unwrap();
         assert_eq!((v.major, v.minor, v.patch), (6, 18, 44));
-        assert_eq!(KernelVersion::parse("5.4").unwrap().code(), (5 << 16) | (4 << 8));
+        assert_eq!(
+            KernelVersion::parse("5.4").unwrap().code(),
+            (5 << 16) | (4 << 8)
+        );
         assert_eq!(KernelVersion::parse("5.10.300").unwrap().code() & 0xff, 255);
         assert!(KernelVersion::parse("garbage").is_none());
     }

@@ -32,7 +32,9 @@ pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>,
     let mut out = Vec::new();
     for flag in flags {
         for item in flag.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let malformed = || AnnotationError::Malformed { item: item.to_string() };
+            let malformed = || AnnotationError::Malformed {
+                item: item.to_string(),
+            };
             let (target, kv) = item.split_once(':').ok_or_else(malformed)?;
             let (key, value) = kv.split_once('=').ok_or_else(malformed)?;
             let (datasource, field) = match target.split_once('.') {
@@ -46,7 +48,12 @@ pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>,
                 return Err(AnnotationError::UnknownDatasource {
                     item: item.to_string(),
                     datasource: datasource.to_string(),
-                    known: meta.datasources.keys().cloned().collect::<Vec<_>>().join(", "),
+                    known: meta
+                        .datasources
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             out.push(Annotation {
@@ -65,7 +72,11 @@ mod tests {
     use super::*;
 
     fn meta() -> GadgetMetadata {
-        GadgetMetadata::parse(b"name: t\ndatasources:\n  blockio:\n    fields:\n      latency: {}\n", "t").unwrap()
+        GadgetMetadata::parse(
+            b"name: t\ndatasources:\n  blockio:\n    fields:\n      latency: {}\n",
+            "t",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -85,10 +96,21 @@ mod tests {
     #[test]
     fn errors_name_the_item() {
         let m = meta();
-        assert!(matches!(parse(&["blockio".into()], &m), Err(AnnotationError::Malformed { .. })));
-        assert!(matches!(parse(&["blockio:x".into()], &m), Err(AnnotationError::Malformed { .. })));
-        assert!(matches!(parse(&[":k=v".into()], &m), Err(AnnotationError::Malformed { .. })));
-        let err = parse(&["blocko:metrics.collect=true".into()], &m).unwrap_err().to_string();
+        assert!(matches!(
+            parse(&["blockio".into()], &m),
+            Err(AnnotationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(&["blockio:x".into()], &m),
+            Err(AnnotationError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(&[":k=v".into()], &m),
+            Err(AnnotationError::Malformed { .. })
+        ));
+        let err = parse(&["blocko:metrics.collect=true".into()], &m)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("blocko") && err.contains("blockio"), "{err}");
     }
 }

@@ -56,22 +56,25 @@ pub struct FieldMap(pub Vec<(String, FieldMetadata)>);
 
 impl<'de> Deserialize<'de> for FieldMap {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map: serde_yaml::Mapping = Deserialize::deserialize(d)?;
-        let mut out = Vec::with_capacity(map.len());
-        for (k, v) in map {
-            let name = k
-                .as_str()
-                .ok_or_else(|| serde::de::Error::custom("field names must be strings"))?
-                .to_string();
-            let field: FieldMetadata = if v.is_null() {
-                FieldMetadata::default()
-            } else {
-                serde_yaml::from_value(v)
-                    .map_err(|e| serde::de::Error::custom(format!("field {name}: {e}")))?
-            };
-            out.push((name, field));
+        struct Ordered;
+        impl<'de> serde::de::Visitor<'de> for Ordered {
+            type Value = FieldMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of field names to field descriptions")
+            }
+            // Entry by entry, so an error inside a field keeps its own line and path.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FieldMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some((name, field)) = map.next_entry::<String, Option<FieldMetadata>>()? {
+                    out.push((name, field.unwrap_or_default()));
+                }
+                Ok(FieldMap(out))
+            }
         }
-        Ok(FieldMap(out))
+        d.deserialize_map(Ordered)
     }
 }
 
@@ -115,8 +118,8 @@ impl GadgetMetadata {
                 MAX_METADATA_BYTES
             )));
         }
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| invalid(format!("not UTF-8 text: {e}")))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8 text: {e}")))?;
         let meta: GadgetMetadata = serde_yaml::from_str(text).map_err(|e| {
             // serde_yaml puts "at line L column C" in the message and the field path in front.
             invalid(e.to_string())
@@ -192,7 +195,9 @@ datasources:
     #[test]
     fn wrong_type_names_file_field_and_line() {
         let bad = "name: x\ndatasources:\n  blockio:\n    annotations: [1, 2]\n";
-        let err = GadgetMetadata::parse(bad.as_bytes(), "dir/gadget.yaml").unwrap_err().to_string();
+        let err = GadgetMetadata::parse(bad.as_bytes(), "dir/gadget.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("dir/gadget.yaml: "), "{err}");
         assert!(err.contains("datasources.blockio.annotations"), "{err}");
         assert!(err.contains("line 4"), "{err}");
@@ -200,14 +205,19 @@ datasources:
 
     #[test]
     fn missing_name_is_an_error() {
-        let err = GadgetMetadata::parse(b"description: no name\n", "g.yaml").unwrap_err().to_string();
+        let err = GadgetMetadata::parse(b"description: no name\n", "g.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("name"), "{err}");
     }
 
     #[test]
     fn unknown_type_hint_is_refused() {
-        let bad = "name: x\nparams:\n  ebpf:\n    targ_dev:\n      key: disk\n      typeHint: colour\n";
-        let err = GadgetMetadata::parse(bad.as_bytes(), "g.yaml").unwrap_err().to_string();
+        let bad =
+            "name: x\nparams:\n  ebpf:\n    targ_dev:\n      key: disk\n      typeHint: colour\n";
+        let err = GadgetMetadata::parse(bad.as_bytes(), "g.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("params.ebpf.targ_dev.typeHint"), "{err}");
     }
 

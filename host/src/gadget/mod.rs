@@ -26,7 +26,11 @@ pub enum SourceError {
         source: std::io::Error,
     },
     #[error("{path} is {size} bytes, more than the {limit} byte limit")]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error("{0:?} is not a gadget directory, and gadget images are not supported yet")]
@@ -137,14 +141,23 @@ impl GuestConfig {
             .datasources
             .iter()
             .map(|(name, ds)| {
-                let mut annotations: Vec<(String, String)> =
-                    ds.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut annotations: Vec<(String, String)> = ds
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 let mut fields: Vec<(String, Vec<(String, String)>)> = ds
                     .fields
                     .0
                     .iter()
                     .map(|(f, m)| {
-                        (f.clone(), m.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        (
+                            f.clone(),
+                            m.annotations
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        )
                     })
                     .collect();
                 for a in user.iter().filter(|a| &a.datasource == name) {

@@ -66,24 +66,43 @@ pub fn resolve(
     let mut out = ResolvedParams::default();
     for (global, spec) in &meta.params.ebpf {
         let key = spec.user_key(global);
-        let value = user.get(key).cloned().unwrap_or_else(|| spec.default_value.clone());
-        let size = *globals.get(global).ok_or_else(|| ParamError::MissingGlobal {
-            global: global.clone(),
-        })?;
+        let value = user
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| spec.default_value.clone());
+        let size = *globals
+            .get(global)
+            .ok_or_else(|| ParamError::MissingGlobal {
+                global: global.clone(),
+            })?;
         let bad = |reason: String| ParamError::BadValue {
             key: key.to_string(),
             value: value.clone(),
             reason,
         };
         let number: u64 = match spec.type_hint.as_str() {
-            "bool" => u64::from(parse_bool(&value).ok_or_else(|| bad("expected true or false".into()))?),
+            "bool" => {
+                u64::from(parse_bool(&value).ok_or_else(|| bad("expected true or false".into()))?)
+            }
             "device" => device_number(&value, sys_block).map_err(bad)?.into(),
             "int" => {
-                let v: i64 = if value.is_empty() { 0 } else { value.parse().map_err(|e| bad(format!("expected an integer: {e}")))? };
+                let v: i64 = if value.is_empty() {
+                    0
+                } else {
+                    value
+                        .parse()
+                        .map_err(|e| bad(format!("expected an integer: {e}")))?
+                };
                 v as u64
             }
             "uint" | "" => {
-                if value.is_empty() { 0 } else { value.parse().map_err(|e| bad(format!("expected an unsigned integer: {e}")))? }
+                if value.is_empty() {
+                    0
+                } else {
+                    value
+                        .parse()
+                        .map_err(|e| bad(format!("expected an unsigned integer: {e}")))?
+                }
             }
             other => return Err(bad(format!("type {other} cannot set an eBPF global"))),
         };
@@ -93,7 +112,10 @@ pub fn resolve(
     }
     for (name, spec) in &meta.params.wasm {
         let key = spec.user_key(name);
-        let value = user.get(key).cloned().unwrap_or_else(|| spec.default_value.clone());
+        let value = user
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| spec.default_value.clone());
         if spec.type_hint == "bool" && parse_bool(&value).is_none() {
             return Err(ParamError::BadValue {
                 key: key.to_string(),
@@ -118,7 +140,9 @@ fn parse_bool(v: &str) -> Option<bool> {
 fn encode(v: u64, size: u64) -> Result<Vec<u8>, String> {
     let size = usize::try_from(size).map_err(|_| "global too large".to_string())?;
     if !matches!(size, 1 | 2 | 4 | 8) {
-        return Err(format!("the eBPF global is {size} bytes; only 1, 2, 4 or 8 byte integers can be set"));
+        return Err(format!(
+            "the eBPF global is {size} bytes; only 1, 2, 4 or 8 byte integers can be set"
+        ));
     }
     if size < 8 && v >> (size * 8) != 0 {
         return Err(format!("does not fit in the eBPF global's {size} bytes"));
@@ -177,7 +201,11 @@ params:
     }
 
     fn globals() -> BTreeMap<String, u64> {
-        [("targ_dev".to_string(), 4), ("force_start_map".to_string(), 1)].into()
+        [
+            ("targ_dev".to_string(), 4),
+            ("force_start_map".to_string(), 1),
+        ]
+        .into()
     }
 
     #[test]
@@ -185,26 +213,43 @@ params:
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("loop3")).unwrap();
         std::fs::write(dir.path().join("loop3/dev"), "7:3\n").unwrap();
-        let user = [("disk".to_string(), "/dev/loop3".to_string()), ("per-device".into(), "true".into())].into();
+        let user = [
+            ("disk".to_string(), "/dev/loop3".to_string()),
+            ("per-device".into(), "true".into()),
+        ]
+        .into();
         let r = resolve(&meta(), &user, &globals(), dir.path()).unwrap();
         let dev = (7u32 << 20 | 3).to_le_bytes().to_vec();
         assert!(r.ebpf_globals.contains(&("targ_dev".into(), dev)));
-        assert!(r.ebpf_globals.contains(&("force_start_map".into(), vec![0])));
+        assert!(
+            r.ebpf_globals
+                .contains(&("force_start_map".into(), vec![0]))
+        );
         assert!(r.values.contains(&("per-device".into(), "true".into())));
     }
 
     #[test]
     fn unknown_param_lists_known_ones() {
         let user = [("disc".to_string(), "x".to_string())].into();
-        let err = resolve(&meta(), &user, &globals(), Path::new("/nonexistent")).unwrap_err().to_string();
-        assert!(err.contains("--disc") && err.contains("--disk") && err.contains("--per-device"), "{err}");
+        let err = resolve(&meta(), &user, &globals(), Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--disc") && err.contains("--disk") && err.contains("--per-device"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_device_and_bool_are_explained() {
         let user = [("disk".to_string(), "nosuchdisk".to_string())].into();
-        let err = resolve(&meta(), &user, &globals(), Path::new("/nonexistent")).unwrap_err().to_string();
-        assert!(err.contains("--disk=nosuchdisk") && err.contains("no block device"), "{err}");
+        let err = resolve(&meta(), &user, &globals(), Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--disk=nosuchdisk") && err.contains("no block device"),
+            "{err}"
+        );
         let user = [("force-start-map".to_string(), "perhaps".to_string())].into();
         assert!(resolve(&meta(), &user, &globals(), Path::new("/x")).is_err());
         assert_eq!(device_number("7:0", Path::new("/x")), Ok(7 << 20));

@@ -32,7 +32,9 @@ pub enum InstanceError {
     },
     #[error(transparent)]
     Guest(#[from] GuestError),
-    #[error("stopping the gadget after {MAX_CONSECUTIVE_GUEST_FAILURES} failed snapshots in a row; last error: {0}")]
+    #[error(
+        "stopping the gadget after {MAX_CONSECUTIVE_GUEST_FAILURES} failed snapshots in a row; last error: {0}"
+    )]
     GuestGaveUp(GuestError),
     #[error(transparent)]
     Operator(#[from] OperatorError),
@@ -84,7 +86,10 @@ pub fn run(
     let runtime = GuestRuntime::new()?;
     let (wasm, origin) = match &bundle.wasm {
         Some(w) => (w.as_slice(), bundle.origin.clone()),
-        None => (default_guest::DEFAULT_GUEST, format!("{} (default guest)", bundle.origin)),
+        None => (
+            default_guest::DEFAULT_GUEST,
+            format!("{} (default guest)", bundle.origin),
+        ),
     };
     let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, spec.limits)?;
     let datasources = guest.datasources().to_vec();
@@ -118,12 +123,16 @@ pub fn run(
     let mut failures = 0u32;
     loop {
         let wait = match deadline {
-            Some(d) => spec.interval.min(d.saturating_duration_since(Instant::now())),
+            Some(d) => spec
+                .interval
+                .min(d.saturating_duration_since(Instant::now())),
             None => spec.interval,
         };
         let ended = match stop.recv_timeout(wait) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => Some(Ended::Stopped),
-            Err(RecvTimeoutError::Timeout) => deadline.filter(|d| Instant::now() >= *d).map(|_| Ended::TimedOut),
+            Err(RecvTimeoutError::Timeout) => deadline
+                .filter(|d| Instant::now() >= *d)
+                .map(|_| Ended::TimedOut),
         };
         let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
         match guest.on_snapshot(&snapshots) {

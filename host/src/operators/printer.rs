@@ -43,7 +43,10 @@ impl Printer {
 
 impl Operator for Printer {
     fn start(&mut self, datasources: &[DatasourceSpec]) -> Result<(), OperatorError> {
-        self.selected = datasources.iter().map(|d| d.flag("metrics.print")).collect();
+        self.selected = datasources
+            .iter()
+            .map(|d| d.flag("metrics.print"))
+            .collect();
         self.clear = self.terminal
             && datasources
                 .iter()
@@ -62,7 +65,9 @@ impl Operator for Printer {
             if !self.selected.get(p.datasource).copied().unwrap_or(false) {
                 continue;
             }
-            let Some(ds) = datasources.get(p.datasource) else { continue };
+            let Some(ds) = datasources.get(p.datasource) else {
+                continue;
+            };
             for h in &p.histograms {
                 let unit = ds.field(&h.field).map(|f| f.unit.as_str()).unwrap_or("");
                 text.push_str(&render_histogram(h, unit));
@@ -71,7 +76,11 @@ impl Operator for Printer {
         if text.is_empty() {
             return Ok(());
         }
-        let frame = if self.clear { format!("{CLEAR_SCREEN}{text}") } else { format!("{text}\n") };
+        let frame = if self.clear {
+            format!("{CLEAR_SCREEN}{text}")
+        } else {
+            format!("{text}\n")
+        };
         self.out
             .write_all(frame.as_bytes())
             .and_then(|()| self.out.flush())
@@ -96,7 +105,10 @@ pub fn render_histogram(h: &Histogram, unit: &str) -> String {
     let max = h.counts.iter().copied().max().unwrap_or(0);
     let mut low = 0u64;
     for (count, high) in h.counts.iter().zip(&h.upper_bounds) {
-        s.push_str(&format!("{low:>10} -> {high:<10} : {count:<8} |{}|\n", bar(*count, max)));
+        s.push_str(&format!(
+            "{low:>10} -> {high:<10} : {count:<8} |{}|\n",
+            bar(*count, max)
+        ));
         low = *high;
     }
     s
@@ -108,7 +120,11 @@ fn bar(count: u64, max: u64) -> String {
     } else {
         (u128::from(count.min(max)) * u128::from(BAR_WIDTH) / u128::from(max)) as usize
     };
-    format!("{}{}", "*".repeat(stars), " ".repeat(BAR_WIDTH as usize - stars))
+    format!(
+        "{}{}",
+        "*".repeat(stars),
+        " ".repeat(BAR_WIDTH as usize - stars)
+    )
 }
 
 #[cfg(test)]
@@ -135,11 +151,23 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "latency");
         assert_eq!(lines[1], "        µs               : count    distribution");
-        assert_eq!(lines[2], "         0 -> 1          : 0        |                                        |");
-        assert_eq!(lines[7], "        16 -> 32         : 10       |*************************               |");
-        assert_eq!(lines[8], "        32 -> 64         : 16       |****************************************|");
+        assert_eq!(
+            lines[2],
+            "         0 -> 1          : 0        |                                        |"
+        );
+        assert_eq!(
+            lines[7],
+            "        16 -> 32         : 10       |*************************               |"
+        );
+        assert_eq!(
+            lines[8],
+            "        32 -> 64         : 16       |****************************************|"
+        );
         assert_eq!(lines.len(), 2 + 27, "IG prints all 27 rows");
-        assert_eq!(lines[28], "  33554432 -> 67108864   : 0        |                                        |");
+        assert_eq!(
+            lines[28],
+            "  33554432 -> 67108864   : 0        |                                        |"
+        );
     }
 
     #[test]
@@ -180,8 +208,16 @@ mod tests {
         let specs = vec![ds("a", "true"), ds("b", "false")];
         p.start(&specs).unwrap();
         let pubs = vec![
-            Publication { datasource: 0, histograms: vec![hist(&[1])], samples: vec![] },
-            Publication { datasource: 1, histograms: vec![hist(&[2, 2])], samples: vec![] },
+            Publication {
+                datasource: 0,
+                histograms: vec![hist(&[1])],
+                samples: vec![],
+            },
+            Publication {
+                datasource: 1,
+                histograms: vec![hist(&[2, 2])],
+                samples: vec![],
+            },
         ];
         p.publish(&specs, &pubs).unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();

@@ -107,7 +107,10 @@ impl bindings::gadget::api::host::Host for HostState {
             return Err("datasources can only be added during init".into());
         }
         if spec.name.is_empty() || self.datasources.iter().any(|d| d.name == spec.name) {
-            return Err(format!("datasource name {:?} is empty or already taken", spec.name));
+            return Err(format!(
+                "datasource name {:?} is empty or already taken",
+                spec.name
+            ));
         }
         // Hostile-guest bound: a gadget has a handful of datasources.
         if self.datasources.len() >= 64 {
@@ -140,7 +143,10 @@ impl bindings::gadget::api::host::Host for HostState {
         self.published.retain(|p| p.datasource != idx);
         self.published.push(Publication {
             datasource: idx,
-            histograms: histograms.into_iter().map(bindings::histogram_from_wit).collect(),
+            histograms: histograms
+                .into_iter()
+                .map(bindings::histogram_from_wit)
+                .collect(),
             samples: samples.into_iter().map(bindings::sample_from_wit).collect(),
         });
         Ok(())
@@ -189,7 +195,8 @@ impl GuestInstance {
             reason: format!("{e:#}"),
         };
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
-        Gadget::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_err)?;
+        Gadget::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link_err)?;
         let pre = linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = GadgetPre::new(pre).map_err(link_err)?;
         let mut guest = GuestInstance {
@@ -258,14 +265,21 @@ impl GuestInstance {
     }
 
     fn refuel(&self, store: &mut Store<HostState>, call: &'static str) -> Result<(), GuestError> {
-        store.set_fuel(self.limits.fuel_per_call).map_err(|e| GuestError::Trap {
-            origin: self.origin.clone(),
-            call,
-            reason: format!("{e:#}"),
-        })
+        store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(|e| GuestError::Trap {
+                origin: self.origin.clone(),
+                call,
+                reason: format!("{e:#}"),
+            })
     }
 
-    fn trap_error(&self, store: &Store<HostState>, call: &'static str, e: wasmtime::Error) -> GuestError {
+    fn trap_error(
+        &self,
+        store: &Store<HostState>,
+        call: &'static str,
+        e: wasmtime::Error,
+    ) -> GuestError {
         if store.get_fuel().is_ok_and(|f| f == 0)
             || e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel)
         {
@@ -275,26 +289,36 @@ impl GuestInstance {
                 fuel: self.limits.fuel_per_call,
             };
         }
+        // The root cause says what happened ("wasm `unreachable` instruction executed" for a
+        // panic); the full wasm backtrace is for debugging.
+        tracing::debug!("{}: trap in {call}: {e:?}", self.origin);
         GuestError::Trap {
             origin: self.origin.clone(),
             call,
-            reason: format!("{e:#}"),
+            reason: e.root_cause().to_string(),
         }
     }
 
     /// Hands the guest one round of map snapshots and returns what it published. After a trap
     /// the instance is rebuilt for the next call; the error is returned for this one.
-    pub fn on_snapshot(&mut self, snapshots: &[MapSnapshot]) -> Result<Vec<Publication>, GuestError> {
+    pub fn on_snapshot(
+        &mut self,
+        snapshots: &[MapSnapshot],
+    ) -> Result<Vec<Publication>, GuestError> {
         if self.live.is_none() {
             self.instantiate()?;
         }
-        let wit: Vec<types::MapSnapshot> = snapshots.iter().map(bindings::snapshot_to_wit).collect();
+        let wit: Vec<types::MapSnapshot> =
+            snapshots.iter().map(bindings::snapshot_to_wit).collect();
         let Some((mut store, bindings)) = self.live.take() else {
             return Ok(Vec::new());
         };
         self.refuel(&mut store, "on-snapshot")?;
         store.data_mut().published.clear();
-        match bindings.gadget_api_guest().call_on_snapshot(&mut store, &wit) {
+        match bindings
+            .gadget_api_guest()
+            .call_on_snapshot(&mut store, &wit)
+        {
             Ok(Ok(())) => {
                 let published = std::mem::take(&mut store.data_mut().published);
                 self.live = Some((store, bindings));
@@ -317,7 +341,11 @@ impl GuestInstance {
 }
 
 /// Refuses guests built against another major version of the WIT package, naming both.
-fn check_api_version(engine: &Engine, component: &Component, origin: &str) -> Result<(), GuestError> {
+fn check_api_version(
+    engine: &Engine,
+    component: &Component,
+    origin: &str,
+) -> Result<(), GuestError> {
     let ty = component.component_type();
     let names = ty
         .imports(engine)
@@ -332,7 +360,15 @@ fn check_api_version(engine: &Engine, component: &Component, origin: &str) -> Re
         if !compatible(version, bindings::VERSION) {
             return Err(GuestError::IncompatibleApi {
                 origin: origin.to_string(),
-                found: format!("{}@{}", bindings::PACKAGE, if version.is_empty() { "(unversioned)" } else { version }),
+                found: format!(
+                    "{}@{}",
+                    bindings::PACKAGE,
+                    if version.is_empty() {
+                        "(unversioned)"
+                    } else {
+                        version
+                    }
+                ),
             });
         }
     }
@@ -348,7 +384,11 @@ fn compatible(guest: &str, host: &str) -> bool {
     };
     match (parse(guest), parse(host)) {
         (Some((gmaj, gmin)), Some((hmaj, hmin))) => {
-            if hmaj == 0 { gmaj == 0 && gmin == hmin } else { gmaj == hmaj && gmin <= hmin }
+            if hmaj == 0 {
+                gmaj == 0 && gmin == hmin
+            } else {
+                gmaj == hmaj && gmin <= hmin
+            }
         }
         _ => false,
     }

@@ -8,7 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn gadget_bin() -> PathBuf {
@@ -26,7 +29,11 @@ pub fn profile_blockio_dir() -> PathBuf {
 
 pub fn guest_wasm(name: &str) -> PathBuf {
     let p = repo_root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
-    assert!(p.is_file(), "{} missing: build the guests with `make guests`", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: build the guests with `make guests`",
+        p.display()
+    );
     p
 }
 
@@ -43,11 +50,26 @@ pub struct LoopDevice {
 
 impl LoopDevice {
     pub fn new(tag: &str) -> LoopDevice {
-        let image = PathBuf::from(format!("/dev/shm/gadget-test-{tag}-{}.img", std::process::id()));
-        let ok = Command::new("truncate").args(["-s", "64M"]).arg(&image).status().unwrap();
+        let image = PathBuf::from(format!(
+            "/dev/shm/gadget-test-{tag}-{}.img",
+            std::process::id()
+        ));
+        let ok = Command::new("truncate")
+            .args(["-s", "64M"])
+            .arg(&image)
+            .status()
+            .unwrap();
         assert!(ok.success());
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(&image).output().unwrap();
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
         let name = dev.trim_start_matches("/dev/").to_string();
         let d = LoopDevice { name, image };
@@ -62,7 +84,10 @@ impl LoopDevice {
     /// Completed requests (reads + writes + discards + flushes) from /sys/block/<dev>/stat.
     pub fn completed(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/sys/block/{}/stat", self.name)).unwrap();
-        let f: Vec<u64> = stat.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let f: Vec<u64> = stat
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
         f[0] + f[4] + f.get(11).copied().unwrap_or(0) + f.get(15).copied().unwrap_or(0)
     }
 
@@ -71,7 +96,9 @@ impl LoopDevice {
         let mut last = self.completed();
         let mut stable_since = Instant::now();
         let start = Instant::now();
-        while stable_since.elapsed() < Duration::from_millis(700) && start.elapsed() < Duration::from_secs(10) {
+        while stable_since.elapsed() < Duration::from_millis(700)
+            && start.elapsed() < Duration::from_secs(10)
+        {
             std::thread::sleep(Duration::from_millis(100));
             let now = self.completed();
             if now != last {
@@ -106,7 +133,10 @@ impl LoopDevice {
 
 impl Drop for LoopDevice {
     fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(self.dev_path()).status();
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(self.dev_path())
+            .status();
         let _ = std::fs::remove_file(&self.image);
     }
 }
@@ -122,7 +152,10 @@ impl Running {
         let stderr_log = std::env::temp_dir().join(format!(
             "gadget-test-{}-{}.log",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         let child = Command::new(gadget_bin())
             .args(args)
@@ -148,7 +181,10 @@ impl Running {
             if let Some(st) = self.child.try_wait().unwrap() {
                 panic!("gadget exited with {st} before attaching:\n{log}");
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "gadget did not attach in 60 s:\n{log}");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "gadget did not attach in 60 s:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -156,13 +192,24 @@ impl Running {
     /// SIGINT, then the exit status and everything printed on stdout.
     pub fn interrupt(self) -> (std::process::ExitStatus, String, String) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         self.finish()
     }
 
     pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
         let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         let st = self.child.wait().unwrap();
         let err = self.stderr();
         let _ = std::fs::remove_file(&self.stderr_log);
@@ -194,15 +241,26 @@ pub fn parse_histograms(out: &str) -> Vec<PrintedHistogram> {
     let mut i = 0;
     while i + 1 < lines.len() {
         if lines[i + 1].ends_with(" : count    distribution") {
-            let mut h = PrintedHistogram { title: lines[i].to_string(), rows: Vec::new() };
+            let mut h = PrintedHistogram {
+                title: lines[i].to_string(),
+                rows: Vec::new(),
+            };
             i += 2;
             while i < lines.len() && lines[i].contains(" -> ") {
                 let l = lines[i];
                 let (range, rest) = l.split_once(" : ").unwrap();
                 let (lo, hi) = range.split_once(" -> ").unwrap();
                 let count = rest.split_once(" |").unwrap().0.trim();
-                assert_eq!(rest.len() - rest.find('|').unwrap(), 42, "bar is not 40 columns: {l:?}");
-                h.rows.push((lo.trim().parse().unwrap(), hi.trim().parse().unwrap(), count.parse().unwrap()));
+                assert_eq!(
+                    rest.len() - rest.find('|').unwrap(),
+                    42,
+                    "bar is not 40 columns: {l:?}"
+                );
+                h.rows.push((
+                    lo.trim().parse().unwrap(),
+                    hi.trim().parse().unwrap(),
+                    count.parse().unwrap(),
+                ));
                 i += 1;
             }
             hists.push(h);

@@ -15,9 +15,16 @@ impl Gadget for Misbehaving {
         if mode == "refuse-init" {
             return Err("mode refuse-init: refusing on purpose".into());
         }
-        let ds = config.datasources.first().ok_or("no datasource in gadget.yaml")?;
+        let ds = config
+            .datasources
+            .first()
+            .ok_or("no datasource in gadget.yaml")?;
         let out = Datasource::add(ds.histogram_spec("latency")?)?;
-        Ok(Misbehaving { mode, out, hoard: Vec::new() })
+        Ok(Misbehaving {
+            mode,
+            out,
+            hoard: Vec::new(),
+        })
     }
 
     fn on_snapshot(&mut self, _snapshots: &[MapSnapshot]) -> Result<(), String> {
@@ -33,7 +40,10 @@ impl Gadget for Misbehaving {
                 self.hoard.push(vec![1u8; 1 << 20]);
             },
             "refuse" => Err("mode refuse: refusing on purpose".into()),
-            _ => self.out.publish(&[Log2Histogram::default().to_histogram("latency", Vec::new())], &[]),
+            _ => self.out.publish(
+                &[Log2Histogram::default().to_histogram("latency", Vec::new())],
+                &[],
+            ),
         }
     }
 }
