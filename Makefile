@@ -47,6 +47,7 @@ lint: guests
 
 unit-test: guests
 	$(CARGO) test --workspace --release --lib --bins
+	$(CARGO) test --release -p gadget-guest-sdk --doc
 
 # Real eBPF on real block I/O: needs root (CI runs as root).
 integration-test: host gadgets
