@@ -207,3 +207,26 @@ fn timeout_ends_the_run_with_a_final_histogram() {
     );
     assert!(hists.iter().all(|h| h.title == "latency"));
 }
+
+#[test]
+fn missing_tracefs_is_mounted_by_the_host() {
+    if !is_root() {
+        panic!("this test needs root: run it through `make test`");
+    }
+    let tracefs_mounted = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/sys/kernel/tracing"))
+    };
+    if tracefs_mounted() {
+        let st = std::process::Command::new("umount")
+            .arg("/sys/kernel/tracing")
+            .status()
+            .unwrap();
+        assert!(st.success(), "could not unmount tracefs to set up the test");
+    }
+    // Classic tracepoints are the mode that needs tracefs (for the tracepoint ids).
+    check_mode(&["--attach-mode", "tracepoint"], "with tracepoint");
+    assert!(tracefs_mounted(), "the host should have mounted tracefs");
+}
