@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::ebpf::AttachMode;
 use crate::instance::{self, Ended, InstanceError, InstanceSpec};
+use crate::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, server};
 use crate::operators::{Operator, printer::Printer};
 use crate::wasm::GuestLimits;
 
@@ -27,6 +28,19 @@ pub struct RunArgs {
     /// Annotations: <datasource>[.<field>]:<key>=<value>[,…] (repeatable), as in IG.
     #[arg(long = "annotate", value_name = "ANNOTATIONS")]
     pub annotate: Vec<String>,
+
+    /// Export datasource <ds> under the metrics name (OpenTelemetry scope) <name>, as in IG;
+    /// the datasource must be annotated metrics.collect=true. Repeatable.
+    #[arg(long = "otel-metrics-name", value_name = "DATASOURCE:NAME", value_parser = |s: &str| s.parse::<MetricsName>().map_err(|e| e.to_string()))]
+    pub otel_metrics_name: Vec<MetricsName>,
+
+    /// Serve the Prometheus endpoint; on by default when a metrics name is given.
+    #[arg(long = "otel-metrics-listen", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub otel_metrics_listen: Option<bool>,
+
+    /// Address of the Prometheus endpoint (path /metrics).
+    #[arg(long = "otel-metrics-listen-address", default_value = server::DEFAULT_ADDRESS)]
+    pub otel_metrics_listen_address: String,
 
     /// Gadget parameter as KEY=VALUE (same as --KEY VALUE; repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -94,9 +108,20 @@ impl RunArgs {
 /// returns normally.
 pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
     let spec = args.spec();
+    let registry = MetricsRegistry::default();
+    if args
+        .otel_metrics_listen
+        .unwrap_or(!args.otel_metrics_name.is_empty())
+    {
+        server::serve(&args.otel_metrics_listen_address, registry.clone()).await?;
+    }
+    let names = args.otel_metrics_name.clone();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let worker = tokio::task::spawn_blocking(move || {
-        let mut operators: Vec<Box<dyn Operator>> = vec![Box::new(Printer::stdout())];
+        let mut operators: Vec<Box<dyn Operator>> = vec![
+            Box::new(Printer::stdout()),
+            Box::new(MetricsOperator::new(registry, names)),
+        ];
         instance::run(&spec, &mut operators, &stop_rx)
     });
     tokio::pin!(worker);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::ebpf::{self, AttachMode, LoadOptions};
 use crate::gadget::{GadgetBundle, GuestConfig, annotations, params};
+use crate::operators::env::EnvFields;
 use crate::operators::{Operator, OperatorError};
 use crate::wasm::{GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest};
 
@@ -38,6 +39,8 @@ pub enum InstanceError {
     GuestGaveUp(GuestError),
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    #[error(transparent)]
+    MetricsEndpoint(#[from] crate::operators::metrics::server::ServerError),
     #[error("reading the eBPF maps: {0}")]
     Snapshot(ebpf::LoadError),
 }
@@ -92,7 +95,8 @@ pub fn run(
         ),
     };
     let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, spec.limits)?;
-    let datasources = guest.datasources().to_vec();
+    let mut datasources = guest.datasources().to_vec();
+    let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok());
     for op in operators.iter_mut() {
         op.start(&datasources)?;
     }
@@ -136,8 +140,9 @@ pub fn run(
         };
         let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
         match guest.on_snapshot(&snapshots) {
-            Ok(publications) => {
+            Ok(mut publications) => {
                 failures = 0;
+                env.apply(&mut publications);
                 for op in operators.iter_mut() {
                     op.publish(&datasources, &publications)?;
                 }

@@ -1,6 +1,8 @@
 //! Operators consume what guests publish. Each subscribes to datasources by their annotations
 //! (IG's model): adding an output never touches a gadget, adding a gadget never touches an output.
 
+pub mod env;
+pub mod metrics;
 pub mod printer;
 
 use crate::datasource::{DatasourceSpec, Publication};

@@ -70,7 +70,18 @@ impl Operator for Printer {
             };
             for h in &p.histograms {
                 let unit = ds.field(&h.field).map(|f| f.unit.as_str()).unwrap_or("");
-                text.push_str(&render_histogram(h, unit));
+                if h.labels
+                    .iter()
+                    .any(|(k, _)| super::metrics::is_env_field(ds, k))
+                {
+                    // Env fields (node, …) label exported series; the terminal shows the gadget's own.
+                    let mut own = h.clone();
+                    own.labels
+                        .retain(|(k, _)| !super::metrics::is_env_field(ds, k));
+                    text.push_str(&render_histogram(&own, unit));
+                } else {
+                    text.push_str(&render_histogram(h, unit));
+                }
             }
         }
         if text.is_empty() {

@@ -149,6 +149,10 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str]) -> Running {
+        Self::start_with_env(args, None)
+    }
+
+    pub fn start_with_env(args: &[&str], env: Option<(&str, &str)>) -> Running {
         let stderr_log = std::env::temp_dir().join(format!(
             "gadget-test-{}-{}.log",
             std::process::id(),
@@ -157,7 +161,11 @@ impl Running {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = Command::new(gadget_bin())
+        let mut cmd = Command::new(gadget_bin());
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .args(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap())

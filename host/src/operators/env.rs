@@ -1,0 +1,137 @@
+//! IG's env operator: `<ds>:env.fields.<field>=<VAR>` adds a field whose value is the host
+//! process's environment variable VAR (e.g. `node` from NODE_NAME, set by the DaemonSet's
+//! downward API). With `<ds>.<field>:metrics.type=key` the field becomes a metric label.
+
+use crate::datasource::{DatasourceSpec, FieldKind, FieldSpec, Publication};
+use crate::gadget::GuestConfig;
+
+const PREFIX: &str = "env.fields.";
+/// Marks fields this operator added, so the printer can leave them out of its titles.
+pub const ENV_VAR_ANNOTATION: &str = "env.var";
+
+/// Label values to add to each datasource's publications.
+#[derive(Debug, Default)]
+pub struct EnvFields {
+    labels: Vec<Vec<(String, String)>>,
+}
+
+impl EnvFields {
+    /// Adds the env fields to `specs` and reads their values once (the environment of a running
+    /// process does not change). `lookup` is `std::env::var` outside tests.
+    pub fn new(
+        specs: &mut [DatasourceSpec],
+        config: &GuestConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let mut labels = Vec::with_capacity(specs.len());
+        for spec in specs.iter_mut() {
+            let mut ds_labels = Vec::new();
+            let Some(ds) = config.datasources.iter().find(|d| d.name == spec.name) else {
+                labels.push(ds_labels);
+                continue;
+            };
+            for (key, var) in &ds.annotations {
+                let Some(field) = key.strip_prefix(PREFIX).filter(|f| !f.is_empty()) else {
+                    continue;
+                };
+                let field_annotations: Vec<(String, String)> = ds
+                    .fields
+                    .iter()
+                    .find(|(n, _)| n == field)
+                    .map(|(_, a)| a.clone())
+                    .unwrap_or_default();
+                let is_key = field_annotations
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "metrics.type")
+                    .is_some_and(|(_, v)| v == "key");
+                let value = lookup(var).unwrap_or_else(|| {
+                    tracing::warn!(
+                        "datasource {}: env.fields.{field} reads ${var}, which is not set: using an empty value",
+                        spec.name
+                    );
+                    String::new()
+                });
+                let mut annotations = field_annotations;
+                annotations.push((ENV_VAR_ANNOTATION.into(), var.clone()));
+                spec.fields.retain(|f| f.name != field);
+                spec.fields.push(FieldSpec {
+                    name: field.to_string(),
+                    kind: if is_key {
+                        FieldKind::Key
+                    } else {
+                        FieldKind::Value
+                    },
+                    unit: String::new(),
+                    description: format!("from the environment variable {var}"),
+                    annotations,
+                });
+                if is_key {
+                    ds_labels.push((field.to_string(), value));
+                }
+            }
+            labels.push(ds_labels);
+        }
+        EnvFields { labels }
+    }
+
+    /// Adds the key fields' values as labels of every histogram and sample.
+    pub fn apply(&self, publications: &mut [Publication]) {
+        for p in publications {
+            let Some(extra) = self.labels.get(p.datasource).filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            for h in &mut p.histograms {
+                h.labels.extend(extra.iter().cloned());
+            }
+            for s in &mut p.samples {
+                s.labels.extend(extra.iter().cloned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::Histogram;
+    use crate::gadget::DatasourceConfig;
+
+    #[test]
+    fn node_label_from_the_environment() {
+        let config = GuestConfig {
+            gadget_name: "g".into(),
+            datasources: vec![DatasourceConfig {
+                name: "blockio".into(),
+                annotations: vec![("env.fields.node".into(), "NODE_NAME".into())],
+                fields: vec![("node".into(), vec![("metrics.type".into(), "key".into())])],
+            }],
+            params: vec![],
+        };
+        let mut specs = vec![DatasourceSpec {
+            name: "blockio".into(),
+            fields: vec![],
+            annotations: vec![],
+        }];
+        let env = EnvFields::new(&mut specs, &config, |v| {
+            (v == "NODE_NAME").then(|| "node-a".to_string())
+        });
+        assert_eq!(specs[0].field("node").map(|f| f.kind), Some(FieldKind::Key));
+        let mut pubs = vec![Publication {
+            datasource: 0,
+            histograms: vec![Histogram {
+                field: "latency".into(),
+                labels: vec![],
+                upper_bounds: vec![1],
+                counts: vec![1],
+                sum: None,
+            }],
+            samples: vec![],
+        }];
+        env.apply(&mut pubs);
+        assert_eq!(
+            pubs[0].histograms[0].labels,
+            vec![("node".to_string(), "node-a".to_string())]
+        );
+    }
+}

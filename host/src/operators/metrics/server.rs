@@ -1,0 +1,63 @@
+//! The Prometheus endpoint (IG's default `0.0.0.0:2224`, path `/metrics`).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+
+use super::MetricsRegistry;
+
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0:2224";
+pub const PATH: &str = "/metrics";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "cannot serve metrics on {addr}: {source} (choose another with --otel-metrics-listen-address)"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Binds now (so a taken port is an error at start, not a log line later) and serves in the
+/// background on the current tokio runtime. Returns the bound address.
+pub async fn serve(addr: &str, registry: MetricsRegistry) -> Result<SocketAddr, ServerError> {
+    let bind_err = |source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    let app = Router::new().route(
+        PATH,
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                match registry.render() {
+                    Ok(body) => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                        body,
+                    ),
+                    Err(e) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        format!("encoding metrics: {e}\n"),
+                    ),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    tracing::info!("serving metrics on http://{local}{PATH}");
+    Ok(local)
+}

@@ -1,0 +1,302 @@
+//! Metrics export checked by a real Prometheus: Debian's `prometheus` scrapes the real endpoint
+//! every second while the real gadget counts real block I/O, and every PromQL expression the
+//! users' Grafana dashboards run (deploy/dashboards, copied from the dashboards users import)
+//! must return the right label sets and a `+Inf` bucket equal to the kernel's own count.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const PLAIN: &str = "blockio-metrics";
+const WITH_NODE: &str = "blockio-metrics-with-nodeinfo";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[u16]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let list: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: gadget\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (Debian package `prometheus`, installed by `make deps`)");
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while !curl(&format!("http://127.0.0.1:{port}/-/ready"), &[])
+            .is_some_and(|s| s.contains("Ready"))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "prometheus not ready in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        let body =
+            curl(&format!("http://127.0.0.1:{}{path}", self.port), params).expect("prometheus API");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "success", "{body}");
+        v["data"].clone()
+    }
+
+    /// An instant query: each series' labels and value.
+    fn query(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let data = self.api("/api/v1/query", &[("query", expr)]);
+        data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect();
+                (labels, s["value"][1].as_str().unwrap().parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// Waits until `expr` returns what `ok` accepts (scrapes lag by up to a few seconds).
+    fn wait_for(
+        &self,
+        expr: &str,
+        ok: impl Fn(&[(BTreeMap<String, String>, f64)]) -> bool,
+    ) -> Vec<(BTreeMap<String, String>, f64)> {
+        let start = Instant::now();
+        loop {
+            let r = self.query(expr);
+            if ok(&r) {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{expr} never gave the expected result; last: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(url: &str, params: &[(&str, &str)]) -> Option<String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sf", "-G", url]);
+    for (k, v) in params {
+        cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
+    }
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// The dashboards' PromQL: each panel target and each templating query, as Grafana sends them.
+fn dashboard_queries() -> Vec<String> {
+    let dir = repo_root().join("deploy/dashboards");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for p in d["panels"].as_array().into_iter().flatten() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                out.push(t["expr"].as_str().unwrap().to_string());
+            }
+        }
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            out.push(v["definition"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        out.len() >= 3,
+        "expected the two dashboards' queries in {}",
+        dir.display()
+    );
+    out
+}
+
+fn inf(series: &[(BTreeMap<String, String>, f64)]) -> Option<f64> {
+    series
+        .iter()
+        .find(|(l, _)| l.get("le").map(String::as_str) == Some("+Inf"))
+        .map(|(_, v)| *v)
+}
+
+struct Instance {
+    dev: LoopDevice,
+    run: Running,
+    port: u16,
+}
+
+fn start_instance(tag: &str, name: &str, node: Option<&str>) -> Instance {
+    let dev = LoopDevice::new(tag);
+    let port = free_port();
+    let dir = profile_blockio_dir();
+    let listen = format!("127.0.0.1:{port}");
+    let metrics_name = format!("blockio:{name}");
+    let mut args = vec![
+        "run",
+        dir.to_str().unwrap(),
+        "--disk",
+        &dev.name,
+        "--interval",
+        "500ms",
+        "--annotate",
+        "blockio:metrics.collect=true",
+        "--otel-metrics-name",
+        &metrics_name,
+        "--otel-metrics-listen-address",
+        &listen,
+    ];
+    if node.is_some() {
+        args.extend([
+            "--annotate",
+            "blockio:env.fields.node=NODE_NAME,blockio.node:metrics.type=key",
+        ]);
+    }
+    let mut run = Running::start_with_env(&args, node.map(|n| ("NODE_NAME", n)));
+    run.wait_attached();
+    Instance { dev, run, port }
+}
+
+#[test]
+fn prometheus_sees_what_the_terminal_and_the_kernel_see() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let plain = start_instance("prom-plain", PLAIN, None);
+    // Two processes with the same metrics name and different NODE_NAME, as on two nodes.
+    let node_a = start_instance("prom-a", WITH_NODE, Some("node-a"));
+    let node_b = start_instance("prom-b", WITH_NODE, Some("node-b"));
+    let prom = Prometheus::start(&[plain.port, node_a.port, node_b.port]);
+
+    let mut kernel = BTreeMap::new();
+    for (inst, writes) in [(&plain, 700u32), (&node_a, 300), (&node_b, 1100)] {
+        inst.dev.wait_quiet();
+        let before = inst.dev.completed();
+        inst.dev.write_direct(writes);
+        kernel.insert(
+            inst.dev.name.clone(),
+            (inst.dev.completed() - before) as f64,
+        );
+    }
+    let k_plain = kernel[&plain.dev.name];
+    let (k_a, k_b) = (kernel[&node_a.dev.name], kernel[&node_b.dev.name]);
+
+    // The first dashboard's text query.
+    let q = format!("sum by(le) (latency__s_bucket{{otel_scope_name=\"{PLAIN}\"}})");
+    let r = prom.wait_for(&q, |r| inf(r) == Some(k_plain));
+    assert_eq!(r.len(), 28, "27 bounds and +Inf: {r:?}");
+    assert!(
+        r.iter()
+            .all(|(l, _)| l.keys().collect::<Vec<_>>() == ["le"])
+    );
+
+    for expr in dashboard_queries() {
+        if let Some(inner) = expr
+            .strip_prefix("label_values(")
+            .and_then(|e| e.strip_suffix(", node)"))
+        {
+            // Grafana's label_values(selector, label) is the label-values API with a match[].
+            let data = prom.api("/api/v1/label/node/values", &[("match[]", inner)]);
+            let nodes: Vec<&str> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(nodes, ["node-a", "node-b"], "{expr}");
+            continue;
+        }
+        if !expr.contains("$node") {
+            let r = prom.wait_for(&expr, |r| inf(r) == Some(k_a + k_b));
+            assert_eq!(r.len(), 28, "{expr}");
+            continue;
+        }
+        let both = vec![("node-a", k_a), ("node-b", k_b)];
+        for (node_re, expect) in [
+            (".*", both.clone()),
+            ("node-a|node-b", both),
+            ("node-b", vec![("node-b", k_b)]),
+        ] {
+            let e = expr.replace("$node", node_re);
+            {
+                let r = prom.wait_for(&e, |r| {
+                    expect.iter().all(|(n, k)| {
+                        r.iter().any(|(l, v)| {
+                            l.get("node").map(String::as_str) == Some(*n)
+                                && l["le"] == "+Inf"
+                                && *v == *k
+                        })
+                    })
+                });
+                let nodes: std::collections::BTreeSet<&str> =
+                    r.iter().map(|(l, _)| l["node"].as_str()).collect();
+                assert_eq!(
+                    nodes.into_iter().collect::<Vec<_>>(),
+                    expect.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                    "{e}"
+                );
+                assert_eq!(r.len(), 28 * expect.len(), "{e}");
+            }
+        }
+    }
+
+    // The terminal's final total and the kernel agree with Prometheus.
+    for (inst, k) in [(plain, k_plain), (node_a, k_a), (node_b, k_b)] {
+        let (status, out, err) = inst.run.interrupt();
+        assert!(status.success(), "{err}");
+        let h = parse_histograms(&out).pop().expect("a printed histogram");
+        assert_eq!(
+            h.title, "latency",
+            "env labels stay out of the terminal view"
+        );
+        assert_eq!(h.total() as f64, k, "printed total vs kernel; {err}");
+    }
+}
