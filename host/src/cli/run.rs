@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::ebpf::AttachMode;
 use crate::instance::{self, Ended, InstanceError, InstanceSpec};
-use crate::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, server};
+use crate::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, otlp, server};
 use crate::operators::{Operator, printer::Printer};
 use crate::wasm::GuestLimits;
 
@@ -41,6 +41,15 @@ pub struct RunArgs {
     /// Address of the Prometheus endpoint (path /metrics).
     #[arg(long = "otel-metrics-listen-address", default_value = server::DEFAULT_ADDRESS)]
     pub otel_metrics_listen_address: String,
+
+    /// Also push the metrics with OTLP/HTTP (protobuf) to this URL, e.g.
+    /// http://otel-collector:4318/v1/metrics.
+    #[arg(long = "otel-metrics-otlp-endpoint", value_name = "URL")]
+    pub otel_metrics_otlp_endpoint: Option<String>,
+
+    /// How often to push OTLP metrics.
+    #[arg(long = "otel-metrics-otlp-interval", default_value = "10s", value_parser = parse_duration)]
+    pub otel_metrics_otlp_interval: Duration,
 
     /// Gadget parameter as KEY=VALUE (same as --KEY VALUE; repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -116,13 +125,27 @@ pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
         server::serve(&args.otel_metrics_listen_address, registry.clone()).await?;
     }
     let names = args.otel_metrics_name.clone();
+    let pusher = args.otel_metrics_otlp_endpoint.clone().map(|endpoint| {
+        let (tx, rx) = mpsc::channel::<()>();
+        let (registry, interval) = (registry.clone(), args.otel_metrics_otlp_interval);
+        (
+            tx,
+            std::thread::spawn(move || otlp::push_loop(endpoint, interval, registry, rx)),
+        )
+    });
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let worker = tokio::task::spawn_blocking(move || {
         let mut operators: Vec<Box<dyn Operator>> = vec![
             Box::new(Printer::stdout()),
             Box::new(MetricsOperator::new(registry, names)),
         ];
-        instance::run(&spec, &mut operators, &stop_rx)
+        let result = instance::run(&spec, &mut operators, &stop_rx);
+        // One last push while the operators (and so the exported scopes) still exist.
+        if let Some((tx, handle)) = pusher {
+            drop(tx);
+            let _ = handle.join();
+        }
+        result
     });
     tokio::pin!(worker);
     let signalled = async {

@@ -8,6 +8,17 @@ use super::metadata::GadgetMetadata;
 pub enum AnnotationError {
     #[error("--annotate {item:?}: expected <datasource>[.<field>]:<key>=<value>")]
     Malformed { item: String },
+    #[error(
+        "--annotate {item:?}: datasource {datasource} has no field {field:?} (it has: {known}; env.fields.<name> adds one)"
+    )]
+    UnknownField {
+        item: String,
+        datasource: String,
+        field: String,
+        known: String,
+    },
+    #[error("--annotate {item:?}: {reason}")]
+    BadValue { item: String, reason: String },
     #[error("--annotate {item:?}: unknown datasource {datasource:?} (this gadget has: {known})")]
     UnknownDatasource {
         item: String,
@@ -56,6 +67,10 @@ pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>,
                         .join(", "),
                 });
             }
+            check_value(key, value).map_err(|reason| AnnotationError::BadValue {
+                item: item.to_string(),
+                reason,
+            })?;
             out.push(Annotation {
                 datasource: datasource.to_string(),
                 field: field.map(str::to_string),
@@ -64,7 +79,63 @@ pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>,
             });
         }
     }
+    // Field targets must exist in gadget.yaml or be created by an env field (from gadget.yaml or
+    // from these flags), so a typo in a field name is an error, not a silent no-op.
+    for a in &out {
+        let Some(field) = &a.field else { continue };
+        let ds = &meta.datasources[&a.datasource];
+        let env_key = format!("env.fields.{field}");
+        let known = ds.fields.0.iter().any(|(n, _)| n == field)
+            || ds.annotations.contains_key(&env_key)
+            || out
+                .iter()
+                .any(|b| b.datasource == a.datasource && b.field.is_none() && b.key == env_key);
+        if !known {
+            return Err(AnnotationError::UnknownField {
+                item: format!("{}.{field}:{}={}", a.datasource, a.key, a.value),
+                datasource: a.datasource.clone(),
+                field: field.clone(),
+                known: ds
+                    .fields
+                    .0
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
     Ok(out)
+}
+
+/// Values of the annotations the host's operators understand; others pass through to the guest.
+fn check_value(key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "metrics.collect" | "metrics.print" | "cli.clear-screen-before" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(format!("{key} must be true or false, not {value:?}")),
+        },
+        "metrics.type" => match value {
+            "key" | "counter" | "gauge" | "histogram" => Ok(()),
+            _ => Err(format!(
+                "metrics.type must be one of key, counter, gauge, histogram, not {value:?}"
+            )),
+        },
+        k if k.starts_with("env.fields.") => {
+            let field = &k["env.fields.".len()..];
+            let var_ok = !value.is_empty()
+                && !value.starts_with(|c: char| c.is_ascii_digit())
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if field.is_empty() {
+                Err("env.fields.<field> needs a field name".into())
+            } else if !var_ok {
+                Err(format!("{value:?} is not an environment variable name"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! one `Record` per I/O. The exposition format is the `prometheus` crate's.
 
 pub mod naming;
+pub mod otlp;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -67,6 +68,14 @@ impl std::str::FromStr for MetricsName {
     }
 }
 
+/// One scope's data at one moment.
+#[derive(Debug, Clone)]
+pub struct ScopeSnapshot {
+    pub scope: String,
+    pub datasource: DatasourceSpec,
+    pub publication: Publication,
+}
+
 struct ScopeState {
     datasource: DatasourceSpec,
     latest: Option<Publication>,
@@ -114,15 +123,31 @@ impl MetricsRegistry {
         })
     }
 
+    /// Each exported scope's datasource and latest state, copied out of the lock.
+    pub fn snapshot(&self) -> Vec<ScopeSnapshot> {
+        self.lock()
+            .iter()
+            .filter_map(|(name, s)| {
+                Some(ScopeSnapshot {
+                    scope: name.clone(),
+                    datasource: s.datasource.clone(),
+                    publication: s.latest.clone()?,
+                })
+            })
+            .collect()
+    }
+
     /// The metric families to expose, one per metric name across all scopes.
     pub fn gather(&self) -> Vec<MetricFamily> {
-        let scopes = self.lock();
         let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();
-        for (scope, state) in scopes.iter() {
-            let Some(p) = &state.latest else { continue };
+        for ScopeSnapshot {
+            scope,
+            datasource,
+            publication: p,
+        } in &self.snapshot()
+        {
             for h in &p.histograms {
-                let Some((name, help)) =
-                    family_name(&state.datasource, &h.field, FieldKind::Histogram)
+                let Some((name, help)) = family_name(datasource, &h.field, FieldKind::Histogram)
                 else {
                     continue;
                 };
@@ -132,12 +157,11 @@ impl MetricsRegistry {
                 push(&mut families, name, help, MetricType::HISTOGRAM, m);
             }
             for s in &p.samples {
-                let kind = state
-                    .datasource
+                let kind = datasource
                     .field(&s.field)
                     .map(|f| f.kind)
                     .unwrap_or(FieldKind::Gauge);
-                let Some((name, help)) = family_name(&state.datasource, &s.field, kind) else {
+                let Some((name, help)) = family_name(datasource, &s.field, kind) else {
                     continue;
                 };
                 let mut m = Metric::default();
@@ -224,9 +248,20 @@ fn labels(pairs: &[(String, String)], scope: &str) -> Vec<LabelPair> {
     out
 }
 
+/// Without an exact sum from the guest, Σ count × upper bound: what IG's replay of `Record(2^k)`
+/// per I/O yields, so the two agree.
+pub fn histogram_sum(h: &Histogram) -> f64 {
+    h.sum.unwrap_or_else(|| {
+        h.counts
+            .iter()
+            .zip(&h.upper_bounds)
+            .map(|(c, ub)| *c as f64 * *ub as f64)
+            .sum()
+    })
+}
+
 /// Cumulative buckets with `le` = each bucket's upper bound; `+Inf` (the total) is added by the
-/// encoder. Without an exact sum from the guest, `_sum` is Σ count × upper bound, which is
-/// what IG's replay of `Record(2^k)` per I/O yields, so the two agree.
+/// encoder.
 fn histogram(h: &Histogram) -> PromHistogram {
     let mut cumulative = 0u64;
     let buckets = h
