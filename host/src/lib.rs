@@ -7,9 +7,11 @@
 //! - [`datasource`]: what guests publish and operators consume.
 //! - [`operators`]: outputs (the terminal printer; metrics next).
 //! - [`instance`]: one running gadget, tying the above together on a timer.
+//! - [`daemon`]: detached instances, the local API, persistence and pinning.
 //! - [`cli`]: the `gadget` command line.
 
 pub mod cli;
+pub mod daemon;
 pub mod datasource;
 pub mod ebpf;
 pub mod gadget;

@@ -29,14 +29,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result: anyhow::Result<()> = runtime.block_on(async {
+    let socket = cli.socket.clone();
+    let result: anyhow::Result<()> = runtime.block_on(async move {
         match cli.command {
-            Verb::Run(args) => cli::run::execute(args)
-                .await
-                .map(|_| ())
-                .map_err(anyhow::Error::from),
+            Verb::Run(args) => cli::run::execute(args, &socket).await,
+            Verb::Daemon(args) => gadget::daemon::run(gadget::daemon::DaemonConfig {
+                state_dir: args.state_dir,
+                socket,
+                metrics_address: args
+                    .otel_metrics_listen
+                    .then_some(args.otel_metrics_listen_address),
+            })
+            .await
+            .map_err(anyhow::Error::from),
+            Verb::List(args) => cli::instances::list(&args, &socket),
+            Verb::Delete(args) => cli::instances::delete(&args, &socket),
+            Verb::Attach(args) => {
+                // Ctrl+C ends the viewer only; the instance runs on in the daemon.
+                let viewer =
+                    tokio::task::spawn_blocking(move || cli::instances::attach(&args, &socket));
+                tokio::select! {
+                    r = viewer => r.map_err(anyhow::Error::from).and_then(|r| r),
+                    _ = tokio::signal::ctrl_c() => Ok(()),
+                }
+            }
         }
     });
+    // A viewer blocked on the daemon's socket must not hold the exit up.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The `gadget` command line: one file per verb. Gadget parameters become flags of `run` at
 //! parse time (read from the gadget's gadget.yaml), as in IG: `gadget run profile_blockio --disk loop0`.
 
+pub mod instances;
 pub mod run;
 
 use std::ffi::OsString;
@@ -21,14 +22,27 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, env = "GADGET_LOG", default_value = "info")]
     pub log_level: String,
+    /// The daemon's local API socket.
+    #[arg(long, global = true, env = "GADGET_SOCKET", default_value = crate::daemon::api::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
     #[command(subcommand)]
     pub command: Verb,
 }
 
+// Parsed once per process: the size difference between verbs does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// Run a gadget and show its output until Ctrl+C or --timeout.
+    /// Run a gadget and show its output until Ctrl+C or --timeout (or --detach it to the daemon).
     Run(run::RunArgs),
+    /// Host detached instances and the metrics endpoint; what the Kubernetes DaemonSet runs.
+    Daemon(instances::DaemonArgs),
+    /// List the daemon's instances.
+    List(instances::ListArgs),
+    /// Stop and remove instances.
+    Delete(instances::DeleteArgs),
+    /// Stream the live view of a detached instance (Ctrl+C leaves it running).
+    Attach(instances::AttachArgs),
 }
 
 /// Parses `argv`, adding the gadget's own parameters as flags of `run`.
@@ -83,8 +97,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     }
     let matches = cmd.try_get_matches_from(argv)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
-    let Verb::Run(args) = &mut cli.command;
-    if let Some(sub) = matches.subcommand_matches("run") {
+    if let (Verb::Run(args), Some(sub)) = (&mut cli.command, matches.subcommand_matches("run")) {
         collect_params(sub, &keys, args)?;
     }
     Ok(cli)
@@ -145,7 +158,9 @@ mod tests {
             "gadget run --timeout 2s {d} --disk loop0 --per-device --interval 500ms"
         )))
         .unwrap();
-        let Verb::Run(r) = cli.command;
+        let Verb::Run(r) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(
             r.gadget_params.get("disk").map(String::as_str),
             Some("loop0")

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::daemon::{
+    self,
+    api::{Reply, Request, RunRequest},
+};
 use crate::ebpf::AttachMode;
-use crate::instance::{self, Ended, InstanceError, InstanceSpec};
+use crate::instance::{self, Ended, InstanceError, InstanceSpec, manifest};
 use crate::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, otlp, server};
 use crate::operators::{Operator, printer::Printer};
 use crate::wasm::GuestLimits;
@@ -15,7 +19,29 @@ use crate::wasm::GuestLimits;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The gadget: a gadget directory (e.g. gadgets/profile_blockio).
-    pub reference: String,
+    #[arg(required_unless_present = "file")]
+    pub reference: Option<String>,
+
+    /// Run the instance specs of an IG manifest (a file, `-` for stdin, or an http(s) URL).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE|URL|-",
+        conflicts_with = "reference"
+    )]
+    pub file: Option<String>,
+
+    /// Hand the instance to the daemon (`gadget daemon`) and return its ID.
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Instance name (for --detach), usable instead of the ID in `gadget delete` and `attach`.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Instance tag (for --detach); repeatable.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
 
     /// How often to read the maps and refresh the output (IG's otel-metrics-print-interval).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
@@ -96,35 +122,106 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
-    pub fn spec(&self) -> InstanceSpec {
-        InstanceSpec {
-            reference: self.reference.clone(),
+    /// The instance as the daemon stores it (also the base that manifests fill in).
+    pub fn request(&self) -> RunRequest {
+        RunRequest {
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            reference: self
+                .reference
+                .as_deref()
+                .map(daemon::absolute_reference)
+                .unwrap_or_default(),
             params: self.gadget_params.clone(),
             annotations: self.annotate.clone(),
-            interval: self.interval,
-            timeout: self.timeout,
-            attach_mode: self.attach_mode,
-            limits: GuestLimits {
-                fuel_per_call: self.guest_fuel,
-                memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20))
-                    .unwrap_or(usize::MAX),
-            },
+            metrics_names: self
+                .otel_metrics_name
+                .iter()
+                .map(|n| format!("{}:{}", n.datasource, n.name))
+                .collect(),
+            interval_ms: self.interval.as_millis().max(1) as u64,
+            attach_mode: self.attach_mode.map(|m| m.to_string()),
+            guest_fuel: self.guest_fuel,
+            guest_memory_mib: self.guest_memory_mib,
         }
     }
 }
 
+/// Reads a manifest from a file, stdin (`-`) or an http(s) URL, bounded in size.
+fn read_manifest(source: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let limit = manifest::MAX_MANIFEST_BYTES as u64;
+    let mut text = String::new();
+    if source == "-" {
+        std::io::stdin().take(limit + 1).read_to_string(&mut text)?;
+    } else if source.starts_with("http://") || source.starts_with("https://") {
+        let resp = ureq::get(source)
+            .call()
+            .map_err(|e| anyhow::anyhow!("fetching {source}: {e}"))?;
+        resp.into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_string(&mut text)?;
+    } else {
+        std::fs::File::open(source)
+            .map_err(|e| anyhow::anyhow!("{source}: {e}"))?
+            .take(limit + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+    }
+    Ok(text)
+}
+
+/// `gadget run`: in the foreground, or handed to the daemon with --detach.
+pub async fn execute(args: RunArgs, socket: &std::path::Path) -> anyhow::Result<()> {
+    let requests = match &args.file {
+        Some(source) => {
+            let origin = if source == "-" {
+                "<stdin>".to_string()
+            } else {
+                source.clone()
+            };
+            let text = read_manifest(source)?;
+            let mut reqs = manifest::parse(&text, &origin, &args.request())?;
+            for r in &mut reqs {
+                r.reference = daemon::absolute_reference(&r.reference);
+            }
+            reqs
+        }
+        None => vec![args.request()],
+    };
+    if args.detach {
+        for req in requests {
+            match daemon::api::call_one(socket, &Request::Run { spec: req })? {
+                Reply::Started { id } => println!("{id}"),
+                other => anyhow::bail!("unexpected reply from the daemon: {other:?}"),
+            }
+        }
+        return Ok(());
+    }
+    let [req] = requests.as_slice() else {
+        anyhow::bail!(
+            "the manifest has {} instance specs: run several with --detach (as in IG)",
+            requests.len()
+        );
+    };
+    let (mut spec, names) = req.to_spec().map_err(|e| anyhow::anyhow!(e))?;
+    spec.timeout = args.timeout;
+    foreground(spec, names, &args).await?;
+    Ok(())
+}
+
 /// Runs in the foreground; Ctrl+C or SIGTERM stops the gadget (every program detached) and
 /// returns normally.
-pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
-    let spec = args.spec();
+async fn foreground(
+    spec: InstanceSpec,
+    names: Vec<MetricsName>,
+    args: &RunArgs,
+) -> Result<Ended, InstanceError> {
     let registry = MetricsRegistry::default();
-    if args
-        .otel_metrics_listen
-        .unwrap_or(!args.otel_metrics_name.is_empty())
-    {
+    if args.otel_metrics_listen.unwrap_or(!names.is_empty()) {
         server::serve(&args.otel_metrics_listen_address, registry.clone()).await?;
     }
-    let names = args.otel_metrics_name.clone();
     let pusher = args.otel_metrics_otlp_endpoint.clone().map(|endpoint| {
         let (tx, rx) = mpsc::channel::<()>();
         let (registry, interval) = (registry.clone(), args.otel_metrics_otlp_interval);
@@ -139,7 +236,7 @@ pub async fn execute(args: RunArgs) -> Result<Ended, InstanceError> {
             Box::new(Printer::stdout()),
             Box::new(MetricsOperator::new(registry, names)),
         ];
-        let result = instance::run(&spec, &mut operators, &stop_rx);
+        let result = instance::run(&spec, &mut operators, &stop_rx, instance::Hooks::default());
         // One last push while the operators (and so the exported scopes) still exist.
         if let Some((tx, handle)) = pusher {
             drop(tx);

@@ -5,9 +5,11 @@
 
 use std::fmt;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use aya::maps::{Map, MapData};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
@@ -75,8 +77,6 @@ pub enum LoadError {
     NothingToAttach,
     #[error("{}", .0.join("\n"))]
     AllModesFailed(Vec<String>),
-    #[error("datasource {datasource}: {reason}")]
-    Datasource { datasource: String, reason: String },
     #[error("reading map {map} of datasource {datasource}: {source}")]
     ReadMap {
         datasource: String,
@@ -93,19 +93,25 @@ pub struct LoadOptions {
     /// `const volatile` globals to set, by name.
     pub globals: Vec<(String, Vec<u8>)>,
     pub kernel: Option<KernelVersion>,
+    /// Pin the datasource maps and the links here (bpffs), so the programs keep counting when
+    /// the process dies and a restart adopts them instead of starting over.
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// A map the host reads on every tick.
 struct DatasourceMap {
     iter: MapIter,
+    data: MapData,
     key_size: u32,
     value_size: u32,
     max_entries: u32,
 }
 
-/// A loaded and attached gadget. Dropping it detaches every program and frees the maps.
+/// A loaded and attached gadget. Dropping it detaches every program and frees the maps, unless
+/// they were pinned (then only [`remove_pins`] detaches them).
 pub struct LoadedGadget {
-    ebpf: Ebpf,
+    _ebpf: Option<Ebpf>,
+    _links: Vec<PinnedLink>,
     pub mode: AttachMode,
     /// Why this mode was used, for the one-line notice.
     pub mode_reason: String,
@@ -123,6 +129,19 @@ impl fmt::Debug for LoadedGadget {
 }
 
 pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedGadget, LoadError> {
+    if let Some(dir) = &opts.pin_dir {
+        if dir.join(COMPLETE_MARKER).exists() {
+            match adopt(dir, info) {
+                Ok(g) => return Ok(g),
+                Err(reason) => tracing::warn!(
+                    "cannot adopt the pinned programs in {}: {reason}; loading afresh",
+                    dir.display()
+                ),
+            }
+        }
+        // Leftovers of an interrupted start: nothing to adopt, and stale links would count twice.
+        remove_pins(dir);
+    }
     let modes: Vec<AttachMode> = match opts.mode {
         Some(m) => vec![m],
         None => AttachMode::ALL.to_vec(),
@@ -153,7 +172,12 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
                 };
                 return Ok(loaded);
             }
-            Err(reason) => failures.push(format!("{mode} failed: {reason}")),
+            Err(reason) => {
+                if let Some(dir) = &opts.pin_dir {
+                    remove_pins(dir);
+                }
+                failures.push(format!("{mode} failed: {reason}"));
+            }
         }
     }
     if !any {
@@ -187,6 +211,7 @@ fn load_mode(
         None
     };
     let mut names = Vec::new();
+    let mut links: Vec<(String, FdLink)> = Vec::new();
     for p in progs {
         let hook = mode.hook(&p.section).unwrap_or_default();
         let program = ebpf
@@ -200,12 +225,18 @@ fn load_mode(
                 // The BTF was loaded above for this mode.
                 let btf = btf.as_ref().ok_or("kernel BTF not loaded")?;
                 prog.load(hook, btf).map_err(ctx)?;
-                prog.attach().map_err(ctx)?;
+                let id = prog.attach().map_err(ctx)?;
+                if opts.pin_dir.is_some() {
+                    links.push((p.name.clone(), prog.take_link(id).map_err(ctx)?.into()));
+                }
             }
             AttachMode::RawTp => {
                 let prog: &mut RawTracePoint = program.try_into().map_err(ctx)?;
                 prog.load().map_err(ctx)?;
-                prog.attach(hook).map_err(ctx)?;
+                let id = prog.attach(hook).map_err(ctx)?;
+                if opts.pin_dir.is_some() {
+                    links.push((p.name.clone(), prog.take_link(id).map_err(ctx)?.into()));
+                }
             }
             AttachMode::Tracepoint => {
                 let (category, name) = hook.split_once('/').ok_or_else(|| {
@@ -213,27 +244,52 @@ fn load_mode(
                 })?;
                 let prog: &mut TracePoint = program.try_into().map_err(ctx)?;
                 prog.load().map_err(ctx)?;
-                prog.attach(category, name).map_err(ctx)?;
+                let id = prog.attach(category, name).map_err(ctx)?;
+                if opts.pin_dir.is_some() {
+                    let link = prog.take_link(id).map_err(ctx)?;
+                    let fd = FdLink::try_from(link).map_err(|e| {
+                        format!("program {}: this kernel cannot pin perf links: {e}", p.name)
+                    })?;
+                    links.push((p.name.clone(), fd));
+                }
             }
         }
         names.push(p.name.clone());
     }
     let mut maps = Vec::new();
     for iter in &info.mapiters {
-        let data = map_data(&ebpf, &iter.map)
+        let data = take_map_data(&mut ebpf, &iter.map)
             .map_err(|reason| format!("datasource {}: {reason}", iter.datasource))?;
-        let mi = data
-            .info()
-            .map_err(|e| format!("datasource {}: map {} info: {e}", iter.datasource, iter.map))?;
-        maps.push(DatasourceMap {
-            iter: iter.clone(),
-            key_size: mi.key_size(),
-            value_size: mi.value_size(),
-            max_entries: mi.max_entries(),
-        });
+        maps.push(datasource_map(iter, data)?);
+    }
+    let mut pinned = Vec::new();
+    if let Some(dir) = &opts.pin_dir {
+        let pin_err = |what: &str, e: &dyn std::error::Error| {
+            format!("pinning {what} in {}: {}", dir.display(), error_chain(e))
+        };
+        for sub in ["maps", "links"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| pin_err(sub, &e))?;
+        }
+        for m in &maps {
+            m.data
+                .pin(dir.join("maps").join(&m.iter.map))
+                .map_err(|e| pin_err(&m.iter.map, &e))?;
+        }
+        for (name, link) in links {
+            pinned.push(
+                link.pin(dir.join("links").join(&name))
+                    .map_err(|e| pin_err(&name, &e))?,
+            );
+        }
+        // bpffs holds only BPF objects and directories, so the markers are directories.
+        let mode_dir = format!("{MODE_PREFIX}{mode}");
+        std::fs::create_dir(dir.join(&mode_dir)).map_err(|e| pin_err(&mode_dir, &e))?;
+        // Made last: only a complete set of pins is ever adopted.
+        std::fs::create_dir(dir.join(COMPLETE_MARKER)).map_err(|e| pin_err(COMPLETE_MARKER, &e))?;
     }
     Ok(LoadedGadget {
-        ebpf,
+        _ebpf: Some(ebpf),
+        _links: pinned,
         mode,
         mode_reason: String::new(),
         programs: names,
@@ -241,13 +297,91 @@ fn load_mode(
     })
 }
 
-fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a MapData, String> {
-    match ebpf.map(name) {
+const COMPLETE_MARKER: &str = "complete";
+const MODE_PREFIX: &str = "mode-";
+
+fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, String> {
+    let mi = data
+        .info()
+        .map_err(|e| format!("datasource {}: map {} info: {e}", iter.datasource, iter.map))?;
+    Ok(DatasourceMap {
+        iter: iter.clone(),
+        key_size: mi.key_size(),
+        value_size: mi.value_size(),
+        max_entries: mi.max_entries(),
+        data,
+    })
+}
+
+fn take_map_data(ebpf: &mut Ebpf, name: &str) -> Result<MapData, String> {
+    match ebpf.take_map(name) {
         Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::Array(d)) => Ok(d),
         Some(other) => Err(format!(
             "map {name} is a {other:?}; datasources support HASH, LRU_HASH and ARRAY maps"
         )),
         None => Err(format!("the eBPF object has no map named {name}")),
+    }
+}
+
+/// Takes over programs a previous process pinned: they never stopped counting.
+fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
+    let mode: AttachMode = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(MODE_PREFIX)
+                .map(str::to_string)
+        })
+        .ok_or("no mode marker")?
+        .parse()?;
+    let mut links = Vec::new();
+    let mut programs = Vec::new();
+    let entries = std::fs::read_dir(dir.join("links")).map_err(|e| format!("links: {e}"))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("links: {e}"))?.path();
+        links.push(
+            PinnedLink::from_pin(&path)
+                .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?,
+        );
+        programs.push(
+            path.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        );
+    }
+    if links.is_empty() {
+        return Err("no pinned links".into());
+    }
+    programs.sort();
+    let mut maps = Vec::new();
+    for iter in &info.mapiters {
+        let path = dir.join("maps").join(&iter.map);
+        let data = MapData::from_pin(&path)
+            .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
+        maps.push(datasource_map(iter, data)?);
+    }
+    Ok(LoadedGadget {
+        _ebpf: None,
+        _links: links,
+        mode,
+        mode_reason: format!(
+            "adopted the programs pinned in {}, counting since the first start",
+            dir.display()
+        ),
+        programs,
+        maps,
+    })
+}
+
+/// Unpins everything under `dir`: once no process holds them, the programs detach and the maps
+/// are freed. Missing pins are not an error.
+pub fn remove_pins(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing pins in {}: {e}", dir.display());
     }
 }
 
@@ -261,11 +395,7 @@ impl LoadedGadget {
                 map: m.iter.map.clone(),
                 source,
             };
-            let data =
-                map_data(&self.ebpf, &m.iter.map).map_err(|reason| LoadError::Datasource {
-                    datasource: m.iter.datasource.clone(),
-                    reason,
-                })?;
+            let data = &m.data;
             let taken_at_ns = snapshot::monotonic_ns();
             let entries =
                 snapshot::read_entries(data.fd().as_fd(), m.key_size, m.value_size, m.max_entries)

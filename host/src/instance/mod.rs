@@ -1,6 +1,8 @@
 //! One running gadget: bundle → eBPF loaded and attached → on every tick, snapshot the maps →
 //! guest → operators. The same loop will serve detached instances in the daemon.
 
+pub mod manifest;
+
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -60,6 +62,15 @@ pub struct InstanceSpec {
     pub limits: GuestLimits,
 }
 
+/// What a host of many instances (the daemon) adds to a run.
+#[derive(Default)]
+pub struct Hooks {
+    /// Pin programs and maps here so they outlive the process (see `ebpf::loader`).
+    pub pin_dir: Option<std::path::PathBuf>,
+    /// Called once everything is attached and the first snapshot can be taken.
+    pub on_attached: Option<Box<dyn FnOnce() + Send>>,
+}
+
 /// Why a run ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -73,6 +84,7 @@ pub fn run(
     spec: &InstanceSpec,
     operators: &mut [Box<dyn Operator>],
     stop: &Receiver<()>,
+    mut hooks: Hooks,
 ) -> Result<Ended, InstanceError> {
     let bundle = GadgetBundle::open(&spec.reference)?;
     let elf = ebpf::elf::ElfInfo::parse(&bundle.ebpf_object)?;
@@ -109,6 +121,7 @@ pub fn run(
             mode: spec.attach_mode,
             globals: resolved.ebpf_globals.clone(),
             kernel: ebpf::system::KernelVersion::running(),
+            pin_dir: hooks.pin_dir.clone(),
         },
     )
     .map_err(|source| InstanceError::Load {
@@ -122,6 +135,9 @@ pub fn run(
         loaded.mode_reason,
         loaded.programs.join(", ")
     );
+    if let Some(f) = hooks.on_attached.take() {
+        f();
+    }
 
     let deadline = spec.timeout.map(|t| Instant::now() + t);
     let mut failures = 0u32;

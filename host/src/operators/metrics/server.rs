@@ -1,6 +1,8 @@
 //! The Prometheus endpoint (IG's default `0.0.0.0:2224`, path `/metrics`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -25,6 +27,16 @@ pub enum ServerError {
 /// Binds now (so a taken port is an error at start, not a log line later) and serves in the
 /// background on the current tokio runtime. Returns the bound address.
 pub async fn serve(addr: &str, registry: MetricsRegistry) -> Result<SocketAddr, ServerError> {
+    serve_with_health(addr, registry, Arc::new(AtomicBool::new(true))).await
+}
+
+/// [`serve`] plus `/healthz` (the process answers) and `/readyz` (200 once `ready` is set,
+/// e.g. after the daemon restored its instances; 503 before), for Kubernetes probes.
+pub async fn serve_with_health(
+    addr: &str,
+    registry: MetricsRegistry,
+    ready: Arc<AtomicBool>,
+) -> Result<SocketAddr, ServerError> {
     let bind_err = |source| ServerError::Bind {
         addr: addr.to_string(),
         source,
@@ -33,26 +45,41 @@ pub async fn serve(addr: &str, registry: MetricsRegistry) -> Result<SocketAddr, 
         .await
         .map_err(bind_err)?;
     let local = listener.local_addr().map_err(bind_err)?;
-    let app = Router::new().route(
-        PATH,
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                match registry.render() {
-                    Ok(body) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                        body,
-                    ),
-                    Err(e) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        [(header::CONTENT_TYPE, "text/plain")],
-                        format!("encoding metrics: {e}\n"),
-                    ),
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "restoring instances\n")
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        )
+        .route(
+            PATH,
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    match registry.render() {
+                        Ok(body) => (
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                            body,
+                        ),
+                        Err(e) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [(header::CONTENT_TYPE, "text/plain")],
+                            format!("encoding metrics: {e}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics endpoint stopped: {e}");

@@ -1,0 +1,154 @@
+//! `gadget list`, `gadget delete` and `gadget attach`: clients of the daemon's local API.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::daemon::api::{self, InstanceInfo, Reply, Request};
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format: columns or json.
+    #[arg(short = 'o', long = "output", default_value = "columns", value_parser = ["columns", "json"])]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Instance IDs (or unique ID prefixes) or names.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Instance ID (or unique prefix) or name.
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where instances are persisted.
+    #[arg(long, env = "GADGET_STATE_DIR", default_value = crate::daemon::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Serve the Prometheus endpoint (and /healthz, /readyz).
+    #[arg(long = "otel-metrics-listen", default_value_t = true, action = clap::ArgAction::Set)]
+    pub otel_metrics_listen: bool,
+    /// Address of the Prometheus endpoint.
+    #[arg(long = "otel-metrics-listen-address", default_value = crate::operators::metrics::server::DEFAULT_ADDRESS)]
+    pub otel_metrics_listen_address: String,
+}
+
+/// IG's columns: ID (12 characters), NAME, TAGS, GADGET, STATUS.
+pub fn render_table(instances: &[InstanceInfo]) -> String {
+    let rows: Vec<[String; 5]> = instances
+        .iter()
+        .map(|i| {
+            [
+                i.id.chars().take(12).collect(),
+                i.name.clone(),
+                i.tags.join(","),
+                i.gadget.clone(),
+                i.status.lines().next().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "NAME", "TAGS", "GADGET", "STATUS"].map(str::to_string);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn list(args: &ListArgs, socket: &Path) -> anyhow::Result<()> {
+    let Reply::Instances { instances } = api::call_one(socket, &Request::List)? else {
+        anyhow::bail!("unexpected reply from the daemon");
+    };
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&instances)?);
+    } else {
+        print!("{}", render_table(&instances));
+    }
+    Ok(())
+}
+
+pub fn delete(args: &DeleteArgs, socket: &Path) -> anyhow::Result<()> {
+    let Reply::Deleted { ids } = api::call_one(
+        socket,
+        &Request::Delete {
+            targets: args.targets.clone(),
+        },
+    )?
+    else {
+        anyhow::bail!("unexpected reply from the daemon");
+    };
+    for id in ids {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// Streams the instance's terminal view until the viewer is interrupted (the instance goes on).
+pub fn attach(args: &AttachArgs, socket: &Path) -> anyhow::Result<()> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut stdout = std::io::stdout();
+    api::call(
+        socket,
+        &Request::Attach {
+            target: args.target.clone(),
+        },
+        |reply| {
+            if let Reply::Frame { text } = reply {
+                let frame = if terminal {
+                    format!("\x1b[H\x1b[2J{text}")
+                } else {
+                    text
+                };
+                return stdout
+                    .write_all(frame.as_bytes())
+                    .and_then(|()| stdout.flush())
+                    .is_ok();
+            }
+            true
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_igs_columns() {
+        let t = render_table(&[InstanceInfo {
+            id: "fb20bc58666709934a61dffa3ad8a388".into(),
+            name: "profileblockio".into(),
+            tags: vec!["a".into(), "b".into()],
+            gadget: "/g/profile_blockio".into(),
+            status: "Running".into(),
+            created: 0,
+        }]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("ID            NAME"), "{t}");
+        assert!(
+            lines[1].starts_with("fb20bc586667  profileblockio  a,b"),
+            "{t}"
+        );
+        assert!(lines[1].ends_with("Running"), "{t}");
+    }
+}

@@ -1,0 +1,78 @@
+//! Persisted instances: one JSON file per instance in `<state-dir>/instances/`, written
+//! atomically (temporary file, fsync, rename), so a crash never leaves a half-written spec.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::api::RunRequest;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedInstance {
+    pub id: String,
+    pub created: u64,
+    pub request: RunRequest,
+}
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn open(state_dir: &Path) -> std::io::Result<Store> {
+        let dir = state_dir.join("instances");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Store { dir })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    pub fn save(&self, inst: &SavedInstance) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!(".{}.tmp", inst.id));
+        let bytes = serde_json::to_vec_pretty(inst).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.path(&inst.id))?;
+        // The rename itself must reach the disk too.
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every saved instance; unreadable files are reported and skipped, never deleted.
+    pub fn load_all(&self) -> Vec<SavedInstance> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<SavedInstance>(&b).map_err(|e| e.to_string())
+                }) {
+                Ok(i) => out.push(i),
+                Err(e) => tracing::error!(
+                    "skipping {}: {e} (left in place; fix or delete it)",
+                    path.display()
+                ),
+            }
+        }
+        out.sort_by_key(|i| (i.created, i.id.clone()));
+        out
+    }
+}

@@ -1,0 +1,452 @@
+//! The daemon for real: detached instances, list, attach, delete, manifests, a crash with
+//! `kill -9` in the middle of real I/O, and 20 parallel CLI processes. Each test has its own
+//! state directory, socket and metrics port.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    fn new() -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = Daemon {
+            child: None,
+            dir: tmp.path().to_path_buf(),
+            port: free_port(),
+            _tmp: tmp,
+        };
+        d.start();
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("gadget.sock")
+    }
+
+    fn spawn(&self) -> Child {
+        Command::new(gadget_bin())
+            .args(["daemon", "--state-dir"])
+            .arg(self.dir.join("state"))
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--otel-metrics-listen-address")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("daemon.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    }
+
+    fn start(&mut self) {
+        self.child = Some(self.spawn());
+        let start = Instant::now();
+        while !self
+            .metrics()
+            .is_some_and(|_| self.cli(&["list"]).status.success())
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "daemon not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(gadget_bin())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "gadget {args:?}: {}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn metrics(&self) -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{}/metrics", self.port)])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// The +Inf bucket of a scope, once it is there.
+    fn inf(&self, scope: &str) -> Option<u64> {
+        let text = self.metrics()?;
+        let needle = format!("otel_scope_name=\"{scope}\",le=\"+Inf\"}} ");
+        text.lines().find_map(|l| {
+            l.split_once(&needle)
+                .map(|(_, v)| v.trim().parse().unwrap())
+        })
+    }
+
+    fn wait_inf(&self, scope: &str, want: u64) {
+        let start = Instant::now();
+        while self.inf(scope) != Some(want) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{scope} +Inf is {:?}, want {want}\n{}",
+                self.inf(scope),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // Leave nothing pinned behind: delete everything, then stop.
+            let list = self.cli(&["list", "-o", "json"]);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&list.stdout) {
+                for i in v.as_array().into_iter().flatten() {
+                    let _ = self.cli(&["delete", i["id"].as_str().unwrap()]);
+                }
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// IDs of the loaded BPF programs whose name contains `name` (`bpftool prog show`).
+fn programs(name: &str) -> BTreeSet<u32> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(name))
+        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
+/// Waits until exactly `want` tpbtf_ programs exist that were not in `before` (the kernel frees
+/// detached programs after a grace period).
+fn wait_new_programs(before: &BTreeSet<u32>, want: usize) {
+    let start = Instant::now();
+    loop {
+        let new = programs("tpbtf_").difference(before).count();
+        if new == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{new} new tpbtf_ programs, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Pinned instance directories left for these instance IDs.
+fn pins_of(ids: &[String]) -> usize {
+    std::fs::read_dir("/sys/fs/bpf/gadget")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|root| {
+            ids.iter()
+                .filter(|id| root.path().join(id).exists())
+                .count()
+        })
+        .sum()
+}
+
+fn instance_ids(d: &Daemon) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["list", "-o", "json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn detach_list_attach_delete_and_manifests() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let before = programs("tpbtf_");
+    let d = Daemon::new();
+    let dir = profile_blockio_dir();
+    let dev = LoopDevice::new("daemon");
+    let id = d.ok(&[
+        "run",
+        dir.to_str().unwrap(),
+        "--detach",
+        "--name",
+        "profileblockio",
+        "--disk",
+        &dev.name,
+        "--annotate=blockio:metrics.collect=true",
+        "--otel-metrics-name",
+        "blockio:blockio-metrics",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 32, "prints the new instance ID: {id:?}");
+    let manifest = d.dir.join("blockio-metrics.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: 1\nkind: instance-spec\nimage: {}\nname: with-node\ntags: [storage]\nparamValues:\n  operator.oci.annotate: blockio:metrics.collect=true,blockio:env.fields.node=NODE_NAME,blockio.node:metrics.type=key\n  operator.otel-metrics.otel-metrics-name: blockio:blockio-metrics-with-nodeinfo\n  operator.oci.ebpf.disk: {}\n",
+            dir.display(),
+            dev.name
+        ),
+    )
+    .unwrap();
+    let id2 = d.ok(&["run", "-f", manifest.to_str().unwrap(), "--detach"]);
+    assert_eq!(id2.trim().len(), 32);
+    wait_new_programs(&before, 4);
+
+    let table = d.ok(&["list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID")
+            && lines[0].contains("NAME")
+            && lines[0].contains("TAGS")
+            && lines[0].contains("GADGET")
+            && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&id[..12])
+            && table.contains("profileblockio")
+            && table.contains("with-node")
+            && table.contains("storage"),
+        "{table}"
+    );
+    assert_eq!(table.matches("Running").count(), 2, "{table}");
+
+    // Both instances share the daemon's one endpoint.
+    dev.write_direct(400);
+    d.wait_inf("blockio-metrics", 400);
+    d.wait_inf("blockio-metrics-with-nodeinfo", 400);
+
+    // attach streams frames; interrupting the viewer leaves the instance running.
+    let viewer = Command::new(gadget_bin())
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["attach", "profileblockio"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    Command::new("kill")
+        .args(["-INT", &viewer.id().to_string()])
+        .status()
+        .unwrap();
+    let out = viewer.wait_with_output().unwrap();
+    assert!(out.status.success(), "viewer exit {}", out.status);
+    let frames = parse_histograms(&String::from_utf8_lossy(&out.stdout));
+    assert!(frames.len() >= 2, "live frames: {}", frames.len());
+    assert_eq!(frames.last().unwrap().total(), 400);
+    assert!(d.ok(&["list"]).contains("profileblockio"));
+
+    // Bad input: duplicate names, unknown targets, a second daemon.
+    let dup = d.cli(&[
+        "run",
+        dir.to_str().unwrap(),
+        "--detach",
+        "--name",
+        "profileblockio",
+    ]);
+    assert!(
+        !dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("already exists")
+    );
+    let unknown = d.cli(&["delete", "no-such-instance"]);
+    assert!(
+        !unknown.status.success()
+            && String::from_utf8_lossy(&unknown.stderr).contains("no instance with ID or name")
+    );
+    let mut second = d.spawn();
+    let st = second.wait().unwrap();
+    assert!(
+        !st.success(),
+        "a second daemon on the same socket and state dir must refuse"
+    );
+    assert!(d.log().contains("already uses"), "{}", d.log());
+
+    // delete by name: programs detached, metrics gone, the other instance untouched.
+    assert_eq!(d.ok(&["delete", "profileblockio"]).trim(), id);
+    wait_new_programs(&before, 2);
+    let start = Instant::now();
+    while d.inf("blockio-metrics").is_some() {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.inf("blockio-metrics-with-nodeinfo").is_some());
+    assert_eq!(instance_ids(&d).len(), 1);
+    d.ok(&["delete", "with-node"]);
+    wait_new_programs(&before, 0);
+    assert_eq!(pins_of(&[id.to_string(), id2.trim().to_string()]), 0);
+}
+
+#[test]
+fn kill_9_loses_no_io_and_no_instance() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let mut d = Daemon::new();
+    let dir = profile_blockio_dir();
+    let dev = LoopDevice::new("crash");
+    d.ok(&[
+        "run",
+        dir.to_str().unwrap(),
+        "--detach",
+        "--name",
+        "survivor",
+        "--disk",
+        &dev.name,
+        "--interval",
+        "200ms",
+        "--annotate=blockio:metrics.collect=true",
+        "--otel-metrics-name",
+        "blockio:crash-metrics",
+    ]);
+    let listed = instance_ids(&d);
+    dev.wait_quiet();
+    let start_count = dev.completed();
+    // The instance was idle before: what it counts from here is this test's I/O.
+    d.wait_inf("crash-metrics", 0);
+
+    dev.write_direct(500);
+    d.wait_inf("crash-metrics", 500);
+    d.kill9();
+    assert!(d.socket().exists(), "kill -9 leaves the socket file behind");
+    // I/O while no daemon runs: the pinned programs keep counting.
+    dev.write_direct(700);
+    d.start(); // recovers the stale socket, adopts the pinned programs
+    dev.write_direct(300);
+    let kernel = dev.completed() - start_count;
+    assert_eq!(kernel, 1500);
+    d.wait_inf("crash-metrics", kernel);
+    assert_eq!(
+        instance_ids(&d),
+        listed,
+        "same instances, same IDs and names after the crash"
+    );
+    assert!(
+        d.log().contains("adopted the programs pinned"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn twenty_parallel_clients_leak_nothing() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let before = programs("tpbtf_");
+    let d = Daemon::new();
+    let dir = profile_blockio_dir();
+    let runs: Vec<Child> = (0..20)
+        .map(|i| {
+            Command::new(gadget_bin())
+                .arg("--socket")
+                .arg(d.socket())
+                .args([
+                    "run",
+                    dir.to_str().unwrap(),
+                    "--detach",
+                    "--name",
+                    &format!("par-{i}"),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in runs {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    assert_eq!(instance_ids(&d).len(), 20);
+    wait_new_programs(&before, 40);
+    assert_eq!(pins_of(&ids), 20);
+    let deletes: Vec<Child> = (0..20)
+        .map(|i| {
+            Command::new(gadget_bin())
+                .arg("--socket")
+                .arg(d.socket())
+                .args(["delete", &format!("par-{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in deletes {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(instance_ids(&d).is_empty());
+    wait_new_programs(&before, 0);
+    let saved = std::fs::read_dir(d.dir.join("state/instances"))
+        .unwrap()
+        .count();
+    assert_eq!(saved, 0, "no saved specs left");
+    assert_eq!(pins_of(&ids), 0, "no pins left");
+    assert!(d.socket().exists(), "the daemon still serves");
+}
