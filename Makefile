@@ -10,7 +10,7 @@ GUEST_TARGET := wasm32-wasip2
 GUEST_DIR := target/$(GUEST_TARGET)/release
 GADGET := target/release/gadget
 
-.PHONY: all deps guests gadgets host run test lint unit-test integration-test bench clean
+.PHONY: all deps guests gadgets host run test lint unit-test integration-test deploy-validate bench clean
 all: host gadgets
 
 include ebpf/Makefile.inc
@@ -53,7 +53,11 @@ unit-test: guests
 integration-test: host gadgets
 	$(CARGO) test --release -p gadget-host --test '*' -- --test-threads=1
 
-test: deps lint unit-test integration-test
+# Kubernetes manifests, offline against the OpenAPI schemas (no API server can run here).
+deploy-validate:
+	deploy/validate.sh
+
+test: deps lint unit-test deploy-validate integration-test
 
 bench: deps host gadgets
 	bench/bpf-cost.sh --write BENCHMARKS.md

@@ -450,3 +450,121 @@ fn twenty_parallel_clients_leak_nothing() {
     assert_eq!(pins_of(&ids), 0, "no pins left");
     assert!(d.socket().exists(), "the daemon still serves");
 }
+
+fn run_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
+    let mut c = Command::new(gadget_bin())
+        .arg("--socket")
+        .arg(d.socket())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    drop(c.stdin.take());
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn manifests_from_stdin_and_url_and_bad_ones_lose_nothing() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let d = Daemon::new();
+    let dir = profile_blockio_dir();
+    let doc = |name: &str| {
+        format!(
+            "apiVersion: 1\nkind: instance-spec\nimage: {}\nname: {name}\n",
+            dir.display()
+        )
+    };
+    let two = format!("{}---\n{}", doc("from-stdin-1"), doc("from-stdin-2"));
+
+    let out = run_stdin(&d, &["run", "-f", "-", "--detach"], &two);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "one ID per document"
+    );
+    let out = run_stdin(&d, &["run", "-f", "-"], &two);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("with --detach")
+    );
+
+    // -f URL, served by a plain HTTP server.
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("m.yaml"), doc("from-url")).unwrap();
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(web.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/m.yaml");
+    let start = Instant::now();
+    let out = loop {
+        let out = d.cli(&["run", "-f", &url, "--detach"]);
+        if out.status.success() || start.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = server.kill();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Bad manifests: clear errors, nothing started, nothing lost.
+    let bad = d.dir.join("bad.yaml");
+    std::fs::write(&bad, format!("{}imgae: typo\n", doc("bad"))).unwrap();
+    let out = d.cli(&["run", "-f", bad.to_str().unwrap(), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("bad.yaml")
+            && err.contains("imgae")
+            && err.contains("line 5"),
+        "{err}"
+    );
+    std::fs::write(
+        &bad,
+        "apiVersion: 1\nkind: instance-spec\nimage: /no/such/gadget\n",
+    )
+    .unwrap();
+    let out = d.cli(&["run", "-f", bad.to_str().unwrap(), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/no/such/gadget"),
+        "{err}"
+    );
+    let names: Vec<String> = instance_ids(&d).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, ["from-stdin-1", "from-stdin-2", "from-url"]);
+}
+
+#[test]
+fn without_a_daemon_the_cli_says_how_to_start_one() {
+    let out = Command::new(gadget_bin())
+        .args(["--socket", "/nonexistent/gadget.sock", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not running") && err.contains("gadget daemon"),
+        "{err}"
+    );
+}

@@ -141,7 +141,7 @@ mod tests {
             tags: vec!["a".into(), "b".into()],
             gadget: "/g/profile_blockio".into(),
             status: "Running".into(),
-            created: 0,
+            created_ms: 0,
         }]);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID            NAME"), "{t}");

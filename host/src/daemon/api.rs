@@ -110,8 +110,8 @@ pub struct InstanceInfo {
     pub tags: Vec<String>,
     pub gadget: String,
     pub status: String,
-    /// Seconds since the epoch.
-    pub created: u64,
+    /// Milliseconds since the epoch.
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

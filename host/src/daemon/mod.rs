@@ -96,7 +96,7 @@ impl Managed {
             tags: r.tags.clone(),
             gadget: r.reference.clone(),
             status: lock(&self.status).clone(),
-            created: self.saved.created,
+            created_ms: self.saved.created_ms,
         }
     }
 
@@ -134,10 +134,11 @@ fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_secs() -> u64 {
+/// Milliseconds: instances started within one second still list in creation order.
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -303,7 +304,7 @@ impl Daemon {
 
     fn list(&self) -> Vec<InstanceInfo> {
         let mut v: Vec<InstanceInfo> = lock(&self.instances).values().map(Managed::info).collect();
-        v.sort_by_key(|i| (i.created, i.id.clone()));
+        v.sort_by_key(|i| (i.created_ms, i.id.clone()));
         v
     }
 
@@ -356,7 +357,7 @@ impl Daemon {
                 let me = self.clone();
                 let saved = SavedInstance {
                     id: new_id(),
-                    created: now_secs(),
+                    created_ms: now_ms(),
                     request: spec,
                 };
                 match tokio::task::spawn_blocking(move || me.start(saved, false)).await {

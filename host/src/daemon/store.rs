@@ -12,7 +12,7 @@ use super::api::RunRequest;
 #[serde(deny_unknown_fields)]
 pub struct SavedInstance {
     pub id: String,
-    pub created: u64,
+    pub created_ms: u64,
     pub request: RunRequest,
 }
 
@@ -72,7 +72,7 @@ impl Store {
                 ),
             }
         }
-        out.sort_by_key(|i| (i.created, i.id.clone()));
+        out.sort_by_key(|i| (i.created_ms, i.id.clone()));
         out
     }
 }

@@ -68,13 +68,12 @@ pub fn parse(
         } else {
             String::new()
         };
-        let value =
-            serde_yaml::Value::deserialize(doc).map_err(|e| fail(label.clone(), e.to_string()))?;
-        if value.is_null() {
-            continue; // an empty document (e.g. after a trailing ---)
-        }
-        let m: Manifest =
-            serde_yaml::from_value(value).map_err(|e| fail(label.clone(), e.to_string()))?;
+        // Straight from the document, so errors keep their line numbers; None: an empty document.
+        let Some(m) =
+            Option::<Manifest>::deserialize(doc).map_err(|e| fail(label.clone(), e.to_string()))?
+        else {
+            continue;
+        };
         let version_ok = match &m.api_version {
             serde_yaml::Value::Number(n) => n.as_u64() == Some(1),
             serde_yaml::Value::String(s) => s == "1",
