@@ -5,159 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
+use common::prometheus::free_port;
 use common::*;
-
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
-    _tmp: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Daemon {
-    fn new() -> Daemon {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut d = Daemon {
-            child: None,
-            dir: tmp.path().to_path_buf(),
-            port: free_port(),
-            _tmp: tmp,
-        };
-        d.start();
-        d
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("gadget.sock")
-    }
-
-    fn spawn(&self) -> Child {
-        Command::new(gadget_bin())
-            .args(["daemon", "--state-dir"])
-            .arg(self.dir.join("state"))
-            .arg("--socket")
-            .arg(self.socket())
-            .arg("--otel-metrics-listen-address")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join("daemon.log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap()
-    }
-
-    fn start(&mut self) {
-        self.child = Some(self.spawn());
-        let start = Instant::now();
-        while !self
-            .metrics()
-            .is_some_and(|_| self.cli(&["list"]).status.success())
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "daemon not ready:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().unwrap(); // SIGKILL
-        c.wait().unwrap();
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(gadget_bin())
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "gadget {args:?}: {}\ndaemon log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn metrics(&self) -> Option<String> {
-        let out = Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{}/metrics", self.port)])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    /// The +Inf bucket of a scope, once it is there.
-    fn inf(&self, scope: &str) -> Option<u64> {
-        let text = self.metrics()?;
-        let needle = format!("otel_scope_name=\"{scope}\",le=\"+Inf\"}} ");
-        text.lines().find_map(|l| {
-            l.split_once(&needle)
-                .map(|(_, v)| v.trim().parse().unwrap())
-        })
-    }
-
-    fn wait_inf(&self, scope: &str, want: u64) {
-        let start = Instant::now();
-        while self.inf(scope) != Some(want) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{scope} +Inf is {:?}, want {want}\n{}",
-                self.inf(scope),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // Leave nothing pinned behind: delete everything, then stop.
-            let list = self.cli(&["list", "-o", "json"]);
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&list.stdout) {
-                for i in v.as_array().into_iter().flatten() {
-                    let _ = self.cli(&["delete", i["id"].as_str().unwrap()]);
-                }
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// IDs of the loaded BPF programs whose name contains `name` (`bpftool prog show`).
 fn programs(name: &str) -> BTreeSet<u32> {
@@ -201,20 +54,6 @@ fn pins_of(ids: &[String]) -> usize {
                 .count()
         })
         .sum()
-}
-
-fn instance_ids(d: &Daemon) -> Vec<(String, String)> {
-    let v: serde_json::Value = serde_json::from_str(&d.ok(&["list", "-o", "json"])).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                i["name"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -329,7 +168,7 @@ fn detach_list_attach_delete_and_manifests() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(d.inf("blockio-metrics-with-nodeinfo").is_some());
-    assert_eq!(instance_ids(&d).len(), 1);
+    assert_eq!(d.instances().len(), 1);
     d.ok(&["delete", "with-node"]);
     wait_new_programs(&before, 0);
     assert_eq!(pins_of(&[id.to_string(), id2.trim().to_string()]), 0);
@@ -355,7 +194,7 @@ fn kill_9_loses_no_io_and_no_instance() {
         "--otel-metrics-name",
         "blockio:crash-metrics",
     ]);
-    let listed = instance_ids(&d);
+    let listed = d.instances();
     dev.wait_quiet();
     let start_count = dev.completed();
     // The instance was idle before: what it counts from here is this test's I/O.
@@ -373,7 +212,7 @@ fn kill_9_loses_no_io_and_no_instance() {
     assert_eq!(kernel, 1500);
     d.wait_inf("crash-metrics", kernel);
     assert_eq!(
-        instance_ids(&d),
+        d.instances(),
         listed,
         "same instances, same IDs and names after the crash"
     );
@@ -418,7 +257,7 @@ fn twenty_parallel_clients_leak_nothing() {
         );
         ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
     }
-    assert_eq!(instance_ids(&d).len(), 20);
+    assert_eq!(d.instances().len(), 20);
     wait_new_programs(&before, 40);
     assert_eq!(pins_of(&ids), 20);
     let deletes: Vec<Child> = (0..20)
@@ -441,7 +280,7 @@ fn twenty_parallel_clients_leak_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(instance_ids(&d).is_empty());
+    assert!(d.instances().is_empty());
     wait_new_programs(&before, 0);
     let saved = std::fs::read_dir(d.dir.join("state/instances"))
         .unwrap()
@@ -522,6 +361,7 @@ fn manifests_from_stdin_and_url_and_bad_ones_lose_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let _ = server.kill();
+    let _ = server.wait();
     assert!(
         out.status.success(),
         "{}",
@@ -551,7 +391,7 @@ fn manifests_from_stdin_and_url_and_bad_ones_lose_nothing() {
         !out.status.success() && err.contains("/no/such/gadget"),
         "{err}"
     );
-    let names: Vec<String> = instance_ids(&d).into_iter().map(|(_, n)| n).collect();
+    let names: Vec<String> = d.instances().into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["from-stdin-1", "from-stdin-2", "from-url"]);
 }
 

@@ -2,6 +2,9 @@
 //! completion counts, running the real `gadget` binary, and parsing its histogram output.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod prometheus;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

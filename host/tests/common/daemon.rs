@@ -1,0 +1,212 @@
+//! A real `gadget daemon` in a temporary state directory, optionally inside a network namespace
+//! with its own NODE_NAME (the multi-node test), driven through the real CLI.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::gadget_bin;
+use super::prometheus::free_port;
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    /// host:port of the metrics endpoint.
+    pub listen: String,
+    netns: Option<String>,
+    node: Option<String>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn new() -> Daemon {
+        Self::with(format!("127.0.0.1:{}", free_port()), None, None)
+    }
+
+    /// A daemon in network namespace `netns`, serving metrics on `listen`, with NODE_NAME=`node`.
+    pub fn in_netns(netns: &str, listen: &str, node: &str) -> Daemon {
+        Self::with(
+            listen.to_string(),
+            Some(netns.to_string()),
+            Some(node.to_string()),
+        )
+    }
+
+    fn with(listen: String, netns: Option<String>, node: Option<String>) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = Daemon {
+            child: None,
+            dir: tmp.path().to_path_buf(),
+            listen,
+            netns,
+            node,
+            _tmp: tmp,
+        };
+        d.start();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("gadget.sock")
+    }
+
+    pub fn spawn(&self) -> Child {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(gadget_bin());
+                c
+            }
+            None => Command::new(gadget_bin()),
+        };
+        if let Some(node) = &self.node {
+            cmd.env("NODE_NAME", node);
+        }
+        cmd.args(["daemon", "--state-dir"])
+            .arg(self.dir.join("state"))
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--otel-metrics-listen-address")
+            .arg(&self.listen)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("daemon.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn start(&mut self) {
+        self.child = Some(self.spawn());
+        let start = Instant::now();
+        while !self
+            .metrics()
+            .is_some_and(|_| self.cli(&["list"]).status.success())
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "daemon not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap(); // SIGKILL (through `ip netns exec`, which execs the daemon)
+        c.wait().unwrap();
+    }
+
+    /// The CLI, from the host's network namespace: the Unix socket is a path, reachable from any.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(gadget_bin())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "gadget {args:?}: {}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn metrics(&self) -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://{}/metrics", self.listen)])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// The +Inf bucket of a scope, once it is there.
+    pub fn inf(&self, scope: &str) -> Option<u64> {
+        let text = self.metrics()?;
+        text.lines().find_map(|l| {
+            let (labels, v) = l.strip_prefix("latency__s_bucket{")?.split_once("} ")?;
+            (labels.contains(&format!("otel_scope_name=\"{scope}\""))
+                && labels.ends_with("le=\"+Inf\""))
+            .then(|| v.trim().parse().unwrap())
+        })
+    }
+
+    pub fn wait_inf(&self, scope: &str, want: u64) {
+        let start = Instant::now();
+        while self.inf(scope) != Some(want) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{scope} +Inf is {:?}, want {want}\n{}",
+                self.inf(scope),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// (ID, name) of every instance, in creation order.
+    pub fn instances(&self) -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["list", "-o", "json"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    i["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes every instance (unpinning its programs); a killed daemon is restarted for it.
+    pub fn clean_up(&mut self) {
+        if self.child.is_none() {
+            self.child = Some(self.spawn());
+            let start = Instant::now();
+            while !self.cli(&["list"]).status.success() && start.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        for (id, _) in self.instances() {
+            let _ = self.cli(&["delete", &id]);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // Leave nothing pinned behind: delete everything, then stop.
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(
+                &self.cli(&["list", "-o", "json"]).stdout,
+            ) {
+                for i in v.as_array().into_iter().flatten() {
+                    let _ = self.cli(&["delete", i["id"].as_str().unwrap_or_default()]);
+                }
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
