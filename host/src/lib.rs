@@ -8,9 +8,11 @@
 //! - [`operators`]: outputs (the terminal printer; metrics next).
 //! - [`instance`]: one running gadget, tying the above together on a timer.
 //! - [`daemon`]: detached instances, the local API, persistence and pinning.
+//! - [`cluster`]: the kube-based client that drives every node's daemon.
 //! - [`cli`]: the `gadget` command line.
 
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod datasource;
 pub mod ebpf;

@@ -31,6 +31,13 @@ fn main() -> ExitCode {
     };
     let socket = cli.socket.clone();
     let result: anyhow::Result<()> = runtime.block_on(async move {
+        if cli.cluster {
+            return on_cluster(cli).await;
+        }
+        anyhow::ensure!(
+            cli.nodes.is_empty(),
+            "--node selects nodes of a cluster: add --cluster"
+        );
         match cli.command {
             Verb::Run(args) => cli::run::execute(args, &socket).await,
             Verb::Daemon(args) => gadget::daemon::run(gadget::daemon::DaemonConfig {
@@ -39,6 +46,7 @@ fn main() -> ExitCode {
                 metrics_address: args
                     .otel_metrics_listen
                     .then_some(args.otel_metrics_listen_address),
+                cluster_api: args.api_listen_address.zip(args.api_token_file),
             })
             .await
             .map_err(anyhow::Error::from),
@@ -64,4 +72,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--cluster`: the verb on every node's daemon, through the Kubernetes API server.
+async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
+    use gadget::cluster;
+    let c = cluster::Cluster::connect(&cli.namespace, cli.context.as_deref()).await?;
+    match cli.command {
+        Verb::Run(args) => {
+            anyhow::ensure!(
+                args.detach,
+                "--cluster runs instances detached on every node: add --detach"
+            );
+            cluster::run(&c, &cli.nodes, cli::run::requests(&args, false)?).await?
+        }
+        Verb::List(args) => cluster::list(&c, &cli.nodes, args.output == "json").await?,
+        Verb::Delete(args) => cluster::delete(&c, &cli.nodes, args.targets).await?,
+        Verb::Attach(_) | Verb::Daemon(_) => {
+            anyhow::bail!(
+                "attach and daemon work on one node: use kubectl exec into its gadget pod"
+            )
+        }
+    }
+    Ok(())
 }

@@ -38,6 +38,12 @@ pub struct DaemonArgs {
     /// Address of the Prometheus endpoint.
     #[arg(long = "otel-metrics-listen-address", default_value = crate::operators::metrics::server::DEFAULT_ADDRESS)]
     pub otel_metrics_listen_address: String,
+    /// Serve the cluster CLI's API (reached through the API server's pod proxy) on this address.
+    #[arg(long = "api-listen-address", requires = "api_token_file")]
+    pub api_listen_address: Option<String>,
+    /// File holding the cluster API's bearer token (the gadget-api-token Secret, mounted).
+    #[arg(long = "api-token-file", requires = "api_listen_address")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 /// IG's columns: ID (12 characters), NAME, TAGS, GADGET, STATUS.

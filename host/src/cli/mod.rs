@@ -22,6 +22,18 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, env = "GADGET_LOG", default_value = "info")]
     pub log_level: String,
+    /// Act on every node's daemon through the Kubernetes API server (kubeconfig as usual).
+    #[arg(long, global = true)]
+    pub cluster: bool,
+    /// With --cluster: only these nodes (repeatable).
+    #[arg(long = "node", global = true)]
+    pub nodes: Vec<String>,
+    /// With --cluster: the daemons' namespace.
+    #[arg(long, global = true, default_value = crate::cluster::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// With --cluster: the kubeconfig context (default: the current one).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
     /// The daemon's local API socket.
     #[arg(long, global = true, env = "GADGET_SOCKET", default_value = crate::daemon::api::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,

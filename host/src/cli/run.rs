@@ -123,15 +123,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl RunArgs {
     /// The instance as the daemon stores it (also the base that manifests fill in).
+    /// Local gadget directories become absolute: the daemon's working directory is not the user's.
     pub fn request(&self) -> RunRequest {
+        let mut r = self.remote_request();
+        r.reference = daemon::absolute_reference(&r.reference);
+        r
+    }
+
+    /// The same for daemons on other machines: references are passed as typed.
+    pub fn remote_request(&self) -> RunRequest {
         RunRequest {
             name: self.name.clone(),
             tags: self.tags.clone(),
-            reference: self
-                .reference
-                .as_deref()
-                .map(daemon::absolute_reference)
-                .unwrap_or_default(),
+            reference: self.reference.clone().unwrap_or_default(),
             params: self.gadget_params.clone(),
             annotations: self.annotate.clone(),
             metrics_names: self
@@ -172,24 +176,35 @@ fn read_manifest(source: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// The run requests of a command line: its manifest's documents, or the flags. `local`: for
+/// this machine's daemon (gadget directories made absolute).
+pub fn requests(args: &RunArgs, local: bool) -> anyhow::Result<Vec<RunRequest>> {
+    let base = if local {
+        args.request()
+    } else {
+        args.remote_request()
+    };
+    let Some(source) = &args.file else {
+        return Ok(vec![base]);
+    };
+    let origin = if source == "-" {
+        "<stdin>".to_string()
+    } else {
+        source.clone()
+    };
+    let text = read_manifest(source)?;
+    let mut reqs = manifest::parse(&text, &origin, &base)?;
+    if local {
+        for r in &mut reqs {
+            r.reference = daemon::absolute_reference(&r.reference);
+        }
+    }
+    Ok(reqs)
+}
+
 /// `gadget run`: in the foreground, or handed to the daemon with --detach.
 pub async fn execute(args: RunArgs, socket: &std::path::Path) -> anyhow::Result<()> {
-    let requests = match &args.file {
-        Some(source) => {
-            let origin = if source == "-" {
-                "<stdin>".to_string()
-            } else {
-                source.clone()
-            };
-            let text = read_manifest(source)?;
-            let mut reqs = manifest::parse(&text, &origin, &args.request())?;
-            for r in &mut reqs {
-                r.reference = daemon::absolute_reference(&r.reference);
-            }
-            reqs
-        }
-        None => vec![args.request()],
-    };
+    let requests = requests(&args, true)?;
     if args.detach {
         for req in requests {
             match daemon::api::call_one(socket, &Request::Run { spec: req })? {

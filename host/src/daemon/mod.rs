@@ -7,6 +7,7 @@
 //! `rm -rf <state-dir> /sys/fs/bpf/gadget`.
 
 pub mod api;
+pub mod cluster_api;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     pub metrics_address: Option<String>,
+    /// The cluster CLI's API: address and the file holding its bearer token.
+    pub cluster_api: Option<(String, PathBuf)>,
 }
 
 /// The last frame and the live stream of an instance's terminal view.
@@ -325,6 +328,37 @@ impl Daemon {
         }
     }
 
+    /// Run, list and delete: one request, one reply (the local socket and the cluster API).
+    async fn dispatch(self: Arc<Self>, request: Request) -> Reply {
+        match request {
+            Request::Run { spec } => {
+                let me = self.clone();
+                let saved = SavedInstance { id: new_id(), created_ms: now_ms(), request: spec };
+                match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
+                    Ok(Ok(id)) => Reply::Started { id },
+                    Ok(Err(message)) => Reply::Error { message },
+                    Err(e) => Reply::Error { message: format!("internal error: {e}") },
+                }
+            }
+            Request::List => Reply::Instances { instances: self.list() },
+            Request::Delete { targets } => {
+                let ids: Result<Vec<String>, String> = targets.iter().map(|t| self.resolve(t)).collect();
+                match ids {
+                    Err(message) => Reply::Error { message },
+                    Ok(ids) => {
+                        let me = self.clone();
+                        let done =
+                            tokio::task::spawn_blocking(move || ids.iter().filter_map(|id| me.remove(id)).collect()).await;
+                        Reply::Deleted { ids: done.unwrap_or_default() }
+                    }
+                }
+            }
+            Request::Attach { .. } => Reply::Error {
+                message: "attach is only available on the node (gadget attach, through kubectl exec in a cluster)".into(),
+            },
+        }
+    }
+
     async fn handle(self: Arc<Self>, stream: UnixStream) {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
@@ -353,41 +387,6 @@ impl Daemon {
             }
         };
         let out = match request {
-            Request::Run { spec } => {
-                let me = self.clone();
-                let saved = SavedInstance {
-                    id: new_id(),
-                    created_ms: now_ms(),
-                    request: spec,
-                };
-                match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
-                    Ok(Ok(id)) => Reply::Started { id },
-                    Ok(Err(message)) => Reply::Error { message },
-                    Err(e) => Reply::Error {
-                        message: format!("internal error: {e}"),
-                    },
-                }
-            }
-            Request::List => Reply::Instances {
-                instances: self.list(),
-            },
-            Request::Delete { targets } => {
-                let ids: Result<Vec<String>, String> =
-                    targets.iter().map(|t| self.resolve(t)).collect();
-                match ids {
-                    Err(message) => Reply::Error { message },
-                    Ok(ids) => {
-                        let me = self.clone();
-                        let done = tokio::task::spawn_blocking(move || {
-                            ids.iter().filter_map(|id| me.remove(id)).collect()
-                        })
-                        .await;
-                        Reply::Deleted {
-                            ids: done.unwrap_or_default(),
-                        }
-                    }
-                }
-            }
             Request::Attach { target } => {
                 let frames = match self.resolve(&target) {
                     Ok(id) => lock(&self.instances).get(&id).map(|m| m.frames.clone()),
@@ -426,6 +425,7 @@ impl Daemon {
                     }
                 }
             }
+            other => self.clone().dispatch(other).await,
         };
         let _ = write.write_all(reply(&out).as_bytes()).await;
     }
@@ -510,6 +510,27 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = &config.metrics_address {
         server::serve_with_health(addr, daemon.registry.clone(), ready.clone()).await?;
+    }
+    if let Some((addr, token_file)) = &config.cluster_api {
+        let io = |source| DaemonError::Io {
+            path: token_file.clone(),
+            source,
+        };
+        let token = std::fs::read_to_string(token_file)
+            .map_err(io)?
+            .trim()
+            .to_string();
+        if token.len() < 16 {
+            return Err(io(std::io::Error::other(
+                "the cluster API token must be at least 16 characters",
+            )));
+        }
+        cluster_api::serve(addr, token, daemon.clone())
+            .await
+            .map_err(|source| DaemonError::Io {
+                path: PathBuf::from(addr),
+                source,
+            })?;
     }
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || d.restore()).await.ok();

@@ -15,6 +15,8 @@ pub struct Daemon {
     pub listen: String,
     netns: Option<String>,
     node: Option<String>,
+    /// host:port of the cluster API, when enabled.
+    pub cluster_api: Option<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -32,18 +34,37 @@ impl Daemon {
         )
     }
 
-    fn with(listen: String, netns: Option<String>, node: Option<String>) -> Daemon {
+    /// A daemon that also serves the cluster API, with this token.
+    pub fn with_cluster_api(token: &str) -> Daemon {
         let tmp = tempfile::tempdir().unwrap();
-        let mut d = Daemon {
+        std::fs::write(tmp.path().join("api-token"), format!("{token}\n")).unwrap();
+        let mut d = Daemon::unstarted(format!("127.0.0.1:{}", free_port()), None, None, tmp);
+        d.cluster_api = Some(format!("127.0.0.1:{}", free_port()));
+        d.start();
+        d
+    }
+
+    fn with(listen: String, netns: Option<String>, node: Option<String>) -> Daemon {
+        let mut d = Daemon::unstarted(listen, netns, node, tempfile::tempdir().unwrap());
+        d.start();
+        d
+    }
+
+    fn unstarted(
+        listen: String,
+        netns: Option<String>,
+        node: Option<String>,
+        tmp: tempfile::TempDir,
+    ) -> Daemon {
+        Daemon {
             child: None,
             dir: tmp.path().to_path_buf(),
             listen,
             netns,
             node,
+            cluster_api: None,
             _tmp: tmp,
-        };
-        d.start();
-        d
+        }
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -67,8 +88,14 @@ impl Daemon {
             .arg("--socket")
             .arg(self.socket())
             .arg("--otel-metrics-listen-address")
-            .arg(&self.listen)
-            .stdout(Stdio::null())
+            .arg(&self.listen);
+        if let Some(api) = &self.cluster_api {
+            cmd.arg("--api-listen-address")
+                .arg(api)
+                .arg("--api-token-file")
+                .arg(self.dir.join("api-token"));
+        }
+        cmd.stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
                     .create(true)

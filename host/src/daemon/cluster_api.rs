@@ -1,0 +1,86 @@
+//! The daemon's API for the cluster CLI: `POST /api/v1` with a JSON [`Request`] and the token in
+//! `X-Gadget-Token`, reached through the Kubernetes API server's pod proxy. The token (a Secret
+//! mounted in the pod) keeps other pods on the network from driving the daemon: only users
+//! allowed to read that Secret and to proxy to pods get this far. (A custom header, because the
+//! API server consumes `Authorization` for the user's own credentials.)
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::post;
+
+use super::Daemon;
+use super::api::{Reply, Request};
+
+pub const PATH: &str = "/api/v1";
+pub const TOKEN_HEADER: &str = "x-gadget-token";
+
+/// Compares without an early exit, so timing does not reveal how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn reply(status: StatusCode, r: &Reply) -> axum::response::Response {
+    let body = serde_json::to_string(r).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub async fn serve(addr: &str, token: String, daemon: Arc<Daemon>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let token = Arc::new(token);
+    let app = Router::new().route(
+        PATH,
+        post(move |headers: HeaderMap, body: Bytes| {
+            let (token, daemon) = (token.clone(), daemon.clone());
+            async move {
+                let given = headers
+                    .get(TOKEN_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !same(given.as_bytes(), token.as_bytes()) {
+                    let message =
+                        format!("missing or wrong {TOKEN_HEADER} (the gadget-api-token Secret)");
+                    return reply(StatusCode::UNAUTHORIZED, &Reply::Error { message });
+                }
+                let request: Request = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return reply(
+                            StatusCode::BAD_REQUEST,
+                            &Reply::Error {
+                                message: format!("bad request: {e}"),
+                            },
+                        );
+                    }
+                };
+                // Errors of the request itself travel as Reply::Error in a 200, so that the API
+                // server passes them through untouched.
+                reply(StatusCode::OK, &daemon.dispatch(request).await)
+            }
+        }),
+    );
+    tracing::info!(
+        "serving the cluster API on http://{}{PATH}",
+        listener.local_addr()?
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("cluster API stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_comparison() {
+        assert!(super::same(b"abc", b"abc"));
+        assert!(!super::same(b"abc", b"abd"));
+        assert!(!super::same(b"abc", b"ab"));
+        assert!(!super::same(b"", b"x"));
+    }
+}

@@ -1,0 +1,347 @@
+//! The cluster client against recorded Kubernetes API server replies (host/tests/fixtures/k8s).
+//! No API server can run here: a small HTTP server of the test's own plays the API server's
+//! part (pod list, Secret, pod proxy), and says what the client sent. What runs for real: the
+//! `gadget` binary, kube's client with a kubeconfig, and the daemon's side of the proxy API.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use common::daemon::Daemon;
+use common::*;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/k8s")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// (method, path, x-gadget-token, body) of each request the fake API server got.
+type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+/// A fake API server: `routes` maps "METHOD path" (path without query) to (status, body).
+fn api_server(routes: BTreeMap<String, (u16, String)>) -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let routes = Arc::new(routes);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            // One thread per connection: the client keeps connections alive and calls the
+            // nodes concurrently.
+            let (log, routes) = (log.clone(), routes.clone());
+            std::thread::spawn(move || serve_connection(conn, &log, &routes));
+        }
+    });
+    (port, seen)
+}
+
+/// Answers the requests of one kept-alive connection until the client closes it.
+fn serve_connection(mut conn: std::net::TcpStream, log: &Seen, routes: &BTreeMap<String, (u16, String)>) {
+    {
+        {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut parts = request_line.split_whitespace();
+                let (method, target) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
+                let (mut len, mut token) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if lower.starts_with("x-gadget-token:") {
+                        token = line["x-gadget-token:".len()..].trim().to_string();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                let body = String::from_utf8_lossy(&body).to_string();
+                let path = target.split('?').next().unwrap_or("").to_string();
+                log.lock()
+                    .unwrap()
+                    .push((method.clone(), target.clone(), token, body.clone()));
+                let (status, reply) = routes
+                    .get(&format!("{method} {path}"))
+                    .cloned()
+                    .unwrap_or((404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.into()));
+                let reason = match status {
+                    200 => "OK",
+                    403 => "Forbidden",
+                    _ => "Not Found",
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        }
+    }
+}
+
+fn kubeconfig(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://127.0.0.1:{port}\nusers:\n- name: alice\n  user:\n    token: alice-api-token\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: alice\ncurrent-context: test\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn gadget(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(gadget_bin())
+        .env("KUBECONFIG", kubeconfig)
+        .arg("--cluster")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+const PODS: &str = "GET /api/v1/namespaces/gadget/pods";
+const SECRET: &str = "GET /api/v1/namespaces/gadget/secrets/gadget-api-token";
+const PROXY_A: &str = "POST /api/v1/namespaces/gadget/pods/gadget-7xk2p:2225/proxy/api/v1";
+const PROXY_B: &str = "POST /api/v1/namespaces/gadget/pods/gadget-q9m4d:2225/proxy/api/v1";
+
+fn routes(extra: &[(&str, u16, String)]) -> BTreeMap<String, (u16, String)> {
+    let mut r: BTreeMap<String, (u16, String)> = [
+        (PODS.to_string(), (200, fixture("pods.json"))),
+        (SECRET.to_string(), (200, fixture("secret.json"))),
+    ]
+    .into();
+    for (k, s, b) in extra {
+        r.insert(k.to_string(), (*s, b.clone()));
+    }
+    r
+}
+
+fn instances_reply(id: &str, name: &str) -> String {
+    format!(
+        r#"{{"reply":"instances","instances":[{{"id":"{id}","name":"{name}","tags":[],"gadget":"profile_blockio:v0.46.0","status":"Running","created_ms":1764000000000}}]}}"#
+    )
+}
+
+#[test]
+fn list_finds_every_running_daemon_through_the_pod_proxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, seen) = api_server(routes(&[
+        (
+            PROXY_A,
+            200,
+            instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "profileblockio"),
+        ),
+        (
+            PROXY_B,
+            200,
+            instances_reply("bbbbbbbbbbbb2222bbbbbbbbbbbb2222", "profileblockio"),
+        ),
+    ]));
+    let out = gadget(&kubeconfig(tmp.path(), port), &["list"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("NODE") && lines[0].contains("ID") && lines[0].contains("STATUS"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("node-a")
+            && lines[1].contains("aaaaaaaaaaaa")
+            && lines[1].contains("profileblockio"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("node-b") && lines[2].contains("bbbbbbbbbbbb"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("skipping node node-c") && stderr.contains("Pending"),
+        "{stderr}"
+    );
+    let seen = seen.lock().unwrap();
+    let list = seen
+        .iter()
+        .find(|s| s.1.starts_with("/api/v1/namespaces/gadget/pods?"))
+        .expect("pods listed");
+    assert!(
+        list.1
+            .contains("labelSelector=app.kubernetes.io%2Fname%3Dgadget"),
+        "{}",
+        list.1
+    );
+    let proxied: Vec<_> = seen.iter().filter(|s| s.0 == "POST").collect();
+    assert_eq!(proxied.len(), 2);
+    assert!(
+        proxied
+            .iter()
+            .all(|s| s.2 == "s3cret-token-0123456789" && s.3 == r#"{"op":"list"}"#),
+        "{proxied:?}"
+    );
+}
+
+#[test]
+fn run_detached_on_selected_nodes_sends_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let started = |id: &str| format!(r#"{{"reply":"started","id":"{id}"}}"#);
+    let (port, seen) = api_server(routes(&[
+        (PROXY_A, 200, started("aaaaaaaaaaaa1111aaaaaaaaaaaa1111")),
+        (PROXY_B, 200, started("bbbbbbbbbbbb2222bbbbbbbbbbbb2222")),
+    ]));
+    let kc = kubeconfig(tmp.path(), port);
+    let out = gadget(
+        &kc,
+        &[
+            "run",
+            "profile_blockio:v0.46.0",
+            "--detach",
+            "--node",
+            "node-b",
+            "--name",
+            "profileblockio",
+            "--annotate",
+            "blockio:metrics.collect=true",
+            "--otel-metrics-name",
+            "blockio:blockio-metrics",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "node-b\tbbbbbbbbbbbb2222bbbbbbbbbbbb2222"
+    );
+    let seen = seen.lock().unwrap();
+    let posts: Vec<_> = seen.iter().filter(|s| s.0 == "POST").collect();
+    assert_eq!(posts.len(), 1, "only node-b: {posts:?}");
+    let body: serde_json::Value = serde_json::from_str(&posts[0].3).unwrap();
+    assert_eq!(body["op"], "run");
+    assert_eq!(
+        body["spec"]["reference"], "profile_blockio:v0.46.0",
+        "references are passed as typed"
+    );
+    assert_eq!(body["spec"]["metrics_names"][0], "blockio:blockio-metrics");
+    let out = gadget(&kc, &["run", "profile_blockio:v0.46.0"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("add --detach"));
+}
+
+#[test]
+fn forbidden_and_unreachable_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One node's proxy is forbidden by RBAC: the other still answers, the command fails.
+    let (port, _) = api_server(routes(&[
+        (
+            PROXY_A,
+            200,
+            instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "x"),
+        ),
+        (PROXY_B, 403, fixture("forbidden-proxy.json")),
+    ]));
+    let out = gadget(&kubeconfig(tmp.path(), port), &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node-a"));
+    assert!(
+        stderr.contains("node node-b")
+            && stderr.contains("403")
+            && stderr.contains("pods/proxy")
+            && stderr.contains("gadget-cluster-client"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 2 nodes failed"), "{stderr}");
+
+    // Listing pods is forbidden.
+    let (port, _) = api_server([(PODS.to_string(), (403, fixture("forbidden-pods.json")))].into());
+    let out = gadget(&kubeconfig(tmp.path(), port), &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("listing the gadget daemon pods")
+            && stderr.contains("cannot list resource \"pods\""),
+        "{stderr}"
+    );
+
+    // Nothing listens where the kubeconfig points.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = gadget(&kubeconfig(tmp.path(), closed), &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_daemons_proxy_api_requires_the_token() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let d = Daemon::with_cluster_api("0123456789abcdef-token");
+    let post = |token: &str, body: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                &format!("X-Gadget-Token: {token}"),
+                "--data",
+                body,
+            ])
+            .arg(format!(
+                "http://{}/api/v1",
+                d.cluster_api.as_deref().unwrap()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let denied = post("wrong", r#"{"op":"list"}"#);
+    assert!(
+        denied.ends_with("401") && denied.contains("gadget-api-token"),
+        "{denied}"
+    );
+    let ok = post("0123456789abcdef-token", r#"{"op":"list"}"#);
+    assert!(
+        ok.ends_with("200") && ok.contains(r#""reply":"instances""#),
+        "{ok}"
+    );
+    let attach = post("0123456789abcdef-token", r#"{"op":"attach","target":"x"}"#);
+    assert!(attach.contains("only available on the node"), "{attach}");
+}
