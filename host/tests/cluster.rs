@@ -47,58 +47,58 @@ fn api_server(routes: BTreeMap<String, (u16, String)>) -> (u16, Seen) {
 }
 
 /// Answers the requests of one kept-alive connection until the client closes it.
-fn serve_connection(mut conn: std::net::TcpStream, log: &Seen, routes: &BTreeMap<String, (u16, String)>) {
-    {
-        {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            loop {
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let mut parts = request_line.split_whitespace();
-                let (method, target) = (
-                    parts.next().unwrap_or("").to_string(),
-                    parts.next().unwrap_or("").to_string(),
-                );
-                let (mut len, mut token) = (0usize, String::new());
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    if line.trim().is_empty() {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                    if lower.starts_with("x-gadget-token:") {
-                        token = line["x-gadget-token:".len()..].trim().to_string();
-                    }
-                }
-                let mut body = vec![0u8; len];
-                reader.read_exact(&mut body).unwrap();
-                let body = String::from_utf8_lossy(&body).to_string();
-                let path = target.split('?').next().unwrap_or("").to_string();
-                log.lock()
-                    .unwrap()
-                    .push((method.clone(), target.clone(), token, body.clone()));
-                let (status, reply) = routes
+fn serve_connection(
+    mut conn: std::net::TcpStream,
+    log: &Seen,
+    routes: &BTreeMap<String, (u16, String)>,
+) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            break;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let (mut len, mut token) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if lower.starts_with("x-gadget-token:") {
+                token = line["x-gadget-token:".len()..].trim().to_string();
+            }
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).unwrap();
+        let body = String::from_utf8_lossy(&body).to_string();
+        let path = target.split('?').next().unwrap_or("").to_string();
+        log.lock()
+            .unwrap()
+            .push((method.clone(), target.clone(), token, body.clone()));
+        let (status, reply) = routes
                     .get(&format!("{method} {path}"))
                     .cloned()
                     .unwrap_or((404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.into()));
-                let reason = match status {
-                    200 => "OK",
-                    403 => "Forbidden",
-                    _ => "Not Found",
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
-                    reply.len()
-                );
-            }
-        }
+        let reason = match status {
+            200 => "OK",
+            403 => "Forbidden",
+            _ => "Not Found",
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
     }
 }
 

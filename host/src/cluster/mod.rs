@@ -19,6 +19,8 @@ pub const DAEMON_SELECTOR: &str =
 /// `--api-listen-address` in the DaemonSet.
 pub const API_PORT: u16 = 2225;
 pub const TOKEN_SECRET: &str = "gadget-api-token";
+/// Starting an instance waits for its programs to attach: seconds, not minutes.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -167,10 +169,10 @@ impl Cluster {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .map_err(|e| e.to_string())?;
-        let text = self
-            .client
-            .request_text(req)
+        // A node whose daemon hangs must not hang the whole command.
+        let text = tokio::time::timeout(CALL_TIMEOUT, self.client.request_text(req))
             .await
+            .map_err(|_| format!("no reply within {}s", CALL_TIMEOUT.as_secs()))?
             .map_err(|e| describe(&e))?;
         let reply: Reply =
             serde_json::from_str(&text).map_err(|e| format!("unexpected reply ({e}): {text}"))?;
