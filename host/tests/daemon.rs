@@ -62,6 +62,14 @@ fn detach_list_attach_delete_and_manifests() {
     let before = programs("tpbtf_");
     let d = Daemon::new();
     let dir = profile_blockio_dir();
+    // The probes the DaemonSet uses.
+    for (path, want) in [("healthz", "ok"), ("readyz", "ready")] {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://{}/{path}", d.listen)])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "/{path}");
+    }
     let dev = LoopDevice::new("daemon");
     let id = d.ok(&[
         "run",

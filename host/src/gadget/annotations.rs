@@ -165,6 +165,48 @@ mod tests {
     }
 
     #[test]
+    fn every_malformed_shape_is_refused() {
+        let m = meta();
+        for bad in [
+            "blockio",                   // no key
+            "blockio:",                  // empty pair
+            "blockio:metrics.print",     // no value separator
+            "blockio:=true",             // empty key
+            ":metrics.print=true",       // empty target
+            ".latency:metrics.type=key", // empty datasource
+            "blockio.:metrics.type=key", // empty field
+            "=true",
+            ":",
+            "blockio:metrics.print=true,blockio", // a bad pair after a good one
+        ] {
+            let err = parse(&[bad.to_string()], &m).unwrap_err();
+            assert!(
+                matches!(err, AnnotationError::Malformed { .. }),
+                "{bad:?} gave {err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("expected <datasource>[.<field>]:<key>=<value>"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn separators_spaces_and_values_with_colons() {
+        let m = meta();
+        // Empty items between commas are skipped; spaces around items are trimmed; the value
+        // is everything after the first `=` (it may hold `:` and `=`).
+        let a = parse(&[" blockio:a=1 ,, blockio:b=x:y=z ,".to_string()], &m).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].value, "x:y=z");
+        assert!(parse(&[String::new()], &m).unwrap().is_empty());
+        // Repeated flags accumulate in order.
+        let a = parse(&["blockio:a=1".into(), "blockio:a=2".into()], &m).unwrap();
+        assert_eq!((a[0].value.as_str(), a[1].value.as_str()), ("1", "2"));
+    }
+
+    #[test]
     fn errors_name_the_item() {
         let m = meta();
         assert!(matches!(
