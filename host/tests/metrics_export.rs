@@ -57,26 +57,22 @@ fn otlp_push_carries_the_exact_histogram() {
     assert!(is_root(), "needs root: run through `make test`");
     let (port, rx) = otlp_receiver();
     let dev = LoopDevice::new("otlp");
-    let dir = profile_blockio_dir();
     let endpoint = format!("http://127.0.0.1:{port}/v1/metrics");
-    let mut g = Running::start(&[
-        "run",
-        dir.to_str().unwrap(),
-        "--disk",
-        &dev.name,
-        "--interval",
+    let g = start_on(
+        &dev,
         "300ms",
-        "--annotate",
-        "blockio:metrics.collect=true",
-        "--otel-metrics-name",
-        "blockio:blockio-metrics",
-        "--otel-metrics-listen=false",
-        "--otel-metrics-otlp-endpoint",
-        &endpoint,
-        "--otel-metrics-otlp-interval",
-        "500ms",
-    ]);
-    g.wait_attached();
+        &[
+            "--annotate",
+            "blockio:metrics.collect=true",
+            "--otel-metrics-name",
+            "blockio:blockio-metrics",
+            "--otel-metrics-listen=false",
+            "--otel-metrics-otlp-endpoint",
+            &endpoint,
+            "--otel-metrics-otlp-interval",
+            "500ms",
+        ],
+    );
     dev.wait_quiet();
     let before = dev.completed();
     dev.write_direct(800);
@@ -118,29 +114,20 @@ fn otlp_push_carries_the_exact_histogram() {
 fn per_device_adds_device_and_op_labels() {
     assert!(is_root(), "needs root: run through `make test`");
     let dev = LoopDevice::new("perdev-metrics");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = profile_blockio_dir();
-    let listen = format!("127.0.0.1:{port}");
-    let mut g = Running::start(&[
-        "run",
-        dir.to_str().unwrap(),
-        "--disk",
-        &dev.name,
-        "--interval",
+    let listen = format!("127.0.0.1:{}", common::prometheus::free_port());
+    let g = start_on(
+        &dev,
         "200ms",
-        "--per-device",
-        "--annotate",
-        "blockio:metrics.collect=true",
-        "--otel-metrics-name",
-        "blockio:blockio-metrics",
-        "--otel-metrics-listen-address",
-        &listen,
-    ]);
-    g.wait_attached();
+        &[
+            "--per-device",
+            "--annotate",
+            "blockio:metrics.collect=true",
+            "--otel-metrics-name",
+            "blockio:blockio-metrics",
+            "--otel-metrics-listen-address",
+            &listen,
+        ],
+    );
     dev.write_direct(200);
     std::thread::sleep(Duration::from_millis(600));
     let body = Command::new("curl")

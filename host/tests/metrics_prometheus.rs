@@ -47,16 +47,9 @@ struct Instance {
 fn start_instance(tag: &str, name: &str, node: Option<&str>) -> Instance {
     let dev = LoopDevice::new(tag);
     let port = free_port();
-    let dir = profile_blockio_dir();
     let listen = format!("127.0.0.1:{port}");
     let metrics_name = format!("blockio:{name}");
     let mut args = vec![
-        "run",
-        dir.to_str().unwrap(),
-        "--disk",
-        &dev.name,
-        "--interval",
-        "500ms",
         "--annotate",
         "blockio:metrics.collect=true",
         "--otel-metrics-name",
@@ -70,8 +63,7 @@ fn start_instance(tag: &str, name: &str, node: Option<&str>) -> Instance {
             "blockio:env.fields.node=NODE_NAME,blockio.node:metrics.type=key",
         ]);
     }
-    let mut run = Running::start_with_env(&args, node.map(|n| ("NODE_NAME", n)));
-    run.wait_attached();
+    let run = start_on_with_env(&dev, "500ms", &args, node.map(|n| ("NODE_NAME", n)));
     Instance { dev, run, port }
 }
 

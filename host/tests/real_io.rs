@@ -17,18 +17,7 @@ fn measure(
     extra: &[&str],
     io: impl FnOnce(),
 ) -> (Vec<PrintedHistogram>, u64, String) {
-    let dir = profile_blockio_dir();
-    let mut args = vec![
-        "run",
-        dir.to_str().unwrap(),
-        "--disk",
-        &dev.name,
-        "--interval",
-        "300ms",
-    ];
-    args.extend_from_slice(extra);
-    let mut g = Running::start(&args);
-    g.wait_attached();
+    let g = start_on(dev, "300ms", extra);
     dev.wait_quiet();
     let before = dev.completed();
     io();

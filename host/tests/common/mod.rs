@@ -228,6 +228,34 @@ impl Running {
     }
 }
 
+/// `gadget run gadgets/profile_blockio --disk <dev> --interval <interval> <extra…>` in the
+/// background, attached.
+pub fn start_on(dev: &LoopDevice, interval: &str, extra: &[&str]) -> Running {
+    start_on_with_env(dev, interval, extra, None)
+}
+
+/// [`start_on`] with one environment variable set for the gadget (NODE_NAME, say).
+pub fn start_on_with_env(
+    dev: &LoopDevice,
+    interval: &str,
+    extra: &[&str],
+    env: Option<(&str, &str)>,
+) -> Running {
+    let dir = profile_blockio_dir();
+    let mut args = vec![
+        "run",
+        dir.to_str().unwrap(),
+        "--disk",
+        &dev.name,
+        "--interval",
+        interval,
+    ];
+    args.extend_from_slice(extra);
+    let mut g = Running::start_with_env(&args, env);
+    g.wait_attached();
+    g
+}
+
 pub fn run_to_end(args: &[&str]) -> Output {
     Command::new(gadget_bin()).args(args).output().unwrap()
 }
