@@ -1,5 +1,5 @@
 //! One running gadget: bundle → eBPF loaded and attached → on every tick, snapshot the maps →
-//! guest → operators. The same loop will serve detached instances in the daemon.
+//! guest → operators. The daemon runs this same loop for each detached instance.
 
 pub mod manifest;
 
