@@ -309,3 +309,69 @@ pub fn parse_histograms(out: &str) -> Vec<PrintedHistogram> {
     }
     hists
 }
+
+/// (id, recursion_misses) of every loaded BPF program (`bpftool prog show -j`). The kernel skips a
+/// tracing program that would nest on one CPU (an IRQ completing I/O inside the same hook) and
+/// counts it there: the only way an event can be lost without the gadget's own drop counters.
+pub fn program_misses() -> std::collections::BTreeMap<u64, u64> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["id"].as_u64()?,
+                p["recursion_misses"].as_u64().unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
+/// Sum of the `drops` map of the gadget loaded after `existing` map IDs were taken: completions
+/// the gadget could not time (no start timestamp, a full map), which it counts instead of hiding.
+pub fn gadget_drops(existing: &std::collections::BTreeSet<u64>) -> u64 {
+    let out = Command::new("bpftool")
+        .args(["map", "show", "-j"])
+        .output()
+        .unwrap();
+    let maps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut total = 0;
+    for m in maps.as_array().into_iter().flatten() {
+        let (Some(id), Some("drops")) = (m["id"].as_u64(), m["name"].as_str()) else {
+            continue;
+        };
+        if existing.contains(&id) {
+            continue;
+        }
+        let out = Command::new("bpftool")
+            .args(["map", "dump", "id", &id.to_string(), "-j"])
+            .output()
+            .unwrap();
+        let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        total += entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["value"].as_u64())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// IDs of the BPF maps loaded now.
+pub fn map_ids() -> std::collections::BTreeSet<u64> {
+    let out = Command::new("bpftool")
+        .args(["map", "show", "-j"])
+        .output()
+        .unwrap();
+    let maps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    maps.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_u64())
+        .collect()
+}
