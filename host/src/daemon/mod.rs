@@ -138,6 +138,11 @@ fn new_id() -> String {
 }
 
 /// Milliseconds: instances started within one second still list in creation order.
+/// The 12-character form `gadget list` shows.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -179,7 +184,7 @@ impl Daemon {
             {
                 return Err(format!(
                     "an instance named {name:?} already exists (ID {})",
-                    &other.saved.id[..12]
+                    short(&other.saved.id)
                 ));
             }
             map.insert(
@@ -200,7 +205,7 @@ impl Daemon {
         let thread_status = status.clone();
         let on_attached = ready_tx.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("gadget-{}", &id[..12]))
+            .name(format!("gadget-{}", short(&id)))
             .spawn(move || {
                 let sink = FrameSink {
                     frames,
@@ -226,7 +231,10 @@ impl Daemon {
                     let _ = ready_tx.send(Err(e.to_string()));
                 }
             })
-            .map_err(|e| format!("starting a thread: {e}"))?;
+            .map_err(|e| {
+                lock(&self.instances).remove(&id);
+                format!("starting a thread: {e}")
+            })?;
         let outcome = ready_rx
             .recv()
             .unwrap_or_else(|_| Err("the instance ended before attaching".into()));

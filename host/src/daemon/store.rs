@@ -65,6 +65,12 @@ impl Store {
                 .and_then(|b| {
                     serde_json::from_slice::<SavedInstance>(&b).map_err(|e| e.to_string())
                 }) {
+                // The ID names files and bpffs pins: only the daemon's own form is accepted.
+                Ok(i) if !valid_id(&i.id) => tracing::error!(
+                    "skipping {}: {:?} is not an instance ID (32 hex digits)",
+                    path.display(),
+                    i.id
+                ),
                 Ok(i) => out.push(i),
                 Err(e) => tracing::error!(
                     "skipping {}: {e} (left in place; fix or delete it)",
@@ -74,5 +80,47 @@ impl Store {
         }
         out.sort_by_key(|i| (i.created_ms, i.id.clone()));
         out
+    }
+}
+
+/// Instance IDs are 32 lowercase hex digits (what the daemon generates).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_saved_specs_are_skipped_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let good = SavedInstance {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            created_ms: 1,
+            request: RunRequest {
+                reference: "/g".into(),
+                interval_ms: 1000,
+                ..Default::default()
+            },
+        };
+        store.save(&good).unwrap();
+        let mut evil = good.clone();
+        evil.id = "../../../etc".into();
+        std::fs::write(
+            dir.path().join("instances/evil.json"),
+            serde_json::to_vec(&evil).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("instances/garbage.json"), b"{not json").unwrap();
+        assert_eq!(store.load_all(), vec![good]);
+        assert!(
+            dir.path().join("instances/garbage.json").exists(),
+            "left in place for the user"
+        );
     }
 }
