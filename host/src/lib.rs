@@ -20,3 +20,15 @@ pub mod gadget;
 pub mod instance;
 pub mod operators;
 pub mod wasm;
+
+/// An error with its whole chain of causes on one line, for messages users act on.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}

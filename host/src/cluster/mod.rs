@@ -2,8 +2,6 @@
 //! server (kubeconfig and context taken the usual way, or the in-cluster service account) and
 //! talks to each node's daemon through the API server's pod proxy.
 
-use std::fmt::Write as _;
-
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
@@ -58,12 +56,7 @@ pub fn describe(e: &kube::Error) -> String {
             s
         }
         other => {
-            let mut s = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(c) = src {
-                let _ = write!(s, ": {c}");
-                src = c.source();
-            }
+            let mut s = crate::error_chain(other);
             if s.contains("Connection refused") || s.contains("connection refused") {
                 s.push_str(" (is the API server in your kubeconfig reachable?)");
             }

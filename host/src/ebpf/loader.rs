@@ -16,6 +16,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use super::elf::{ElfInfo, MapIter, ProgramSection};
 use super::snapshot::{self, MapSnapshot};
 use super::system::KernelVersion;
+use crate::error_chain;
 
 /// Global the host sets, when the object declares it, to `KERNEL_VERSION(a, b, c)` of the running
 /// kernel, so programs can pick tracepoint prototypes that changed between kernels.
@@ -435,17 +436,6 @@ fn program_error(e: &ProgramError) -> String {
         }
         other => error_chain(other),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

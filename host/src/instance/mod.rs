@@ -98,7 +98,7 @@ pub fn run(
     let config = GuestConfig::new(&bundle.metadata, &user_annotations, resolved.values.clone());
 
     // The guest validates its configuration before anything touches the kernel.
-    let runtime = GuestRuntime::new()?;
+    let runtime = GuestRuntime::shared()?;
     let (wasm, origin) = match &bundle.wasm {
         Some(w) => (w.as_slice(), bundle.origin.clone()),
         None => (

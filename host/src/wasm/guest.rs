@@ -68,6 +68,20 @@ pub struct GuestRuntime {
 }
 
 impl GuestRuntime {
+    /// The process's one engine, made on first use: every instance (the daemon hosts many)
+    /// shares its compiler and code memory.
+    pub fn shared() -> Result<Self, GuestError> {
+        static SHARED: std::sync::OnceLock<Result<GuestRuntime, String>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| GuestRuntime::new().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|reason| GuestError::Compile {
+                origin: "host".into(),
+                reason,
+            })
+    }
+
     pub fn new() -> Result<Self, GuestError> {
         let mut config = Config::new();
         config.consume_fuel(true);
