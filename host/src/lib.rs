@@ -2,6 +2,7 @@
 //!
 //! - [`gadget`]: the gadget bundle (gadget.yaml, eBPF object, Wasm guest) and where it comes from;
 //!   params and annotations.
+//! - [`image`]: gadget images (OCI, IG's format): references, the local store, registries, build.
 //! - [`ebpf`]: system checks, loading and attaching with aya, map snapshots.
 //! - [`wasm`]: the guest runtime (wasmtime components, limits, the built-in default guest).
 //! - [`datasource`]: what guests publish and operators consume.
@@ -17,12 +18,13 @@ pub mod daemon;
 pub mod datasource;
 pub mod ebpf;
 pub mod gadget;
+pub mod image;
 pub mod instance;
 pub mod operators;
 pub mod wasm;
 
 /// An error with its whole chain of causes on one line, for messages users act on.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(cause) = src {

@@ -5,11 +5,8 @@ use std::process::ExitCode;
 use gadget::cli::{self, Verb};
 
 fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args_os().collect()) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let filter = tracing_subscriber::EnvFilter::try_new(cli::log_level(&argv))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -29,6 +26,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `gadget run IMAGE`: the image's gadget.yaml declares flags, so it must be local first.
+    if let Some(target) = cli::run_target(&argv)
+        && let Err(e) = runtime.block_on(cli::run::prefetch(&target))
+    {
+        eprintln!("error: {}", gadget::error_chain(&e));
+        return ExitCode::FAILURE;
+    }
+    let cli = match cli::parse(argv) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let images = match cli.images() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let socket = cli.socket.clone();
     let result: anyhow::Result<()> = runtime.block_on(async move {
         if cli.cluster {
@@ -39,7 +54,10 @@ fn main() -> ExitCode {
             "--node selects nodes of a cluster: add --cluster"
         );
         match cli.command {
-            Verb::Run(args) => cli::run::execute(args, &socket).await,
+            Verb::Run(args) => cli::run::execute(args, &socket, &images).await,
+            Verb::Image(args) => cli::image::execute(args, &images).await,
+            Verb::Login(args) => cli::image::login(args, &images).await,
+            Verb::Logout(args) => cli::image::logout(args, &images),
             Verb::Daemon(args) => gadget::daemon::run(gadget::daemon::DaemonConfig {
                 state_dir: args.state_dir,
                 socket,
@@ -47,6 +65,7 @@ fn main() -> ExitCode {
                     .otel_metrics_listen
                     .then_some(args.otel_metrics_listen_address),
                 cluster_api: args.api_listen_address.zip(args.api_token_file),
+                images,
             })
             .await
             .map_err(anyhow::Error::from),
@@ -88,9 +107,9 @@ async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
         }
         Verb::List(args) => cluster::list(&c, &cli.nodes, args.output == "json").await?,
         Verb::Delete(args) => cluster::delete(&c, &cli.nodes, args.targets).await?,
-        Verb::Attach(_) | Verb::Daemon(_) => {
+        Verb::Attach(_) | Verb::Daemon(_) | Verb::Image(_) | Verb::Login(_) | Verb::Logout(_) => {
             anyhow::bail!(
-                "attach and daemon work on one node: use kubectl exec into its gadget pod"
+                "attach, daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"
             )
         }
     }

@@ -10,46 +10,13 @@ use common::*;
 
 const WRITES: u32 = 3000;
 
-/// Runs the gadget on `dev` with extra flags, does `io`, interrupts it, and returns the final
-/// printed histograms, the kernel's completion delta, the program runs the kernel skipped
-/// (`recursion_misses`), and stderr.
+/// Runs the gadget on `dev` with extra flags (see [`measure_run`]).
 fn measure(
     dev: &LoopDevice,
     extra: &[&str],
     io: impl FnOnce(),
 ) -> (Vec<PrintedHistogram>, u64, u64, String) {
-    let existing = program_misses();
-    let existing_maps = map_ids();
-    let g = start_on(dev, "300ms", extra);
-    dev.wait_quiet();
-    let before = dev.completed();
-    io();
-    let after = dev.completed();
-    // Events the kernel skipped (see program_misses) or the gadget dropped: accounted, not hidden.
-    let skipped: u64 = program_misses()
-        .iter()
-        .filter(|(id, _)| !existing.contains_key(id))
-        .map(|(_, m)| m)
-        .sum();
-    let dropped = gadget_drops(&existing_maps);
-    let missed = skipped + dropped;
-    let (status, out, mut err) = g.interrupt();
-    assert!(status.success(), "gadget exit {status}; stderr:\n{err}");
-    if missed > 0 {
-        eprintln!(
-            "uncounted: {skipped} program runs the kernel skipped, {dropped} the gadget dropped"
-        );
-        err.push_str(&format!("\nrecursion_misses: {skipped}, drops: {dropped}"));
-    }
-    (parse_histograms(&out), after - before, missed, err)
-}
-
-/// The last histogram printed is the final state (one is printed on the way out).
-fn final_total(hists: &[PrintedHistogram], err: &str) -> PrintedHistogram {
-    hists
-        .last()
-        .cloned()
-        .unwrap_or_else(|| panic!("no histogram printed; stderr:\n{err}"))
+    measure_run(dev, || start_on(dev, "300ms", extra), io)
 }
 
 fn assert_plausible(h: &PrintedHistogram) {
@@ -71,7 +38,7 @@ fn check_mode(extra: &[&str], expect_notice: &str) {
     }
     let dev = LoopDevice::new("mode");
     let (hists, kernel, missed, err) = measure(&dev, extra, || dev.write_direct(WRITES));
-    let h = final_total(&hists, &err);
+    let h = final_histogram(&hists, &err);
     assert!(
         kernel >= u64::from(WRITES),
         "kernel counted {kernel} < {WRITES} writes"

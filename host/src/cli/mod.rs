@@ -1,6 +1,7 @@
 //! The `gadget` command line: one file per verb. Gadget parameters become flags of `run` at
 //! parse time (read from the gadget's gadget.yaml), as in IG: `gadget run profile_blockio --disk loop0`.
 
+pub mod image;
 pub mod instances;
 pub mod run;
 
@@ -11,6 +12,7 @@ use clap::{
 };
 
 use crate::gadget::{GadgetBundle, params};
+use crate::image::ImageConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +39,23 @@ pub struct Cli {
     /// The daemon's local API socket.
     #[arg(long, global = true, env = "GADGET_SOCKET", default_value = crate::daemon::api::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
+    /// Config file for images and registries (default /etc/gadget/config.yaml, if present).
+    #[arg(long, global = true, env = "GADGET_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// The local image store (an OCI image layout; default /var/lib/gadget/oci-store).
+    #[arg(long, global = true, env = "GADGET_STORE")]
+    pub store: Option<std::path::PathBuf>,
+    /// Prefix for short image names (default ghcr.io/inspektor-gadget/gadget, as in IG).
+    #[arg(long, global = true, env = "GADGET_REGISTRY_PREFIX")]
+    pub registry_prefix: Option<String>,
+    /// Registries (host[:port]) to reach over plain HTTP; loopback ones always are. Comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "GADGET_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
     #[command(subcommand)]
     pub command: Verb,
 }
@@ -55,13 +74,110 @@ pub enum Verb {
     Delete(instances::DeleteArgs),
     /// Stream the live view of a detached instance (Ctrl+C leaves it running).
     Attach(instances::AttachArgs),
+    /// Build, move and manage gadget images (OCI, in IG's format).
+    Image(image::ImageArgs),
+    /// Save credentials for a registry (checked against it first).
+    Login(image::LoginArgs),
+    /// Forget the credentials saved for a registry.
+    Logout(image::LogoutArgs),
+}
+
+impl Cli {
+    /// Image settings: the config file, then these flags (and their environment variables).
+    pub fn images(&self) -> Result<ImageConfig, crate::image::ImageError> {
+        image_config(
+            self.config.as_deref(),
+            self.store.clone(),
+            self.registry_prefix.clone(),
+            &self.insecure_registries,
+        )
+    }
+}
+
+fn image_config(
+    file: Option<&std::path::Path>,
+    store: Option<std::path::PathBuf>,
+    prefix: Option<String>,
+    insecure: &[String],
+) -> Result<ImageConfig, crate::image::ImageError> {
+    let mut cfg = ImageConfig::load(file)?;
+    if let Some(s) = store {
+        cfg.store = s;
+    }
+    if let Some(p) = prefix {
+        cfg.registry_prefix = p;
+    }
+    cfg.insecure_registries
+        .extend(insecure.iter().filter(|s| !s.is_empty()).cloned());
+    Ok(cfg)
+}
+
+/// What `gadget run` needs before the full parse: the gadget reference, the pull policy and
+/// the image settings (the gadget's parameters become flags, so its image must be local first).
+pub struct RunTarget {
+    pub reference: String,
+    pub pull: crate::image::PullPolicy,
+    pub images: ImageConfig,
+}
+
+/// The last `--name VALUE` or `--name=VALUE` in argv, else the environment variable.
+fn flag_value(argv: &[OsString], name: &str, env: &str) -> Option<String> {
+    let flag = format!("--{name}");
+    let mut found = None;
+    let mut args = argv.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = args.next() {
+        if a == flag {
+            found = args.next().map(|v| v.into_owned());
+        } else if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+            found = Some(v.to_string());
+        }
+    }
+    found.or_else(|| (!env.is_empty()).then(|| std::env::var(env).ok()).flatten())
+}
+
+/// `--log-level` (or `GADGET_LOG`), read before the full parse so early steps can log.
+pub fn log_level(argv: &[OsString]) -> String {
+    Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv)
+        .ok()
+        .and_then(|m| m.get_one::<String>("log_level").cloned())
+        .unwrap_or_else(|| "info".to_string())
+}
+
+pub fn run_target(argv: &[OsString]) -> Option<RunTarget> {
+    let m = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv)
+        .ok()?;
+    let run = m.subcommand_matches("run")?;
+    // clap stops at the gadget's own flags (unknown until its image is local), so the image
+    // settings are looked up in argv directly.
+    let images = image_config(
+        flag_value(argv, "config", "GADGET_CONFIG")
+            .map(std::path::PathBuf::from)
+            .as_deref(),
+        flag_value(argv, "store", "GADGET_STORE").map(Into::into),
+        flag_value(argv, "registry-prefix", "GADGET_REGISTRY_PREFIX"),
+        &flag_value(argv, "insecure-registries", "GADGET_INSECURE_REGISTRIES")
+            .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    )
+    .ok()?;
+    Some(RunTarget {
+        reference: run.get_one::<String>("reference")?.clone(),
+        pull: flag_value(argv, "pull", "")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default(),
+        images,
+    })
 }
 
 /// Parses `argv`, adding the gadget's own parameters as flags of `run`.
 pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     let mut cmd = Cli::command();
-    let declared = run_reference(&argv)
-        .and_then(|r| GadgetBundle::open(&r).ok())
+    let declared = run_target(&argv)
+        .and_then(|t| GadgetBundle::open(&t.reference, &t.images).ok())
         .map(|b| {
             params::declared(&b.metadata)
                 .into_iter()
@@ -135,17 +251,6 @@ fn collect_params(
         args.gadget_params.insert(k.to_string(), v.to_string());
     }
     Ok(())
-}
-
-/// The gadget reference given to `run`, found before full parsing (it decides which flags exist).
-fn run_reference(argv: &[OsString]) -> Option<String> {
-    let m = Cli::command()
-        .ignore_errors(true)
-        .try_get_matches_from(argv)
-        .ok()?;
-    m.subcommand_matches("run")?
-        .get_one::<String>("reference")
-        .cloned()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::daemon::{
     api::{Reply, Request, RunRequest},
 };
 use crate::ebpf::AttachMode;
+use crate::image::{self, ImageConfig};
 use crate::instance::{self, Ended, InstanceError, InstanceSpec, manifest};
 use crate::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, otlp, server};
 use crate::operators::{Operator, printer::Printer};
@@ -18,9 +19,14 @@ use crate::wasm::GuestLimits;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The gadget: a gadget directory (e.g. gadgets/profile_blockio).
+    /// The gadget: an image (profile_blockio:v0.46.0, localhost:5000/gadget/x:v1,
+    /// …@sha256:…) or a gadget directory (gadgets/profile_blockio).
     #[arg(required_unless_present = "file")]
     pub reference: Option<String>,
+
+    /// When to pull the image: always, missing (not in the local store) or never, as in IG.
+    #[arg(long, default_value = "missing", value_parser = |s: &str| s.parse::<crate::image::PullPolicy>())]
+    pub pull: crate::image::PullPolicy,
 
     /// Run the instance specs of an IG manifest (a file, `-` for stdin, or an http(s) URL).
     #[arg(
@@ -203,8 +209,20 @@ pub fn requests(args: &RunArgs, local: bool) -> anyhow::Result<Vec<RunRequest>> 
 }
 
 /// `gadget run`: in the foreground, or handed to the daemon with --detach.
-pub async fn execute(args: RunArgs, socket: &std::path::Path) -> anyhow::Result<()> {
+pub async fn execute(
+    args: RunArgs,
+    socket: &std::path::Path,
+    images: &ImageConfig,
+) -> anyhow::Result<()> {
     let requests = requests(&args, true)?;
+    // `gadget run REF` pulled before parsing (see `prefetch`); a manifest's images are pulled here.
+    let policy = match args.file {
+        Some(_) => args.pull,
+        None => args.pull.min_missing(),
+    };
+    for r in &requests {
+        image::ensure(images, &r.reference, policy).await?;
+    }
     if args.detach {
         for req in requests {
             match daemon::api::call_one(socket, &Request::Run { spec: req })? {
@@ -222,7 +240,7 @@ pub async fn execute(args: RunArgs, socket: &std::path::Path) -> anyhow::Result<
     };
     let (mut spec, names) = req.to_spec().map_err(|e| anyhow::anyhow!(e))?;
     spec.timeout = args.timeout;
-    foreground(spec, names, &args).await?;
+    foreground(spec, names, &args, images.clone()).await?;
     Ok(())
 }
 
@@ -232,6 +250,7 @@ async fn foreground(
     spec: InstanceSpec,
     names: Vec<MetricsName>,
     args: &RunArgs,
+    images: ImageConfig,
 ) -> Result<Ended, InstanceError> {
     let registry = MetricsRegistry::default();
     if args.otel_metrics_listen.unwrap_or(!names.is_empty()) {
@@ -251,7 +270,11 @@ async fn foreground(
             Box::new(Printer::stdout()),
             Box::new(MetricsOperator::new(registry, names)),
         ];
-        let result = instance::run(&spec, &mut operators, &stop_rx, instance::Hooks::default());
+        let hooks = instance::Hooks {
+            images,
+            ..Default::default()
+        };
+        let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
         // One last push while the operators (and so the exported scopes) still exist.
         if let Some((tx, handle)) = pusher {
             drop(tx);
@@ -284,6 +307,14 @@ fn join(
         Ok(r) => r,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+}
+
+/// Makes the image `gadget run REF` names local before the command line is parsed: its
+/// gadget.yaml declares the parameters that become flags.
+pub async fn prefetch(target: &super::RunTarget) -> Result<(), image::ImageError> {
+    image::ensure(&target.images, &target.reference, target.pull)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct DaemonConfig {
     pub metrics_address: Option<String>,
     /// The cluster CLI's API: address and the file holding its bearer token.
     pub cluster_api: Option<(String, PathBuf)>,
+    /// Where image references are found (and pulled into when missing).
+    pub images: crate::image::ImageConfig,
 }
 
 /// The last frame and the live stream of an instance's terminal view.
@@ -118,6 +120,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub struct Daemon {
     store: Store,
+    images: crate::image::ImageConfig,
     pin_root: PathBuf,
     registry: MetricsRegistry,
     instances: Mutex<BTreeMap<String, Managed>>,
@@ -204,6 +207,7 @@ impl Daemon {
         let pin_dir = self.pin_dir(&id);
         let thread_status = status.clone();
         let on_attached = ready_tx.clone();
+        let images = self.images.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gadget-{}", short(&id)))
             .spawn(move || {
@@ -216,6 +220,7 @@ impl Daemon {
                     Box::new(MetricsOperator::new(registry, names)),
                 ];
                 let hooks = Hooks {
+                    images,
                     pin_dir: Some(pin_dir),
                     on_attached: Some(Box::new(move || {
                         let _ = on_attached.send(Ok(()));
@@ -340,6 +345,10 @@ impl Daemon {
     async fn dispatch(self: Arc<Self>, request: Request) -> Reply {
         match request {
             Request::Run { spec } => {
+                // A reference the CLI pulled is local already; a remote CLI's may not be.
+                if let Err(e) = crate::image::ensure(&self.images, &spec.reference, crate::image::PullPolicy::Missing).await {
+                    return Reply::Error { message: crate::error_chain(&e) };
+                }
                 let me = self.clone();
                 let saved = SavedInstance { id: new_id(), created_ms: now_ms(), request: spec };
                 match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
@@ -511,6 +520,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     })?;
     let daemon = Arc::new(Daemon {
         store,
+        images: config.images.clone(),
         pin_root: PathBuf::from(PIN_ROOT).join(state_hash(&state_dir)),
         registry: MetricsRegistry::default(),
         instances: Mutex::new(BTreeMap::new()),

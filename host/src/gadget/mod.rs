@@ -1,5 +1,6 @@
-//! The gadget bundle: everything one gadget is made of, wherever it came from (a directory now,
-//! an OCI image later): gadget.yaml metadata, the eBPF object and an optional Wasm guest.
+//! The gadget bundle: everything one gadget is made of, wherever it came from (a gadget
+//! directory, or an image in the local store): gadget.yaml metadata, the eBPF object and an
+//! optional Wasm guest.
 
 pub mod annotations;
 pub mod metadata;
@@ -8,6 +9,9 @@ pub mod params;
 use std::path::{Path, PathBuf};
 
 pub use metadata::{GadgetMetadata, MetadataError};
+
+use crate::image::layout::LocalImage;
+use crate::image::{ImageConfig, ImageError, Store};
 
 /// Bound on a Wasm guest read from outside (ours are ~100 KiB).
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
@@ -33,8 +37,8 @@ pub enum SourceError {
     },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
-    #[error("{0:?} is not a gadget directory, and gadget images are not supported yet")]
-    NotADirectory(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
 }
 
 /// One gadget, ready to run.
@@ -54,14 +58,29 @@ pub const OBJECT_FILE: &str = "program.bpf.o";
 pub const WASM_FILE: &str = "program.wasm";
 
 impl GadgetBundle {
-    /// Resolves what the user typed after `gadget run`.
-    pub fn open(reference: &str) -> Result<Self, SourceError> {
+    /// Resolves what the user typed after `gadget run`: a gadget directory, else an image
+    /// reference looked up in the local store (pulling is the caller's step, see
+    /// [`crate::image::ensure`]).
+    pub fn open(reference: &str, images: &ImageConfig) -> Result<Self, SourceError> {
         let path = Path::new(reference);
         if path.is_dir() {
-            Self::from_dir(path)
-        } else {
-            Err(SourceError::NotADirectory(reference.to_string()))
+            return Self::from_dir(path);
         }
+        if reference.starts_with(['/', '.']) {
+            return Err(SourceError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such gadget directory",
+                ),
+            });
+        }
+        let r = images.parse_ref(reference)?;
+        let store = Store::open(&images.store)?;
+        let entry = store.resolve(&r)?.ok_or_else(|| {
+            ImageError::NotLocal(r.to_string(), images.store.display().to_string())
+        })?;
+        Ok(LocalImage::load(&store, entry, &images.limits)?.bundle(&store, &images.limits)?)
     }
 
     /// A gadget directory: gadget.yaml, program.bpf.o and optionally program.wasm.

@@ -50,7 +50,7 @@ pub enum InstanceError {
 /// Everything that says how to run one gadget.
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {
-    /// A gadget directory (an image reference once images exist).
+    /// A gadget directory or an image reference.
     pub reference: String,
     /// Gadget parameters by user key.
     pub params: BTreeMap<String, String>,
@@ -69,6 +69,8 @@ pub struct Hooks {
     pub pin_dir: Option<std::path::PathBuf>,
     /// Called once everything is attached and the first snapshot can be taken.
     pub on_attached: Option<Box<dyn FnOnce() + Send>>,
+    /// Where image references are looked up (the caller pulled them already).
+    pub images: crate::image::ImageConfig,
 }
 
 /// Why a run ended without error.
@@ -86,7 +88,7 @@ pub fn run(
     stop: &Receiver<()>,
     mut hooks: Hooks,
 ) -> Result<Ended, InstanceError> {
-    let bundle = GadgetBundle::open(&spec.reference)?;
+    let bundle = GadgetBundle::open(&spec.reference, &hooks.images)?;
     let elf = ebpf::elf::ElfInfo::parse(&bundle.ebpf_object)?;
     let user_annotations = annotations::parse(&spec.annotations, &bundle.metadata)?;
     let resolved = params::resolve(

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod prometheus;
+pub mod registry;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -374,4 +375,46 @@ pub fn map_ids() -> std::collections::BTreeSet<u64> {
         .flatten()
         .filter_map(|m| m["id"].as_u64())
         .collect()
+}
+
+/// Starts a gadget (`start` returns it attached), does `io` on `dev`, interrupts it, and returns
+/// the printed histograms, the kernel's completion delta, the program runs the kernel skipped
+/// (`recursion_misses`) plus the gadget's own drops, and stderr.
+pub fn measure_run(
+    dev: &LoopDevice,
+    start: impl FnOnce() -> Running,
+    io: impl FnOnce(),
+) -> (Vec<PrintedHistogram>, u64, u64, String) {
+    let existing = program_misses();
+    let existing_maps = map_ids();
+    let g = start();
+    dev.wait_quiet();
+    let before = dev.completed();
+    io();
+    let after = dev.completed();
+    // Events the kernel skipped (see program_misses) or the gadget dropped: accounted, not hidden.
+    let skipped: u64 = program_misses()
+        .iter()
+        .filter(|(id, _)| !existing.contains_key(id))
+        .map(|(_, m)| m)
+        .sum();
+    let dropped = gadget_drops(&existing_maps);
+    let missed = skipped + dropped;
+    let (status, out, mut err) = g.interrupt();
+    assert!(status.success(), "gadget exit {status}; stderr:\n{err}");
+    if missed > 0 {
+        eprintln!(
+            "uncounted: {skipped} program runs the kernel skipped, {dropped} the gadget dropped"
+        );
+        err.push_str(&format!("\nrecursion_misses: {skipped}, drops: {dropped}"));
+    }
+    (parse_histograms(&out), after - before, missed, err)
+}
+
+/// The last histogram printed is the final state (one is printed on the way out).
+pub fn final_histogram(hists: &[PrintedHistogram], err: &str) -> PrintedHistogram {
+    hists
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no histogram printed; stderr:\n{err}"))
 }

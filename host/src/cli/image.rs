@@ -1,0 +1,348 @@
+//! `gadget image …`, `gadget login` and `gadget logout`: thin verbs over [`crate::image`].
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::image::layout::LocalImage;
+use crate::image::registry::{self, human};
+use crate::image::store::Entry;
+use crate::image::{ImageConfig, ImageRef, Store, archive, auth, build, reference::DEFAULT_PREFIX};
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub verb: ImageVerb,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, default_value = "columns", value_parser = ["columns", "json"])]
+    pub output: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageVerb {
+    /// Compile a gadget folder (program.bpf.c, gadget.yaml, guest/) into an image in the local store.
+    Build {
+        dir: PathBuf,
+        /// The image's name, e.g. localhost:5000/gadget/mygadget:v1 (short names get the prefix).
+        #[arg(short = 't', long)]
+        tag: String,
+        /// build.yaml to use (default: DIR/build.yaml when it exists).
+        #[arg(short = 'f', long = "file")]
+        build_file: Option<PathBuf>,
+    },
+    /// Upload an image from the local store to its registry.
+    Push { reference: String },
+    /// Download an image into the local store.
+    Pull { reference: String },
+    /// List the images in the local store.
+    #[command(alias = "ls")]
+    List,
+    /// Show an image's manifest and gadget.yaml.
+    Inspect { reference: String },
+    /// Remove images from the local store.
+    #[command(alias = "rm")]
+    Remove {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Give a stored image another name.
+    Tag { source: String, target: String },
+    /// Write an image to an OCI layout tarball.
+    Export { reference: String, file: PathBuf },
+    /// Read images from an OCI layout tarball; REFERENCE names one whose archive has only a tag.
+    Import {
+        file: PathBuf,
+        reference: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// host[:port] of the registry.
+    pub registry: String,
+    #[arg(short = 'u', long)]
+    pub username: String,
+    /// Read the password from standard input (recommended: it stays out of shell history).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The password (visible to other users in the process list; prefer --password-stdin).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    pub registry: String,
+}
+
+pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.store)?;
+    let json_out = args.output == "json";
+    let parse = |s: &str| cfg.parse_ref(s);
+    match args.verb {
+        ImageVerb::Build {
+            dir,
+            tag,
+            build_file,
+        } => {
+            let tag = parse(&tag)?;
+            let entry = build::build(
+                &store,
+                &build::BuildOptions {
+                    dir: &dir,
+                    tag: &tag,
+                    build_file: build_file.as_deref(),
+                },
+            )?;
+            report(json_out, "built", &entry);
+        }
+        ImageVerb::Push { reference } => {
+            let r = parse(&reference)?;
+            let digest = registry::push(cfg, &store, &r).await?;
+            if json_out {
+                println!("{}", json!({"pushed": r.to_string(), "digest": digest}));
+            } else {
+                println!("pushed {r}@{digest}");
+            }
+        }
+        ImageVerb::Pull { reference } => {
+            let r = parse(&reference)?;
+            let entry = registry::pull(cfg, &store, &r).await?;
+            report(json_out, "pulled", &entry);
+        }
+        ImageVerb::List => list(cfg, &store, json_out)?,
+        ImageVerb::Inspect { reference } => {
+            let r = parse(&reference)?;
+            let entry = local(&store, &r, cfg)?;
+            let image = LocalImage::load(&store, entry.clone(), &cfg.limits)?;
+            let gadget_yaml = String::from_utf8_lossy(
+                &store.read_blob(&image.manifest.config.digest, cfg.limits.config_bytes)?,
+            )
+            .into_owned();
+            if json_out {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "reference": entry.name,
+                        "digest": entry.digest,
+                        "mediaType": entry.media_type,
+                        "manifestDigest": image.manifest_digest,
+                        "manifest": image.manifest,
+                        "gadgetYaml": gadget_yaml,
+                    }))?
+                );
+            } else {
+                println!("Reference: {}", entry.name);
+                println!("Digest:    {}", entry.digest);
+                println!("Manifest:  {}", image.manifest_digest);
+                println!("{}", serde_json::to_string_pretty(&image.manifest)?);
+                println!("gadget.yaml:\n{gadget_yaml}");
+            }
+        }
+        ImageVerb::Remove { references } => {
+            let mut missing = Vec::new();
+            for reference in references {
+                let r = parse(&reference)?;
+                let name = store.resolve(&r)?.map(|e| e.name).unwrap_or(r.to_string());
+                if store.remove_ref(&name)? {
+                    if json_out {
+                        println!("{}", json!({"removed": name}));
+                    } else {
+                        println!("removed {name}");
+                    }
+                } else {
+                    missing.push(name);
+                }
+            }
+            anyhow::ensure!(
+                missing.is_empty(),
+                "not in the local store: {} (see `gadget image list`)",
+                missing.join(", ")
+            );
+        }
+        ImageVerb::Tag { source, target } => {
+            let (src, dst) = (parse(&source)?, parse(&target)?);
+            anyhow::ensure!(
+                dst.digest.is_none(),
+                "the new name {target:?} must be a tag, not a digest"
+            );
+            let entry = local(&store, &src, cfg)?;
+            store.set_ref(
+                &dst.to_string(),
+                oci_client::manifest::ImageIndexEntry {
+                    media_type: entry.media_type,
+                    digest: entry.digest,
+                    size: entry.size as i64,
+                    platform: None,
+                    annotations: None,
+                    artifact_type: None,
+                },
+            )?;
+            let tagged = local(&store, &dst, cfg)?;
+            report(json_out, "tagged", &tagged);
+        }
+        ImageVerb::Export { reference, file } => {
+            let r = parse(&reference)?;
+            archive::export(cfg, &store, &r, &file)?;
+            if json_out {
+                println!("{}", json!({"exported": r.to_string(), "file": file}));
+            } else {
+                println!("exported {r} to {}", file.display());
+            }
+        }
+        ImageVerb::Import { file, reference } => {
+            let name = reference.as_deref().map(parse).transpose()?;
+            for e in archive::import(cfg, &store, &file, name.as_ref())? {
+                report(json_out, "imported", &e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn local(store: &Store, r: &ImageRef, cfg: &ImageConfig) -> anyhow::Result<Entry> {
+    Ok(store.resolve(r)?.ok_or_else(|| {
+        crate::image::ImageError::NotLocal(r.to_string(), cfg.store.display().to_string())
+    })?)
+}
+
+fn report(json_out: bool, verb: &str, e: &Entry) {
+    if json_out {
+        println!("{}", json!({ verb: e.name, "digest": e.digest }));
+    } else {
+        println!("{verb} {}@{}", e.name, e.digest);
+    }
+}
+
+/// IG's columns, plus SIZE: REPOSITORY TAG DIGEST SIZE CREATED.
+fn list(cfg: &ImageConfig, store: &Store, json_out: bool) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for e in store.entries()? {
+        let r = ImageRef::parse(&e.name, &cfg.registry_prefix).ok();
+        let (size, created) = match LocalImage::load(store, e.clone(), &cfg.limits) {
+            Ok(img) => (
+                img.size(),
+                img.manifest
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::image::CREATED_ANNOTATION))
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            Err(err) => {
+                tracing::warn!("{}: {err}", e.name);
+                (0, String::new())
+            }
+        };
+        let repository = r.as_ref().map_or(e.name.clone(), |r| short_name(r, cfg));
+        let tag = r.as_ref().and_then(|r| r.tag.clone()).unwrap_or_default();
+        rows.push((
+            repository,
+            tag,
+            e.digest.clone(),
+            size,
+            created,
+            e.name.clone(),
+        ));
+    }
+    if json_out {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(repo, tag, digest, size, created, name)| {
+                json!({"reference": name, "repository": repo, "tag": tag, "digest": digest, "size": size, "created": created})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let table: Vec<[String; 5]> = rows
+        .into_iter()
+        .map(|(repo, tag, digest, size, created, _)| {
+            [
+                repo,
+                tag,
+                digest.get(7..19).unwrap_or(&digest).to_string(),
+                human(size),
+                created,
+            ]
+        })
+        .collect();
+    let header = ["REPOSITORY", "TAG", "DIGEST", "SIZE", "CREATED"];
+    let width = |i: usize| {
+        table
+            .iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..5).map(width).collect();
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 4 {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s
+    };
+    println!("{}", line(header));
+    for r in &table {
+        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    Ok(())
+}
+
+/// IG shows images under the default prefix by their short name.
+fn short_name(r: &ImageRef, cfg: &ImageConfig) -> String {
+    let full = r.name();
+    for prefix in [cfg.registry_prefix.as_str(), DEFAULT_PREFIX] {
+        if let Some(short) = full.strip_prefix(&format!("{}/", prefix.trim_end_matches('/')))
+            && !short.contains('/')
+        {
+            return short.to_string();
+        }
+    }
+    full
+}
+
+pub async fn login(args: LoginArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
+    let password = match (args.password, args.password_stdin) {
+        (Some(p), _) => p,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().take(4096).read_to_string(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => anyhow::bail!("give the password with --password-stdin (or -p)"),
+    };
+    let c = auth::Credentials {
+        username: args.username,
+        password,
+    };
+    registry::check_login(cfg, &args.registry, &c).await?;
+    auth::store(&cfg.auth_file, &args.registry, &c)?;
+    println!(
+        "login succeeded: credentials for {} saved in {}",
+        args.registry,
+        cfg.auth_file.display()
+    );
+    Ok(())
+}
+
+pub fn logout(args: LogoutArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
+    if auth::remove(&cfg.auth_file, &args.registry)? {
+        println!("removed the credentials for {}", args.registry);
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "no credentials for {} in {}",
+            args.registry,
+            cfg.auth_file.display()
+        )
+    }
+}

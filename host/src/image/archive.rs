@@ -1,0 +1,228 @@
+//! `gadget image export|import`: one image as an OCI image layout in a tar file, the format
+//! `skopeo copy … oci-archive:` and IG's `image export` use. An imported archive is hostile
+//! input: only `oci-layout`, `index.json` and `blobs/sha256/<hex>` are read, each blob is
+//! verified against its name and capped in size, links are refused, and references appear in
+//! the store only once everything they point to is verified.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use oci_client::manifest::{ImageIndexEntry, OciImageIndex};
+
+use super::layout::{LocalImage, gadget_layers};
+use super::store::{self, Entry, Store};
+use super::{ImageConfig, ImageError, ImageRef, REF_NAME_ANNOTATION, digest_hex};
+
+const MAX_ENTRIES: usize = 10_000;
+const MAX_INDEX_BYTES: u64 = 1 << 20;
+
+/// Writes the image `r` to `out` (written to a temporary name, then renamed).
+pub fn export(
+    cfg: &ImageConfig,
+    store: &Store,
+    r: &ImageRef,
+    out: &Path,
+) -> Result<(), ImageError> {
+    let entry = store
+        .resolve(r)?
+        .ok_or_else(|| ImageError::NotLocal(r.to_string(), store.root().display().to_string()))?;
+    let index = OciImageIndex {
+        manifests: vec![ImageIndexEntry {
+            media_type: entry.media_type.clone(),
+            digest: entry.digest.clone(),
+            size: entry.size as i64,
+            platform: None,
+            annotations: Some([(REF_NAME_ANNOTATION.to_string(), entry.name.clone())].into()),
+            artifact_type: None,
+        }],
+        ..store::empty_index()
+    };
+    let blobs = store.reachable(&index)?;
+    let tmp = out.with_extension("tmp-export");
+    let result = (|| -> Result<(), ImageError> {
+        let file = File::create(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
+        let mut tar = tar::Builder::new(file);
+        let mut add = |name: &str, bytes: &[u8]| -> Result<(), ImageError> {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            tar.append_data(&mut h, name, bytes)
+                .map_err(|e| ImageError::io(&tmp, e))
+        };
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let index_bytes = serde_json::to_vec(&index)
+            .map_err(|e| ImageError::invalid(r.to_string(), e.to_string()))?;
+        add("index.json", &index_bytes)?;
+        for digest in &blobs {
+            let bytes = store.read_blob(
+                digest,
+                cfg.limits.layer_bytes.max(cfg.limits.manifest_bytes),
+            )?;
+            let hex = digest_hex(digest).unwrap_or_default();
+            add(&format!("blobs/sha256/{hex}"), &bytes)?;
+        }
+        let mut file = tar.into_inner().map_err(|e| ImageError::io(&tmp, e))?;
+        file.flush().map_err(|e| ImageError::io(&tmp, e))?;
+        file.sync_all().map_err(|e| ImageError::io(&tmp, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| ImageError::io(out, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Imports every image of an archive; `name` names the image when the archive's own reference
+/// is only a tag (as skopeo writes it) or absent. Returns the imported references.
+pub fn import(
+    cfg: &ImageConfig,
+    store: &Store,
+    archive: &Path,
+    name: Option<&ImageRef>,
+) -> Result<Vec<Entry>, ImageError> {
+    let origin = archive.display().to_string();
+    let bad = |m: String| ImageError::invalid(&origin, m);
+    let file = File::open(archive).map_err(|e| ImageError::io(archive, e))?;
+    let mut tar = tar::Archive::new(file);
+    let mut index_bytes: Option<Vec<u8>> = None;
+    let mut staging = store.staging()?;
+    let mut staged = std::collections::BTreeSet::new();
+    let blob_limit = cfg.limits.layer_bytes.max(cfg.limits.manifest_bytes);
+    let entries = tar.entries().map_err(|e| ImageError::io(archive, e))?;
+    for (n, entry) in entries.enumerate() {
+        if n >= MAX_ENTRIES {
+            return Err(bad(format!("more than {MAX_ENTRIES} entries")));
+        }
+        let mut entry = entry.map_err(|e| ImageError::io(archive, e))?;
+        let path = entry
+            .path()
+            .map_err(|e| ImageError::io(archive, e))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(bad(format!(
+                "{path:?} is a link or special file; OCI layouts have none"
+            )));
+        }
+        let size = entry.size();
+        if path == "index.json" {
+            if size > MAX_INDEX_BYTES {
+                return Err(bad("index.json is larger than 1 MiB".into()));
+            }
+            let mut b = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut b)
+                .map_err(|e| ImageError::io(archive, e))?;
+            index_bytes = Some(b);
+        } else if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+            let digest = format!("sha256:{hex}");
+            if digest_hex(&digest).is_none() {
+                return Err(bad(format!("{path:?} is not named by a sha256 digest")));
+            }
+            if size > blob_limit {
+                return Err(ImageError::TooLarge {
+                    what: format!("blob {digest}"),
+                    origin: origin.clone(),
+                    size,
+                    limit: blob_limit,
+                    setting: "limits.layer-bytes",
+                });
+            }
+            if store.has_blob(&digest, size) {
+                continue;
+            }
+            let mut w = staging.blob_writer(size, &format!("blob {path}"), &origin)?;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let k = entry
+                    .read(&mut buf)
+                    .map_err(|e| ImageError::io(archive, e))?;
+                if k == 0 {
+                    break;
+                }
+                w.write(&buf[..k])?;
+            }
+            w.commit(&digest, size)?;
+            staged.insert(digest);
+        } else if path != "oci-layout" {
+            tracing::info!("{origin}: ignoring {path:?} (not part of an OCI image layout)");
+        }
+    }
+    let index_bytes =
+        index_bytes.ok_or_else(|| bad("no index.json: not an OCI image layout".into()))?;
+    let index: OciImageIndex = serde_json::from_slice(&index_bytes)
+        .map_err(|e| bad(format!("index.json is not an OCI image index: {e}")))?;
+    if index.manifests.is_empty() {
+        return Err(bad("index.json lists no image".into()));
+    }
+    if name.is_some() && index.manifests.len() > 1 {
+        return Err(bad(format!(
+            "the archive holds {} images; import it without a name (they keep their own)",
+            index.manifests.len()
+        )));
+    }
+    // Verify everything first, then publish the references.
+    let mut todo = Vec::new();
+    for m in &index.manifests {
+        let own = m
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME_ANNOTATION))
+            .cloned();
+        let target = match (name, own) {
+            (Some(n), _) => n.clone(),
+            (None, Some(own)) if own.contains('/') => ImageRef::parse(&own, &cfg.registry_prefix)?,
+            (None, own) => {
+                return Err(bad(format!(
+                    "the image's reference is {} (not a full name); give one: gadget image import {origin} REGISTRY/REPO:TAG",
+                    own.map_or("absent".to_string(), |o| format!("{o:?}"))
+                )));
+            }
+        };
+        let entry = Entry {
+            name: target.to_string(),
+            media_type: m.media_type.clone(),
+            digest: m.digest.clone(),
+            size: u64::try_from(m.size).unwrap_or(0),
+            annotations: Default::default(),
+        };
+        let image = LocalImage::load_with(
+            |d, l| staging.read_blob(store, d, l),
+            entry.clone(),
+            &cfg.limits,
+        )?;
+        gadget_layers(&image.manifest, &entry.name, &cfg.limits)?;
+        for d in super::layout::all_blobs(&image.manifest) {
+            let size = u64::try_from(d.size).unwrap_or(u64::MAX);
+            if !staged.contains(&d.digest) && !store.has_blob(&d.digest, size) {
+                return Err(bad(format!(
+                    "blob {} ({}) is missing",
+                    d.digest, d.media_type
+                )));
+            }
+        }
+        let m = ImageIndexEntry {
+            annotations: None,
+            ..m.clone()
+        };
+        todo.push((target, m));
+    }
+    let names: Vec<ImageRef> = todo.iter().map(|(t, _)| t.clone()).collect();
+    store.publish(
+        staging,
+        todo.into_iter().map(|(t, m)| (t.to_string(), m)).collect(),
+    )?;
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(store.resolve(&n)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,236 @@
+//! Registry credentials: `gadget login`'s own file first, then Docker's config file
+//! (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). Both use Docker's format
+//! (`{"auths": {"host:port": {"auth": base64("user:password")}}}`). Secrets are never logged:
+//! `Credentials` prints as `user:***`.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::ImageError;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:***", self.username)
+    }
+}
+
+impl Credentials {
+    pub fn to_registry_auth(c: Option<&Credentials>) -> oci_client::secrets::RegistryAuth {
+        match c {
+            Some(c) => {
+                oci_client::secrets::RegistryAuth::Basic(c.username.clone(), c.password.clone())
+            }
+            None => oci_client::secrets::RegistryAuth::Anonymous,
+        }
+    }
+}
+
+/// The Docker config files consulted after ours, in order.
+pub fn docker_config_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
+        v.push(PathBuf::from(d).join("config.json"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(h).join(".docker/config.json"));
+    }
+    v
+}
+
+/// Credentials for `registry` (`host[:port]`) from the first file that has them.
+pub fn lookup(registry: &str, own_file: &Path) -> Result<Option<Credentials>, ImageError> {
+    for file in std::iter::once(own_file.to_path_buf()).chain(docker_config_files()) {
+        let Some(cfg) = read_config(&file)? else {
+            continue;
+        };
+        if let Some(c) = find(&cfg, registry, &file)? {
+            tracing::debug!("credentials for {registry} from {}", file.display());
+            return Ok(Some(c));
+        }
+        if cfg.get("credsStore").is_some() || cfg.get("credHelpers").is_some() {
+            tracing::info!(
+                "{}: credential helpers are not supported; use `gadget login {registry}`",
+                file.display()
+            );
+        }
+    }
+    Ok(None)
+}
+
+fn read_config(file: &Path) -> Result<Option<Map<String, Value>>, ImageError> {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ImageError::io(file, e)),
+    };
+    if bytes.len() > 1 << 20 {
+        return Err(auth_err(file, "larger than 1 MiB"));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(auth_err(
+            file,
+            "expected a JSON object with an \"auths\" map",
+        )),
+        Err(e) => Err(auth_err(file, &format!("not valid JSON: {e}"))),
+    }
+}
+
+fn auth_err(file: &Path, message: &str) -> ImageError {
+    ImageError::Auth {
+        path: file.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// `https://host:port/v1/` and `host:port` name the same registry in Docker's files.
+fn normalize(key: &str) -> &str {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    k.split('/').next().unwrap_or(k)
+}
+
+fn find(
+    cfg: &Map<String, Value>,
+    registry: &str,
+    file: &Path,
+) -> Result<Option<Credentials>, ImageError> {
+    let Some(Value::Object(auths)) = cfg.get("auths") else {
+        return Ok(None);
+    };
+    let Some((key, entry)) = auths.iter().find(|(k, _)| normalize(k) == registry) else {
+        return Ok(None);
+    };
+    let bad = |what: &str| auth_err(file, &format!("auths.{key:?}: {what}"));
+    if let Some(Value::String(b64)) = entry.get("auth") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| bad("\"auth\" is not base64"))?;
+        let text = String::from_utf8(raw).map_err(|_| bad("\"auth\" is not UTF-8"))?;
+        let (u, p) = text
+            .split_once(':')
+            .ok_or_else(|| bad("\"auth\" must encode user:password"))?;
+        return Ok(Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        }));
+    }
+    match (entry.get("username"), entry.get("password")) {
+        (Some(Value::String(u)), Some(Value::String(p))) => Ok(Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Saves credentials for `registry` in our own file (mode 0600), keeping other entries.
+pub fn store(file: &Path, registry: &str, c: &Credentials) -> Result<(), ImageError> {
+    let mut cfg = read_config(file)?.unwrap_or_default();
+    let auths = cfg
+        .entry("auths")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(auths) = auths else {
+        return Err(auth_err(file, "\"auths\" is not an object"));
+    };
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+    auths.insert(registry.to_string(), serde_json::json!({ "auth": token }));
+    write_private(file, &Value::Object(cfg))
+}
+
+/// Forgets `registry`; returns whether it was there.
+pub fn remove(file: &Path, registry: &str) -> Result<bool, ImageError> {
+    let Some(mut cfg) = read_config(file)? else {
+        return Ok(false);
+    };
+    let removed = match cfg.get_mut("auths") {
+        Some(Value::Object(a)) => {
+            let keys: Vec<String> = a
+                .keys()
+                .filter(|k| normalize(k) == registry)
+                .cloned()
+                .collect();
+            keys.iter().for_each(|k| {
+                a.remove(k);
+            });
+            !keys.is_empty()
+        }
+        _ => false,
+    };
+    if removed {
+        write_private(file, &Value::Object(cfg))?;
+    }
+    Ok(removed)
+}
+
+fn write_private(file: &Path, v: &Value) -> Result<(), ImageError> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ImageError::io(dir, e))?;
+    }
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| auth_err(file, &e.to_string()))?;
+    // Created 0600 before any secret is written into it.
+    let tmp = file.with_extension("tmp");
+    let result = (|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ImageError::io(file, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_lookup_remove_and_redaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.json");
+        let c = Credentials {
+            username: "alice".into(),
+            password: "s3cr:et".into(),
+        };
+        store(&f, "reg.example:5000", &c).unwrap();
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(lookup("reg.example:5000", &f).unwrap(), Some(c.clone()));
+        assert_eq!(format!("{c:?}"), "alice:***");
+        assert!(remove(&f, "reg.example:5000").unwrap());
+        assert!(!remove(&f, "reg.example:5000").unwrap());
+        std::fs::write(
+            &f,
+            r#"{"auths":{"https://other.io/v1/":{"username":"u","password":"p"},"bad.io":{"auth":"!!"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(lookup("other.io", &f).unwrap().unwrap().username, "u");
+        let e = lookup("bad.io", &f).unwrap_err().to_string();
+        assert!(e.contains("config.json") && e.contains("base64"), "{e}");
+        std::fs::write(&f, "[1]").unwrap();
+        assert!(lookup("x", &f).is_err());
+    }
+}

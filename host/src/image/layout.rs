@@ -1,0 +1,255 @@
+//! What makes an OCI manifest a gadget image, and how a stored image becomes the bundle that
+//! `gadget run` executes. Layers are chosen by media type, never by position.
+
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest};
+
+use super::store::{Entry, Store};
+use super::{
+    BTFGEN_LAYER, CONFIG_MEDIA_TYPE, DOCKER_MANIFEST_LIST, EBPF_LAYER, ImageError, Limits,
+    OCI_INDEX, WASM_LAYER,
+};
+use crate::gadget::{GadgetBundle, GadgetMetadata};
+
+/// The layers of a gadget image, picked out of a manifest.
+#[derive(Debug)]
+pub struct GadgetLayers<'a> {
+    pub ebpf: &'a OciDescriptor,
+    pub wasm: Option<&'a OciDescriptor>,
+    pub btfgen: Option<&'a OciDescriptor>,
+    /// Layers of media types this host does not know: kept out of the download, with a notice.
+    pub unknown: Vec<&'a OciDescriptor>,
+}
+
+/// Every blob of a manifest, config first. Unknown layers are stored too (not run): the
+/// stored image stays a complete OCI image that can be pushed and exported again.
+pub fn all_blobs(manifest: &OciImageManifest) -> impl Iterator<Item = &OciDescriptor> {
+    std::iter::once(&manifest.config).chain(&manifest.layers)
+}
+
+/// Checks that a manifest describes a gadget (IG's config and layer media types, the right
+/// number of each layer) and that every blob fits the limits, before anything is downloaded.
+pub fn gadget_layers<'a>(
+    manifest: &'a OciImageManifest,
+    origin: &str,
+    limits: &Limits,
+) -> Result<GadgetLayers<'a>, ImageError> {
+    if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+        return Err(ImageError::invalid(
+            origin,
+            format!(
+                "not a gadget image: its config has media type {:?}, expected {CONFIG_MEDIA_TYPE:?} (is this a container image?)",
+                manifest.config.media_type
+            ),
+        ));
+    }
+    let of_type = |t: &str| -> Vec<&'a OciDescriptor> {
+        manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == t)
+            .collect()
+    };
+    let at_most_one = |t: &str| -> Result<Option<&'a OciDescriptor>, ImageError> {
+        match of_type(t).as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            many => Err(ImageError::invalid(
+                origin,
+                format!(
+                    "{} layers of media type {t:?}; a gadget image has at most one",
+                    many.len()
+                ),
+            )),
+        }
+    };
+    let ebpf = at_most_one(EBPF_LAYER)?.ok_or_else(|| {
+        ImageError::invalid(
+            origin,
+            format!("the image has no layer of media type {EBPF_LAYER:?} (the eBPF program)"),
+        )
+    })?;
+    let layers = GadgetLayers {
+        ebpf,
+        wasm: at_most_one(WASM_LAYER)?,
+        btfgen: at_most_one(BTFGEN_LAYER)?,
+        unknown: manifest
+            .layers
+            .iter()
+            .filter(|l| ![EBPF_LAYER, WASM_LAYER, BTFGEN_LAYER].contains(&l.media_type.as_str()))
+            .collect(),
+    };
+    for l in &layers.unknown {
+        tracing::info!(
+            "{origin}: ignoring layer {} of unknown media type {:?}",
+            l.digest,
+            l.media_type
+        );
+    }
+    check_size(
+        &manifest.config,
+        "the config (gadget.yaml)",
+        origin,
+        limits.config_bytes,
+        "limits.config-bytes",
+    )?;
+    for l in &manifest.layers {
+        check_size(
+            l,
+            &format!("layer {}", l.media_type),
+            origin,
+            limits.layer_bytes,
+            "limits.layer-bytes",
+        )?;
+    }
+    Ok(layers)
+}
+
+pub fn check_size(
+    d: &OciDescriptor,
+    what: &str,
+    origin: &str,
+    limit: u64,
+    setting: &'static str,
+) -> Result<u64, ImageError> {
+    let size = u64::try_from(d.size).map_err(|_| {
+        ImageError::invalid(origin, format!("{what} has a negative size {}", d.size))
+    })?;
+    if super::digest_hex(&d.digest).is_none() {
+        return Err(ImageError::invalid(
+            origin,
+            format!("{what} has digest {:?}; only sha256 is supported", d.digest),
+        ));
+    }
+    if size > limit {
+        return Err(ImageError::TooLarge {
+            what: what.to_string(),
+            origin: origin.to_string(),
+            size,
+            limit,
+            setting,
+        });
+    }
+    Ok(size)
+}
+
+/// The manifest of an index for this host's platform (linux and this CPU).
+pub fn select_platform<'a>(
+    index: &'a OciImageIndex,
+    origin: &str,
+) -> Result<&'a ImageIndexEntry, ImageError> {
+    let arch = super::host_architecture();
+    let matching = |e: &&ImageIndexEntry| {
+        e.platform
+            .as_ref()
+            .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
+    };
+    if let Some(e) = index.manifests.iter().find(matching) {
+        return Ok(e);
+    }
+    // An index without platforms and a single manifest is platform-neutral.
+    if let [only] = index.manifests.as_slice()
+        && only.platform.is_none()
+    {
+        return Ok(only);
+    }
+    let have: Vec<String> = index
+        .manifests
+        .iter()
+        .map(|e| {
+            e.platform
+                .as_ref()
+                .map_or("(no platform)".to_string(), |p| {
+                    format!("{}/{}", p.os, p.architecture)
+                })
+        })
+        .collect();
+    Err(ImageError::invalid(
+        origin,
+        format!(
+            "no manifest for linux/{arch} in the image index (it has: {})",
+            have.join(", ")
+        ),
+    ))
+}
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// A stored image, resolved down to its platform manifest.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    pub entry: Entry,
+    pub manifest_digest: String,
+    pub manifest: OciImageManifest,
+}
+
+impl LocalImage {
+    pub fn load(store: &Store, entry: Entry, limits: &Limits) -> Result<Self, ImageError> {
+        Self::load_with(|d, l| store.read_blob(d, l), entry, limits)
+    }
+
+    /// [`LocalImage::load`] from any verified blob source (a staging area before publishing).
+    pub fn load_with(
+        read: impl Fn(&str, u64) -> Result<Vec<u8>, ImageError>,
+        entry: Entry,
+        limits: &Limits,
+    ) -> Result<Self, ImageError> {
+        let origin = entry.name.clone();
+        let json = |digest: &str| -> Result<serde_json::Value, ImageError> {
+            serde_json::from_slice(&read(digest, limits.manifest_bytes)?).map_err(|e| {
+                ImageError::invalid(&origin, format!("{digest} is not valid JSON: {e}"))
+            })
+        };
+        let decode = |v: serde_json::Value, what: &str| {
+            ImageError::invalid(&origin, format!("not a valid OCI {what}: {v}"))
+        };
+        let manifest_digest = if is_index(&entry.media_type) {
+            let v = json(&entry.digest)?;
+            let index: OciImageIndex =
+                serde_json::from_value(v.clone()).map_err(|_| decode(v, "image index"))?;
+            select_platform(&index, &origin)?.digest.clone()
+        } else {
+            entry.digest.clone()
+        };
+        let v = json(&manifest_digest)?;
+        let manifest: OciImageManifest =
+            serde_json::from_value(v.clone()).map_err(|_| decode(v, "image manifest"))?;
+        Ok(LocalImage {
+            entry,
+            manifest_digest,
+            manifest,
+        })
+    }
+
+    /// The bundle `gadget run` executes: gadget.yaml from the config, eBPF and Wasm by media type.
+    pub fn bundle(&self, store: &Store, limits: &Limits) -> Result<GadgetBundle, ImageError> {
+        let origin = self.entry.name.as_str();
+        let layers = gadget_layers(&self.manifest, origin, limits)?;
+        let config = store.read_blob(&self.manifest.config.digest, limits.config_bytes)?;
+        let metadata = GadgetMetadata::parse(&config, &format!("{origin} (gadget.yaml)"))
+            .map_err(|e| ImageError::invalid(origin, e.to_string()))?;
+        let ebpf_object = store.read_blob(&layers.ebpf.digest, limits.layer_bytes)?;
+        let wasm = match layers.wasm {
+            Some(w) => Some(store.read_blob(&w.digest, limits.layer_bytes)?),
+            None => {
+                tracing::info!("{origin} has no Wasm layer: using the built-in default guest");
+                None
+            }
+        };
+        Ok(GadgetBundle {
+            origin: origin.to_string(),
+            metadata,
+            ebpf_object,
+            wasm,
+        })
+    }
+
+    /// Total bytes of the manifest's blobs (what `list` shows as SIZE).
+    pub fn size(&self) -> u64 {
+        std::iter::once(&self.manifest.config)
+            .chain(&self.manifest.layers)
+            .map(|d| u64::try_from(d.size).unwrap_or(0))
+            .sum()
+    }
+}

@@ -1,0 +1,559 @@
+//! Moving images between a registry and the local store, with `oci-client` doing the protocol
+//! (token dance, blob upload sessions). What it lacks is written here: manifests are fetched
+//! with a size cap (its own fetch buffers any size), and every blob is streamed into the store
+//! through [`super::store::BlobWriter`], which enforces the descriptor's size as it goes and
+//! checks the digest before the blob exists.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use futures::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+
+use super::auth::{self, Credentials};
+use super::layout::{self, gadget_layers, is_index};
+use super::store::{Entry, Staging, Store};
+use super::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageConfig, ImageError, ImageRef, OCI_INDEX,
+    OCI_MANIFEST, sha256_digest,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One registry conversation for one repository.
+pub struct Session<'a> {
+    cfg: &'a ImageConfig,
+    r: ImageRef,
+    client: Client,
+    http: reqwest::Client,
+    scheme: &'static str,
+    credentials: Option<Credentials>,
+    bearer: Option<String>,
+    progress: Progress,
+}
+
+impl<'a> Session<'a> {
+    pub async fn open(
+        cfg: &'a ImageConfig,
+        r: &ImageRef,
+        op: RegistryOperation,
+    ) -> Result<Session<'a>, ImageError> {
+        install_crypto_provider();
+        let insecure = r.is_insecure(&cfg.insecure_registries);
+        let client = Client::new(ClientConfig {
+            protocol: if insecure {
+                ClientProtocol::HttpsExcept(vec![r.registry.clone()])
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            ..Default::default()
+        });
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| registry_err(r, format!("creating the HTTP client: {e}")))?;
+        let credentials = auth::lookup(&r.registry, &cfg.auth_file)?;
+        let bearer = client
+            .auth(
+                &r.to_oci(),
+                &Credentials::to_registry_auth(credentials.as_ref()),
+                op,
+            )
+            .await
+            .map_err(|e| registry_err(r, describe(&e, r)))?;
+        Ok(Session {
+            cfg,
+            r: r.clone(),
+            client,
+            http,
+            scheme: if insecure { "http" } else { "https" },
+            credentials,
+            bearer,
+            progress: Progress::new(),
+        })
+    }
+
+    fn err(&self, message: impl Into<String>) -> ImageError {
+        registry_err(&self.r, message.into())
+    }
+
+    /// GET a manifest (or index) with a size cap; returns its bytes, verified digest and media type.
+    async fn fetch_manifest(
+        &self,
+        reference: &str,
+        expected: Option<(&str, u64)>,
+    ) -> Result<(Vec<u8>, String, String), ImageError> {
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{reference}",
+            self.scheme, self.r.registry, self.r.repository
+        );
+        let mut req = self.http.get(&url).header(
+            "Accept",
+            [
+                OCI_INDEX,
+                OCI_MANIFEST,
+                DOCKER_MANIFEST_LIST,
+                DOCKER_MANIFEST,
+            ]
+            .join(", "),
+        );
+        req = match (&self.bearer, &self.credentials) {
+            (Some(token), _) => req.bearer_auth(token),
+            (None, Some(c)) => req.basic_auth(&c.username, Some(&c.password)),
+            (None, None) => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.err(format!("GET {url}: {}", crate::error_chain(&e))))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.err(http_failure(status, &url, &self.r, resp).await));
+        }
+        let header_digest = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_type = resp
+            .headers()
+            .get("Content-Type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+            .unwrap_or_default();
+        let limit = self.cfg.limits.manifest_bytes;
+        let origin = self.r.to_string();
+        let too_large = |size| ImageError::TooLarge {
+            what: format!("manifest {reference}"),
+            origin: origin.clone(),
+            size,
+            limit,
+            setting: "limits.manifest-bytes",
+        };
+        if let Some(len) = resp.content_length()
+            && len > limit
+        {
+            return Err(too_large(len));
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| self.err(format!("reading {url}: {}", crate::error_chain(&e))))?;
+            if body.len() + chunk.len() > limit as usize {
+                return Err(too_large((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let digest = sha256_digest(&body);
+        let mismatch = |expected: &str| ImageError::DigestMismatch {
+            what: format!("manifest {reference}"),
+            origin: origin.clone(),
+            expected: expected.to_string(),
+            actual: digest.clone(),
+        };
+        if let Some((d, size)) = expected {
+            if d != digest {
+                return Err(mismatch(d));
+            }
+            if size != body.len() as u64 {
+                return Err(ImageError::SizeMismatch {
+                    what: format!("manifest {reference}"),
+                    origin,
+                    expected: size,
+                    actual: body.len() as u64,
+                });
+            }
+        }
+        if let Some(h) = header_digest
+            && h != digest
+        {
+            return Err(mismatch(&h));
+        }
+        // The body's own mediaType is what the digest covers; the header is the fallback.
+        let media_type = serde_json::from_slice::<oci_client::manifest::Versioned>(&body)
+            .ok()
+            .and_then(|v| v.media_type)
+            .unwrap_or(content_type);
+        Ok((body, digest, media_type))
+    }
+
+    /// Streams one blob into the store (skipped when already there).
+    async fn fetch_blob(
+        &mut self,
+        store: &Store,
+        staging: &mut Staging,
+        d: &OciDescriptor,
+    ) -> Result<(), ImageError> {
+        let size = u64::try_from(d.size).unwrap_or(u64::MAX);
+        if store.has_blob(&d.digest, size) {
+            return Ok(());
+        }
+        let origin = self.r.to_string();
+        let resp = self
+            .client
+            .pull_blob_stream_partial(&self.r.to_oci(), d, 0, None)
+            .await
+            .map_err(|e| self.err(format!("blob {}: {}", d.digest, describe(&e, &self.r))))?;
+        let mut stream = match resp {
+            BlobResponse::Full(s) | BlobResponse::Partial(s) => s,
+        };
+        if let Some(len) = stream.content_length
+            && len > size
+        {
+            return Err(ImageError::SizeMismatch {
+                what: format!("blob {} ({})", d.digest, d.media_type),
+                origin,
+                expected: size,
+                actual: len,
+            });
+        }
+        let what = format!("blob {} ({})", d.digest, d.media_type);
+        let mut w = staging.blob_writer(size, &what, &origin)?;
+        let mut done = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(format!("reading {what}: {e}")))?;
+            w.write(&chunk)?;
+            done += chunk.len() as u64;
+            self.progress.update("pulling", &d.digest, done, size);
+        }
+        w.commit(&d.digest, size)?;
+        self.progress.done();
+        Ok(())
+    }
+}
+
+/// Pulls `r` into the store; the reference becomes visible only once every blob is verified.
+pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entry, ImageError> {
+    let mut s = Session::open(cfg, r, RegistryOperation::Pull).await?;
+    let origin = r.to_string();
+    let top_ref = r
+        .digest
+        .clone()
+        .or_else(|| r.tag.clone())
+        .unwrap_or_default();
+    let expected_top = r.digest.as_deref().map(|d| (d, u64::MAX));
+    let (top_bytes, top_digest, top_type) = match s.fetch_manifest(&top_ref, None).await {
+        Ok(v) => v,
+        Err(e) => return Err(e),
+    };
+    if let Some((d, _)) = expected_top
+        && d != top_digest
+    {
+        return Err(ImageError::DigestMismatch {
+            what: "manifest".into(),
+            origin,
+            expected: d.to_string(),
+            actual: top_digest,
+        });
+    }
+    let mut manifests: Vec<(Vec<u8>, String)> = Vec::new();
+    let manifest_bytes = if is_index(&top_type) {
+        let index: OciImageIndex = serde_json::from_slice(&top_bytes).map_err(|e| {
+            ImageError::invalid(&origin, format!("the image index is not valid: {e}"))
+        })?;
+        let entry = layout::select_platform(&index, &origin)?;
+        let size = layout::check_size(
+            &entry_descriptor(entry),
+            "the platform manifest",
+            &origin,
+            cfg.limits.manifest_bytes,
+            "limits.manifest-bytes",
+        )?;
+        let (bytes, digest, media_type) = s
+            .fetch_manifest(&entry.digest, Some((&entry.digest, size)))
+            .await?;
+        if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+            return Err(wrong_type(&origin, &media_type));
+        }
+        manifests.push((bytes.clone(), digest));
+        bytes
+    } else if top_type == OCI_MANIFEST || top_type == DOCKER_MANIFEST {
+        top_bytes.clone()
+    } else {
+        return Err(wrong_type(&origin, &top_type));
+    };
+    let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| ImageError::invalid(&origin, format!("the manifest is not valid: {e}")))?;
+    gadget_layers(&manifest, &origin, &cfg.limits)?;
+    let mut staging = store.staging()?;
+    for d in layout::all_blobs(&manifest) {
+        s.fetch_blob(store, &mut staging, d).await?;
+    }
+    for (bytes, _) in &manifests {
+        staging.put_blob(bytes)?;
+    }
+    staging.put_blob(&top_bytes)?;
+    store.publish(
+        staging,
+        vec![(
+            origin.clone(),
+            ImageIndexEntry {
+                media_type: top_type.clone(),
+                digest: top_digest.clone(),
+                size: top_bytes.len() as i64,
+                platform: None,
+                annotations: None,
+                artifact_type: None,
+            },
+        )],
+    )?;
+    store
+        .resolve(r)?
+        .ok_or_else(|| ImageError::invalid(origin, "pulled, but the store did not list it"))
+}
+
+/// Pushes a stored image: blobs the registry lacks, then manifests, then the tag.
+pub async fn push(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<String, ImageError> {
+    let entry = store
+        .resolve(r)?
+        .ok_or_else(|| ImageError::NotLocal(r.to_string(), store.root().display().to_string()))?;
+    let mut s = Session::open(cfg, r, RegistryOperation::Push).await?;
+    let oci = r.to_oci();
+    let manifests: Vec<(String, String)> = if is_index(&entry.media_type) {
+        let index: OciImageIndex = store.read_json(&entry.digest, cfg.limits.manifest_bytes)?;
+        index
+            .manifests
+            .into_iter()
+            .map(|m| (m.digest, m.media_type))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let leaves = if manifests.is_empty() {
+        vec![(entry.digest.clone(), entry.media_type.clone())]
+    } else {
+        manifests.clone()
+    };
+    for (digest, media_type) in &leaves {
+        let m: OciImageManifest = store.read_json(digest, cfg.limits.manifest_bytes)?;
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            let exists = s
+                .client
+                .blob_exists(&oci, &d.digest)
+                .await
+                .map_err(|e| s.err(describe(&e, r)))?;
+            if exists {
+                continue;
+            }
+            let bytes = store.read_blob(
+                &d.digest,
+                cfg.limits.layer_bytes.max(cfg.limits.config_bytes),
+            )?;
+            s.progress
+                .update("pushing", &d.digest, 0, bytes.len() as u64);
+            s.client
+                .push_blob(&oci, bytes, &d.digest)
+                .await
+                .map_err(|e| s.err(format!("pushing blob {}: {}", d.digest, describe(&e, r))))?;
+            s.progress
+                .update("pushing", &d.digest, d.size as u64, d.size as u64);
+            s.progress.done();
+        }
+        if !manifests.is_empty() {
+            let bytes = store.read_blob(digest, cfg.limits.manifest_bytes)?;
+            push_manifest(&s, &r.with_digest(digest), bytes, media_type).await?;
+        }
+    }
+    let top = store.read_blob(&entry.digest, cfg.limits.manifest_bytes)?;
+    push_manifest(&s, r, top, &entry.media_type).await?;
+    Ok(entry.digest)
+}
+
+async fn push_manifest(
+    s: &Session<'_>,
+    at: &ImageRef,
+    bytes: Vec<u8>,
+    media_type: &str,
+) -> Result<(), ImageError> {
+    let content_type = http::HeaderValue::from_str(media_type)
+        .map_err(|_| s.err(format!("media type {media_type:?} is not a valid header")))?;
+    s.client
+        .push_manifest_raw(&at.to_oci(), bytes, content_type)
+        .await
+        .map_err(|e| s.err(format!("pushing manifest {at}: {}", describe(&e, at))))?;
+    Ok(())
+}
+
+/// Checks credentials against a registry's `/v2/` endpoint (what `gadget login` does before
+/// saving them).
+pub async fn check_login(
+    cfg: &ImageConfig,
+    registry: &str,
+    c: &Credentials,
+) -> Result<(), ImageError> {
+    install_crypto_provider();
+    // Any repository name: only the registry's authentication is exercised.
+    let r = ImageRef::parse(&format!("{registry}/login-check"), "unused")?;
+    let insecure = r.is_insecure(&cfg.insecure_registries);
+    let client = Client::new(ClientConfig {
+        protocol: if insecure {
+            ClientProtocol::HttpsExcept(vec![r.registry.clone()])
+        } else {
+            ClientProtocol::Https
+        },
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        read_timeout: Some(READ_TIMEOUT),
+        ..Default::default()
+    });
+    let auth = RegistryAuth::Basic(c.username.clone(), c.password.clone());
+    let token = client
+        .auth(&r.to_oci(), &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| registry_err(&r, describe(&e, &r)))?;
+    let url = format!(
+        "{}://{registry}/v2/",
+        if insecure { "http" } else { "https" }
+    );
+    let http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| registry_err(&r, e.to_string()))?;
+    let req = match token {
+        Some(t) => http.get(&url).bearer_auth(t),
+        None => http.get(&url).basic_auth(&c.username, Some(&c.password)),
+    };
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| registry_err(&r, format!("GET {url}: {}", crate::error_chain(&e))))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        let status = resp.status();
+        Err(registry_err(&r, http_failure(status, &url, &r, resp).await))
+    }
+}
+
+fn entry_descriptor(e: &ImageIndexEntry) -> OciDescriptor {
+    OciDescriptor {
+        media_type: e.media_type.clone(),
+        digest: e.digest.clone(),
+        size: e.size,
+        ..Default::default()
+    }
+}
+
+fn wrong_type(origin: &str, media_type: &str) -> ImageError {
+    ImageError::invalid(
+        origin,
+        format!(
+            "the registry returned a manifest of media type {media_type:?}; expected {OCI_INDEX:?} or {OCI_MANIFEST:?}"
+        ),
+    )
+}
+
+fn registry_err(r: &ImageRef, message: String) -> ImageError {
+    ImageError::Registry {
+        registry: r.registry.clone(),
+        message,
+    }
+}
+
+/// A failed HTTP reply as one line a user can act on (the body is shortened and never echoed
+/// raw: a hostile registry could put anything in it).
+async fn http_failure(
+    status: reqwest::StatusCode,
+    url: &str,
+    r: &ImageRef,
+    resp: reqwest::Response,
+) -> String {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > 512 {
+            break;
+        }
+    }
+    let text: String = String::from_utf8_lossy(&body[..body.len().min(200)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let hint = match status.as_u16() {
+        401 | 403 => format!(
+            " — not authorized: log in with `gadget login {}` (or add it to ~/.docker/config.json)",
+            r.registry
+        ),
+        404 => format!(" — {} does not exist in this registry", r),
+        _ => String::new(),
+    };
+    format!("GET {url}: HTTP {status}{hint} ({})", text.trim())
+}
+
+/// oci-client's errors, with the hint a user needs for the common ones.
+fn describe(e: &oci_client::errors::OciDistributionError, r: &ImageRef) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    let base = crate::error_chain(e);
+    match e {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => format!(
+            "{base} — check the credentials for {} (`gadget login {}`)",
+            r.registry, r.registry
+        ),
+        E::RequestError(_) if !r.is_insecure(&[]) => format!(
+            "{base} — if {} speaks plain HTTP, list it with --insecure-registries",
+            r.registry
+        ),
+        _ => base,
+    }
+}
+
+/// reqwest is built without a default TLS crypto provider (to avoid aws-lc's C build): use ring.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// One updating line on stderr while blobs move, only when a person is watching.
+struct Progress {
+    enabled: bool,
+    active: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            enabled: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+            active: false,
+        }
+    }
+
+    fn update(&mut self, verb: &str, digest: &str, done: u64, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.active = true;
+        let short = digest.get(7..19).unwrap_or(digest);
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        eprint!(
+            "\r{verb} {short}: {:>8} / {:<8} {pct:>3}%",
+            human(done),
+            human(total)
+        );
+    }
+
+    fn done(&mut self) {
+        if self.active {
+            eprintln!();
+            self.active = false;
+        }
+    }
+}
+
+pub fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
