@@ -1,6 +1,6 @@
 # gadget: build, run and test. `make run` and `make test` install what they need on Debian.
 #
-#   make run      install deps, build, run profile_blockio (Ctrl+C to stop)
+#   make run      install deps, build, build the profile_blockio image, run it (Ctrl+C to stop)
 #   make test     install deps, build, run the whole test suite (what .ci/run calls)
 #   make bench    BPF CPU per I/O against biolatency and bpftrace -> BENCHMARKS.md
 
@@ -38,8 +38,10 @@ gadgets: ebpf-objects guests
 host: guests
 	$(CARGO) build --release -p gadget-host
 
+# IG's workflow: the image is built into the local store under IG's name, so the short name resolves to it.
 run: deps host gadgets
-	$(GADGET) run gadgets/profile_blockio
+	$(GADGET) image build gadgets/profile_blockio -t profile_blockio:v0.46.0
+	$(GADGET) run profile_blockio:v0.46.0
 
 lint: guests
 	$(CARGO) fmt --all -- --check

@@ -55,6 +55,18 @@ fn fails(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs a shell command with a pseudo-terminal as stdout and stderr (util-linux `script`).
+fn in_terminal(command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{command}:\n{text}");
+    text
+}
+
 fn json_lines(s: &str) -> Vec<Value> {
     s.lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -210,8 +222,17 @@ fn built_image_travels_through_a_real_registry_and_runs_by_reference() {
             .contains("blockio")
     );
 
-    // Push; an independent client reads back exactly what we stored.
-    ok(&gadget(store, &["image", "push", &tag]));
+    // Push (in a terminal, with a progress line); an independent client reads back exactly
+    // what we stored.
+    let shown = in_terminal(&format!(
+        "{} --store {} image push {tag}",
+        gadget_bin().display(),
+        store.display()
+    ));
+    assert!(
+        shown.contains("pushing") && shown.contains("100%"),
+        "{shown}"
+    );
     let raw = skopeo(&[
         "inspect",
         "--tls-verify=false",
@@ -601,6 +622,18 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
         !reg.paths().iter().any(|p| p.ends_with(&huge)),
         "the oversized layer was requested"
     );
+    // In a terminal a pull shows its progress; piped (as above) it does not.
+    ok(&gadget(store, &["image", "remove", &r("good")]));
+    let shown = in_terminal(&format!(
+        "{} --store {} image pull {}",
+        gadget_bin().display(),
+        store.display(),
+        r("good")
+    ));
+    assert!(
+        shown.contains("pulling") && shown.contains("100%"),
+        "{shown}"
+    );
     // The image that was there still runs.
     let out = ok(&gadget(
         store,
@@ -735,4 +768,117 @@ fn plain_http_only_for_loopback_or_listed_registries() {
     ));
     assert!(err.contains("registry.invalid:5000"), "{err}");
     assert!(err.contains("--insecure-registries"), "{err}");
+}
+
+#[test]
+fn detached_instances_run_images_named_in_ig_manifests_and_survive_a_daemon_restart() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let mut d = common::daemon::Daemon::new();
+    let src = repo_root().join("gadgets/profile_blockio");
+    // Built locally under IG's own name: the short name resolves to it, no registry involved.
+    d.ok(&[
+        "image",
+        "build",
+        src.to_str().unwrap(),
+        "-t",
+        "profile_blockio:v0.46.0",
+    ]);
+    let full = "ghcr.io/inspektor-gadget/gadget/profile_blockio:v0.46.0";
+    let dev = LoopDevice::new("imgd");
+    let manifest = d.dir.join("blockio.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: 1\nkind: instance-spec\nimage: profile_blockio:v0.46.0\nname: from-image\nparamValues:\n  operator.oci.annotate: blockio:metrics.collect=true\n  operator.otel-metrics.otel-metrics-name: blockio:image-metrics\n  operator.oci.ebpf.disk: {}\n",
+            dev.name
+        ),
+    )
+    .unwrap();
+    d.ok(&[
+        "run",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--detach",
+        "--pull",
+        "never",
+    ]);
+    let listed: Value = serde_json::from_str(&d.ok(&["list", "-o", "json"])).unwrap();
+    assert_eq!(listed[0]["gadget"], full, "the daemon runs the full name");
+    dev.wait_quiet();
+    let start = dev.completed();
+    d.wait_inf("image-metrics", 0);
+    dev.write_direct(400);
+    d.kill9();
+    dev.write_direct(200);
+    // Restored from the saved spec: the image is found in the store again.
+    d.start();
+    dev.write_direct(100);
+    let kernel = dev.completed() - start;
+    d.wait_inf("image-metrics", kernel);
+    d.ok(&["delete", "from-image"]);
+}
+
+#[test]
+fn an_interrupted_pull_leaves_the_store_as_it_was() {
+    let p = parts();
+    let manifest = manifest_of(&p.config, &[&p.ebpf]);
+    let (blobs, ebpf_digest) = (
+        p.blobs.clone(),
+        p.ebpf["digest"].as_str().unwrap().to_string(),
+    );
+    let stall = ebpf_digest.clone();
+    let reg = FakeRegistry::start(move |req| {
+        if req.path.ends_with("/manifests/v1") {
+            return Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST);
+        }
+        if req.path.ends_with(&stall) {
+            // Half the layer, then nothing: the pull is killed while it waits.
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
+            Some((_, b)) => Reply::new(200, b.clone()),
+            None => Reply::new(200, "{}"),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    // Something already stored, which must stay exactly as it is.
+    let src = repo_root().join("gadgets/profile_blockio");
+    ok(&gadget(
+        store,
+        &[
+            "image",
+            "build",
+            src.to_str().unwrap(),
+            "-t",
+            "local.test/kept:v1",
+        ],
+    ));
+    let before = snapshot(store);
+    let mut child = Command::new(gadget_bin())
+        .arg("--store")
+        .arg(store)
+        .args(["image", "pull", &format!("{}/slow/gadget:v1", reg.host())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !reg.paths().iter().any(|p| p.ends_with(&ebpf_digest)) {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "the pull never reached the layer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(snapshot(store), before, "a killed pull changed the store");
+    let listed: Value =
+        serde_json::from_str(&ok(&gadget(store, &["image", "list", "-o", "json"]))).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // Its staging area is collected by the next removal.
+    assert!(store.join("staging").read_dir().unwrap().count() > 0);
+    ok(&gadget(store, &["image", "remove", "local.test/kept:v1"]));
+    assert_eq!(store.join("staging").read_dir().unwrap().count(), 0);
 }

@@ -214,14 +214,17 @@ pub async fn execute(
     socket: &std::path::Path,
     images: &ImageConfig,
 ) -> anyhow::Result<()> {
-    let requests = requests(&args, true)?;
+    let mut requests = requests(&args, true)?;
     // `gadget run REF` pulled before parsing (see `prefetch`); a manifest's images are pulled here.
     let policy = match args.file {
         Some(_) => args.pull,
         None => args.pull.min_missing(),
     };
-    for r in &requests {
-        image::ensure(images, &r.reference, policy).await?;
+    for r in &mut requests {
+        if image::ensure(images, &r.reference, policy).await?.is_some() {
+            // The full name: the daemon may have another short-name prefix.
+            r.reference = images.parse_ref(&r.reference)?.to_string();
+        }
     }
     if args.detach {
         for req in requests {

@@ -67,6 +67,10 @@ impl Daemon {
         }
     }
 
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("oci-store")
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("gadget.sock")
     }
@@ -83,6 +87,8 @@ impl Daemon {
         if let Some(node) = &self.node {
             cmd.env("NODE_NAME", node);
         }
+        // CLI and daemon share an image store of the test's own.
+        cmd.env("GADGET_STORE", self.store());
         cmd.args(["daemon", "--state-dir"])
             .arg(self.dir.join("state"))
             .arg("--socket")
@@ -136,6 +142,7 @@ impl Daemon {
     /// The CLI, from the host's network namespace: the Unix socket is a path, reachable from any.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(gadget_bin())
+            .env("GADGET_STORE", self.store())
             .arg("--socket")
             .arg(self.socket())
             .args(args)
