@@ -26,14 +26,17 @@ deps:
 	@rustup target list --installed | grep -qx $(GUEST_TARGET) || rustup target add $(GUEST_TARGET)
 
 # Wasm guests: the built-in default guest (embedded in the host) and each gadget's own.
+# Every workspace member but the host is a guest (gadgets/<name>/guest is package <name>-guest).
 guests:
-	$(CARGO) build --release --target $(GUEST_TARGET) -p default-guest -p profile-blockio-guest -p misbehaving-guest
+	$(CARGO) build --release --target $(GUEST_TARGET) --workspace --exclude gadget-host
 
 # A gadget directory holds gadget.yaml and, once built, program.bpf.o and program.wasm:
 # exactly what `gadget run <dir>` reads.
 gadgets: ebpf-objects guests
-	cp build/gadgets/profile_blockio/program.bpf.o gadgets/profile_blockio/program.bpf.o
-	cp $(GUEST_DIR)/profile_blockio_guest.wasm gadgets/profile_blockio/program.wasm
+	@for g in $(EBPF_GADGETS); do \
+		cp build/gadgets/$$g/program.bpf.o gadgets/$$g/program.bpf.o && \
+		cp $(GUEST_DIR)/$${g}_guest.wasm gadgets/$$g/program.wasm || exit 1; \
+	done
 
 host: guests
 	$(CARGO) build --release -p gadget-host

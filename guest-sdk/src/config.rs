@@ -1,6 +1,8 @@
 //! Reading gadget.yaml-derived configuration: datasources, fields, annotations and params.
 
-use crate::{DatasourceConfig, DatasourceSpec, FieldConfig, FieldKind, FieldSpec, GadgetConfig};
+use crate::{
+    DatasourceConfig, DatasourceSpec, FieldConfig, FieldKind, FieldSpec, GadgetConfig, Sample,
+};
 
 /// Lookups on IG-style annotation lists.
 pub trait Annotations {
@@ -66,6 +68,29 @@ impl GadgetConfig {
             .map(|(_, v)| v.as_str())
     }
 
+    /// An integer parameter, `default` when unset; an error names the bad value.
+    ///
+    /// ```
+    /// # use gadget_sdk::GadgetConfig;
+    /// let cfg = GadgetConfig {
+    ///     gadget_name: "g".into(),
+    ///     datasources: vec![],
+    ///     params: vec![("top".into(), "5".into()), ("bad".into(), "five".into())],
+    /// };
+    /// assert_eq!(cfg.param_u64("top", 10), Ok(5));
+    /// assert_eq!(cfg.param_u64("unset", 10), Ok(10));
+    /// assert!(cfg.param_u64("bad", 10).unwrap_err().contains("bad=five"));
+    /// ```
+    pub fn param_u64(&self, key: &str, default: u64) -> Result<u64, String> {
+        match self.param(key) {
+            None | Some("") => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("parameter {key}={v}: expected a non-negative integer")),
+        }
+    }
+
     /// A boolean parameter; unset means `false`.
     pub fn param_bool(&self, key: &str) -> Result<bool, String> {
         match self.param(key) {
@@ -82,6 +107,34 @@ impl DatasourceConfig {
         self.fields.iter().find(|f| f.name == name)
     }
 
+    /// A spec with the datasource's annotations and no fields yet: add them with
+    /// [`DatasourceSpec::with_key`], [`DatasourceSpec::with_counter`],
+    /// [`DatasourceSpec::with_gauge`]. The terminal view is on unless `metrics.print=false`.
+    ///
+    /// ```
+    /// # use gadget_sdk::{DatasourceConfig, FieldKind};
+    /// let ds = DatasourceConfig { name: "procs".into(), annotations: vec![], fields: vec![] };
+    /// let spec = ds.spec()?
+    ///     .with_key("comm", "command name")
+    ///     .with_counter("bytes", "bytes", "bytes written");
+    /// assert!(matches!(spec.fields[1].kind, FieldKind::Counter));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn spec(&self) -> Result<DatasourceSpec, String> {
+        let mut annotations = self.annotations.clone();
+        if annotations.annotation("metrics.print").is_none() {
+            annotations.push(("metrics.print".into(), "true".into()));
+        }
+        // Validate early so a typo is reported at start, not on the first snapshot.
+        annotations.annotation_bool("metrics.print", true)?;
+        annotations.annotation_bool("metrics.collect", false)?;
+        Ok(DatasourceSpec {
+            name: self.name.clone(),
+            fields: Vec::new(),
+            annotations,
+        })
+    }
+
     /// A spec publishing one histogram field, carrying over gadget.yaml's annotations
     /// (unit, description) and the datasource's. The terminal view is on unless
     /// `metrics.print=false`, as in IG.
@@ -90,44 +143,80 @@ impl DatasourceConfig {
             .field(field)
             .map(|f| f.annotations.clone())
             .unwrap_or_default();
-        let mut ds_annotations = self.annotations.clone();
-        if ds_annotations.annotation("metrics.print").is_none() {
-            ds_annotations.push(("metrics.print".into(), "true".into()));
-        }
-        // Validate early so a typo is reported at start, not on the first snapshot.
-        ds_annotations.annotation_bool("metrics.print", true)?;
-        ds_annotations.annotation_bool("metrics.collect", false)?;
-        Ok(DatasourceSpec {
-            name: self.name.clone(),
-            fields: vec![FieldSpec {
-                name: field.to_string(),
-                kind: FieldKind::Histogram,
-                unit: annotations
-                    .annotation("metrics.unit")
-                    .unwrap_or("")
-                    .to_string(),
-                description: annotations
-                    .annotation("metrics.description")
-                    .or(annotations.annotation("description"))
-                    .unwrap_or("")
-                    .to_string(),
-                annotations,
-            }],
-            annotations: ds_annotations,
-        })
+        let mut spec = self.spec()?;
+        spec.fields.push(FieldSpec {
+            name: field.to_string(),
+            kind: FieldKind::Histogram,
+            unit: annotations
+                .annotation("metrics.unit")
+                .unwrap_or("")
+                .to_string(),
+            description: annotations
+                .annotation("metrics.description")
+                .or(annotations.annotation("description"))
+                .unwrap_or("")
+                .to_string(),
+            annotations,
+        });
+        Ok(spec)
     }
 }
 
 impl DatasourceSpec {
     /// Adds a label field (a key, in IG's words) to the spec.
-    pub fn with_key(mut self, name: &str, description: &str) -> Self {
+    pub fn with_key(self, name: &str, description: &str) -> Self {
+        self.with_field(name, FieldKind::Key, "", description, "key")
+    }
+
+    /// Adds a counter field: a value that only grows (bytes, events); exported as a
+    /// Prometheus counter, printed as a column.
+    pub fn with_counter(self, name: &str, unit: &str, description: &str) -> Self {
+        self.with_field(name, FieldKind::Counter, unit, description, "counter")
+    }
+
+    /// Adds a gauge field: a value that goes up and down (a rate, a queue length).
+    pub fn with_gauge(self, name: &str, unit: &str, description: &str) -> Self {
+        self.with_field(name, FieldKind::Gauge, unit, description, "gauge")
+    }
+
+    fn with_field(
+        mut self,
+        name: &str,
+        kind: FieldKind,
+        unit: &str,
+        description: &str,
+        metrics_type: &str,
+    ) -> Self {
         self.fields.push(FieldSpec {
             name: name.to_string(),
-            kind: FieldKind::Key,
-            unit: String::new(),
+            kind,
+            unit: unit.to_string(),
             description: description.to_string(),
-            annotations: vec![("metrics.type".into(), "key".into())],
+            annotations: vec![("metrics.type".into(), metrics_type.into())],
         });
+        self
+    }
+}
+
+impl Sample {
+    /// A value for a counter or gauge field, with no labels yet.
+    ///
+    /// ```
+    /// # use gadget_sdk::Sample;
+    /// let s = Sample::new("bytes", 4096.0).label("comm", "dd").label("pid", 42);
+    /// assert_eq!(s.labels[1], ("pid".to_string(), "42".to_string()));
+    /// ```
+    pub fn new(field: &str, value: f64) -> Self {
+        Sample {
+            field: field.to_string(),
+            labels: Vec::new(),
+            value,
+        }
+    }
+
+    /// Adds a label (the value of a key field).
+    pub fn label(mut self, key: &str, value: impl ToString) -> Self {
+        self.labels.push((key.to_string(), value.to_string()));
         self
     }
 }

@@ -87,6 +87,38 @@ impl Log2Histogram {
     }
 }
 
+/// A map value that is `gadget_histogram_slot__u32 field[27]` (IG's gadgets), for
+/// [`crate::MapSnapshot::records`].
+///
+/// ```
+/// use gadget_sdk::{FromBytes, Reader, Slots32};
+/// let mut value = vec![0u8; 27 * 4];
+/// value[4] = 3; // slot 1: three values in [1, 2)
+/// let h = Slots32::from_bytes(&mut Reader::new(&value))?;
+/// assert_eq!(h.0.total(), 3);
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slots32(pub Log2Histogram);
+
+/// A map value that is `gadget_histogram_slot__u64 field[27]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slots64(pub Log2Histogram);
+
+impl crate::FromBytes for Slots32 {
+    const SIZE: usize = Log2Histogram::IG_SLOTS * 4;
+    fn from_bytes(r: &mut crate::Reader) -> Result<Self, String> {
+        Log2Histogram::from_le_bytes(r.bytes(Self::SIZE)?, SlotWidth::U32).map(Slots32)
+    }
+}
+
+impl crate::FromBytes for Slots64 {
+    const SIZE: usize = Log2Histogram::IG_SLOTS * 8;
+    fn from_bytes(r: &mut crate::Reader) -> Result<Self, String> {
+        Log2Histogram::from_le_bytes(r.bytes(Self::SIZE)?, SlotWidth::U64).map(Slots64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,33 @@
 //! gadget_sdk::gadget!(Latency);
 //! ```
 //!
+//! ## The pieces, in the order a guest uses them
+//!
+//! 1. **Configuration** ([`GadgetConfig`]): gadget.yaml's datasources with their annotations
+//!    already merged with the user's `--annotate` flags, and the parameters after defaults.
+//!    [`GadgetConfig::datasource`], [`GadgetConfig::param`], [`GadgetConfig::param_bool`],
+//!    [`GadgetConfig::param_u64`]; the [`Annotations`] trait reads and validates annotations.
+//!    Return `Err` from `init` to refuse a configuration: the message reaches the user as is.
+//! 2. **Declaring outputs** ([`DatasourceSpec`], [`Datasource::add`]): a histogram field
+//!    ([`DatasourceConfig::histogram_spec`]), or key/counter/gauge fields
+//!    ([`DatasourceConfig::spec`] then [`DatasourceSpec::with_key`],
+//!    [`DatasourceSpec::with_counter`], [`DatasourceSpec::with_gauge`]). Operators pick a
+//!    datasource by its annotations: `metrics.print=true` prints it, `metrics.collect=true`
+//!    exports it (with `--otel-metrics-name`).
+//! 3. **Decoding snapshots** ([`MapSnapshot`]): one per `GADGET_MAPITER` map, raw bytes in the
+//!    kernel's layout. [`MapSnapshot::records`] decodes every entry into your key and value
+//!    types ([`FromBytes`] with a [`Reader`]) after checking the struct sizes; histogram values
+//!    decode with [`Log2Histogram::from_le_slots`].
+//! 4. **State** ([`Deltas`], [`top_n`]): counts in the kernel are cumulative; keep the previous
+//!    snapshot to publish per-interval deltas and rates, or the top N keys.
+//! 5. **Publishing** ([`Datasource::publish`]): histograms ([`Log2Histogram::to_histogram`])
+//!    and samples ([`Sample::new`] with labels) replace the datasource's previous state.
+//!    [`log`] writes through the host's logger.
+//!
+//! Guests run with no filesystem, network or clock unless gadget.yaml asks for a capability
+//! and the user grants it, under a fuel budget per call and a memory limit; a trap restarts the
+//! guest, whose state is lost (the kernel's counts are not).
+//!
 //! The WIT contract this wraps is `wit/gadget.wit`; [`bindings`] exposes it raw for what the
 //! typed layer does not cover yet.
 
@@ -43,6 +70,7 @@ mod config;
 mod datasource;
 mod histogram;
 mod snapshot;
+mod state;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -61,8 +89,9 @@ pub use bindings::gadget::api::types::{
 };
 pub use config::{Annotations, parse_bool};
 pub use datasource::{Datasource, log};
-pub use histogram::{Log2Histogram, SlotWidth};
-pub use snapshot::{read_u32, read_u64};
+pub use histogram::{Log2Histogram, SlotWidth, Slots32, Slots64};
+pub use snapshot::{FromBytes, Reader, read_u32, read_u64};
+pub use state::{Deltas, top_n};
 
 /// The WIT package version this SDK speaks; the host checks it against its own.
 pub const API_VERSION: &str = "0.1.0";

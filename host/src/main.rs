@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             Verb::Image(args) => cli::image::execute(args, &images).await,
             Verb::Login(args) => cli::image::login(args, &images).await,
             Verb::Logout(args) => cli::image::logout(args, &images),
+            Verb::New(args) => cli::new::execute(args),
             Verb::Daemon(args) => gadget::daemon::run(gadget::daemon::DaemonConfig {
                 state_dir: args.state_dir,
                 socket,
@@ -107,7 +108,12 @@ async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
         }
         Verb::List(args) => cluster::list(&c, &cli.nodes, args.output == "json").await?,
         Verb::Delete(args) => cluster::delete(&c, &cli.nodes, args.targets).await?,
-        Verb::Attach(_) | Verb::Daemon(_) | Verb::Image(_) | Verb::Login(_) | Verb::Logout(_) => {
+        Verb::Attach(_)
+        | Verb::Daemon(_)
+        | Verb::Image(_)
+        | Verb::Login(_)
+        | Verb::Logout(_)
+        | Verb::New(_) => {
             anyhow::bail!(
                 "attach, daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"
             )

@@ -210,3 +210,43 @@ fn a_gadget_without_wasm_runs_the_default_guest() {
     assert_eq!(h.title, "latency");
     assert_eq!(h.total(), kernel);
 }
+
+#[test]
+fn capabilities_are_declared_in_gadget_yaml_and_granted_by_the_user() {
+    let dir = profile_blockio_dir();
+    let d = dir.to_str().unwrap();
+    let err = fail(&["run", d, "--grant", "network", "--timeout", "1s"]);
+    assert!(
+        err.contains("--grant network") && err.contains("does not ask for it"),
+        "{err}"
+    );
+    let bad = gadget_dir(&format!("{}capabilities: [disk]\n", profile_yaml()));
+    let err = fail(&["run", bad.path().to_str().unwrap(), "--timeout", "1s"]);
+    assert!(
+        err.contains("capabilities") && err.contains("\"disk\""),
+        "{err}"
+    );
+    // Asked for and granted: runs (the default guest never uses the clock; the grant is valid).
+    let asks = gadget_dir(&format!("{}capabilities: [clock]\n", profile_yaml()));
+    let out = run_to_end(&[
+        "run",
+        asks.path().to_str().unwrap(),
+        "--grant",
+        "clock",
+        "--timeout",
+        "1s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_mistyped_gadget_directory_is_not_looked_up_as_an_image() {
+    let missing = profile_blockio_dir().join("../no_such_gadget");
+    let err = fail(&["run", missing.to_str().unwrap()]);
+    assert!(err.contains("no such gadget directory"), "{err}");
+    assert!(!err.contains("ghcr.io"), "{err}");
+}

@@ -6,7 +6,7 @@ mod common;
 
 use gadget::ebpf::MapSnapshot;
 use gadget::gadget::{DatasourceConfig, GuestConfig};
-use gadget::wasm::{GuestError, GuestInstance, GuestLimits, GuestRuntime};
+use gadget::wasm::{Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime};
 
 fn config(mode: &str) -> GuestConfig {
     GuestConfig {
@@ -110,4 +110,90 @@ fn garbage_is_not_a_component() {
     .err()
     .unwrap();
     assert!(matches!(err, GuestError::Compile { .. }), "{err}");
+}
+
+#[test]
+fn a_guest_of_another_major_api_version_is_refused_naming_both() {
+    let wasm = std::fs::read(common::guest_wasm("wrong_major_guest")).unwrap();
+    let err = GuestInstance::start(
+        &GuestRuntime::new().unwrap(),
+        &wasm,
+        "wrong-major",
+        &config("ok"),
+        GuestLimits::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, GuestError::IncompatibleApi { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gadget:api@1.0.0") && msg.contains("0.1.0") && msg.contains("wrong-major"),
+        "{msg}"
+    );
+}
+
+fn probe(capabilities: Capabilities) -> (f64, f64) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config("probe");
+    cfg.params
+        .push(("addr".into(), listener.local_addr().unwrap().to_string()));
+    let wasm = std::fs::read(common::guest_wasm("misbehaving_guest")).unwrap();
+    let limits = GuestLimits {
+        capabilities,
+        ..GuestLimits::default()
+    };
+    let mut g =
+        GuestInstance::start(&GuestRuntime::new().unwrap(), &wasm, "probe", &cfg, limits).unwrap();
+    let pubs = g.on_snapshot(&snapshot()).unwrap();
+    let value = |f: &str| {
+        pubs[0]
+            .samples
+            .iter()
+            .find(|s| s.field == f)
+            .unwrap_or_else(|| panic!("no {f} sample: {pubs:?}"))
+            .value
+    };
+    (value("clock"), value("network"))
+}
+
+#[test]
+fn guests_get_no_clock_or_network_unless_granted() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let (clock, network) = probe(Capabilities::default());
+    assert_eq!(clock, 0.0, "the clock is frozen at the epoch");
+    assert_eq!(
+        network, 0.0,
+        "no TCP connection without the network capability"
+    );
+    let (clock, network) = probe(Capabilities {
+        clock: true,
+        network: true,
+    });
+    assert!(
+        (clock - now).abs() < 60.0,
+        "granted: the real clock ({clock} vs {now})"
+    );
+    assert_eq!(network, 1.0, "granted: connects");
+}
+
+#[test]
+fn grants_must_match_what_gadget_yaml_asks_for() {
+    let asked = vec!["clock".to_string()];
+    let caps = Capabilities::resolve("g", &asked, &["clock".to_string()]).unwrap();
+    assert!(caps.clock && !caps.network);
+    assert_eq!(
+        Capabilities::resolve("g", &asked, &[]).unwrap(),
+        Capabilities::default(),
+        "asked but not granted: nothing"
+    );
+    let err = Capabilities::resolve("g", &asked, &["network".to_string()]).unwrap_err();
+    assert!(
+        err.contains("does not ask for it") && err.contains("clock"),
+        "{err}"
+    );
+    let err = Capabilities::resolve("g", &asked, &["disk".to_string()]).unwrap_err();
+    assert!(err.contains("unknown capability"), "{err}");
 }

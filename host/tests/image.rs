@@ -34,27 +34,6 @@ fn gadget(store: &Path, args: &[&str]) -> Output {
     gadget_env(store, args, &[])
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "gadget failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The error message of a failing command.
-fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a failure; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Runs a shell command with a pseudo-terminal as stdout and stderr (util-linux `script`).
 fn in_terminal(command: &str) -> String {
     let out = Command::new("script")

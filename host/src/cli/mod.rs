@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod instances;
+pub mod new;
 pub mod run;
 
 use std::ffi::OsString;
@@ -80,6 +81,8 @@ pub enum Verb {
     Login(image::LoginArgs),
     /// Forget the credentials saved for a registry.
     Logout(image::LogoutArgs),
+    /// Create a gadget folder from the template (eBPF C, gadget.yaml, a Rust guest).
+    New(new::NewArgs),
 }
 
 impl Cli {

@@ -99,6 +99,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = (GuestLimits::default().memory_bytes >> 20) as u64)]
     pub guest_memory_mib: u64,
 
+    /// Let the Wasm guest use a capability its gadget.yaml asks for: clock, network (repeatable).
+    #[arg(long = "grant", value_name = "CAPABILITY")]
+    pub grants: Vec<String>,
+
     /// Gadget parameters, filled from the gadget's own flags.
     #[arg(skip)]
     pub gadget_params: BTreeMap<String, String>,
@@ -153,6 +157,7 @@ impl RunArgs {
             attach_mode: self.attach_mode.map(|m| m.to_string()),
             guest_fuel: self.guest_fuel,
             guest_memory_mib: self.guest_memory_mib,
+            grants: self.grants.clone(),
         }
     }
 }

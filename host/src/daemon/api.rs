@@ -59,6 +59,8 @@ pub struct RunRequest {
     pub attach_mode: Option<String>,
     pub guest_fuel: u64,
     pub guest_memory_mib: u64,
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
 
 impl RunRequest {
@@ -82,11 +84,13 @@ impl RunRequest {
             annotations: self.annotations.clone(),
             interval: Duration::from_millis(self.interval_ms),
             timeout: None,
+            grants: self.grants.clone(),
             attach_mode,
             limits: GuestLimits {
                 fuel_per_call: self.guest_fuel,
                 memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
+                capabilities: Default::default(),
             },
         };
         Ok((spec, names))

@@ -33,6 +33,10 @@ pub struct GadgetMetadata {
     pub datasources: BTreeMap<String, DatasourceMetadata>,
     #[serde(default)]
     pub params: Params,
+    /// What the Wasm guest needs beyond computing: `clock`, `network`. Granted only if the user
+    /// also passes `--grant` for it.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -126,6 +130,14 @@ impl GadgetMetadata {
         })?;
         if meta.name.trim().is_empty() {
             return Err(invalid("field `name`: must not be empty".into()));
+        }
+        for c in &meta.capabilities {
+            if crate::wasm::Capability::parse(c).is_none() {
+                return Err(invalid(format!(
+                    "field `capabilities`: unknown capability {c:?} (expected {})",
+                    crate::wasm::Capability::NAMES
+                )));
+            }
         }
         for (layer, params) in [("ebpf", &meta.params.ebpf), ("wasm", &meta.params.wasm)] {
             for (name, p) in params {

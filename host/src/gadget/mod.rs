@@ -66,7 +66,7 @@ impl GadgetBundle {
         if path.is_dir() {
             return Self::from_dir(path);
         }
-        if reference.starts_with(['/', '.']) {
+        if crate::image::is_path(reference) {
             return Err(SourceError::Read {
                 path: path.to_path_buf(),
                 source: std::io::Error::new(

@@ -136,6 +136,17 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
+/// Whether `gadget run X` means a directory: it exists, starts like a path, or its first
+/// component is a local directory (`gadgets/typo` is a mistyped path, not an image on ghcr.io).
+pub fn is_path(reference: &str) -> bool {
+    let p = std::path::Path::new(reference);
+    p.is_dir()
+        || reference.starts_with(['/', '.'])
+        || reference
+            .split_once('/')
+            .is_some_and(|(first, _)| std::path::Path::new(first).is_dir())
+}
+
 /// Makes `reference` available locally according to the pull policy: the step before
 /// [`crate::gadget::GadgetBundle::open`]. Gadget directories pass through untouched.
 pub async fn ensure(
@@ -143,7 +154,7 @@ pub async fn ensure(
     reference: &str,
     policy: PullPolicy,
 ) -> Result<Option<store::Entry>, ImageError> {
-    if std::path::Path::new(reference).is_dir() || reference.starts_with(['/', '.']) {
+    if is_path(reference) {
         return Ok(None);
     }
     let r = cfg.parse_ref(reference)?;

@@ -11,7 +11,9 @@ use crate::ebpf::{self, AttachMode, LoadOptions};
 use crate::gadget::{GadgetBundle, GuestConfig, annotations, params};
 use crate::operators::env::EnvFields;
 use crate::operators::{Operator, OperatorError};
-use crate::wasm::{GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest};
+use crate::wasm::{
+    Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest,
+};
 
 /// A guest that fails this many snapshots in a row is stopped: it will not recover by itself.
 const MAX_CONSECUTIVE_GUEST_FAILURES: u32 = 3;
@@ -45,6 +47,8 @@ pub enum InstanceError {
     MetricsEndpoint(#[from] crate::operators::metrics::server::ServerError),
     #[error("reading the eBPF maps: {0}")]
     Snapshot(ebpf::LoadError),
+    #[error("{0}")]
+    Grant(String),
 }
 
 /// Everything that says how to run one gadget.
@@ -60,6 +64,8 @@ pub struct InstanceSpec {
     pub timeout: Option<Duration>,
     pub attach_mode: Option<AttachMode>,
     pub limits: GuestLimits,
+    /// Capabilities the user grants the guest (`--grant`); only those gadget.yaml asks for.
+    pub grants: Vec<String>,
 }
 
 /// What a host of many instances (the daemon) adds to a run.
@@ -108,7 +114,16 @@ pub fn run(
             format!("{} (default guest)", bundle.origin),
         ),
     };
-    let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, spec.limits)?;
+    let limits = GuestLimits {
+        capabilities: Capabilities::resolve(
+            &bundle.metadata.name,
+            &bundle.metadata.capabilities,
+            &spec.grants,
+        )
+        .map_err(InstanceError::Grant)?,
+        ..spec.limits
+    };
+    let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, limits)?;
     let mut datasources = guest.datasources().to_vec();
     let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok());
     for op in operators.iter_mut() {

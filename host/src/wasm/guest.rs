@@ -48,6 +48,98 @@ pub enum GuestError {
 pub struct GuestLimits {
     pub fuel_per_call: u64,
     pub memory_bytes: usize,
+    /// What the guest may touch beyond its own memory (gadget.yaml asked, the user granted).
+    pub capabilities: Capabilities,
+}
+
+/// Something a guest can only have when gadget.yaml asks for it and the user grants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// The real wall and monotonic clocks (otherwise both are frozen at zero).
+    Clock,
+    /// TCP and UDP to any address, and name lookups (otherwise every socket call fails).
+    Network,
+}
+
+impl Capability {
+    pub const NAMES: &str = "clock or network";
+
+    pub fn parse(s: &str) -> Option<Capability> {
+        match s {
+            "clock" => Some(Capability::Clock),
+            "network" => Some(Capability::Network),
+            _ => None,
+        }
+    }
+}
+
+/// The capabilities a guest runs with; none by default. There is no filesystem capability:
+/// no directory is ever opened to a guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub clock: bool,
+    pub network: bool,
+}
+
+impl Capabilities {
+    /// What gadget.yaml `requested` and the user `granted`; granting what was not asked for
+    /// is an error (a typo, or a gadget that is not the one the user thinks).
+    pub fn resolve(
+        gadget: &str,
+        requested: &[String],
+        granted: &[String],
+    ) -> Result<Capabilities, String> {
+        let mut caps = Capabilities::default();
+        for g in granted {
+            let cap = Capability::parse(g).ok_or_else(|| {
+                format!(
+                    "--grant {g}: unknown capability (expected {})",
+                    Capability::NAMES
+                )
+            })?;
+            if !requested.iter().any(|r| r == g) {
+                return Err(format!(
+                    "--grant {g}: gadget {gadget} does not ask for it (its gadget.yaml capabilities: {})",
+                    if requested.is_empty() {
+                        "none".to_string()
+                    } else {
+                        requested.join(", ")
+                    }
+                ));
+            }
+            match cap {
+                Capability::Clock => caps.clock = true,
+                Capability::Network => caps.network = true,
+            }
+        }
+        for r in requested.iter().filter(|r| !granted.contains(r)) {
+            tracing::info!(
+                "gadget {gadget} asks for the {r} capability; its guest runs without it unless you add --grant {r}"
+            );
+        }
+        Ok(caps)
+    }
+}
+
+/// Time standing still at zero: what a guest without the clock capability sees.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 impl Default for GuestLimits {
@@ -57,6 +149,7 @@ impl Default for GuestLimits {
             // through 10^9 in about a second.
             fuel_per_call: 1_000_000_000,
             memory_bytes: 64 << 20,
+            capabilities: Capabilities::default(),
         }
     }
 }
@@ -232,10 +325,25 @@ impl GuestInstance {
     }
 
     fn instantiate(&mut self) -> Result<(), GuestError> {
+        // No preopened dirs, no env, no sockets and a frozen clock unless granted: a guest
+        // sees nothing of the host. Its stderr goes to ours so panics are visible.
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        if !self.limits.capabilities.clock {
+            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        if self.limits.capabilities.network {
+            wasi.inherit_network()
+                .allow_tcp(true)
+                .allow_udp(true)
+                .allow_ip_name_lookup(true);
+        } else {
+            wasi.allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false);
+        }
         let state = HostState {
-            // No preopened dirs, no sockets, no env: a guest sees nothing of the host. Its
-            // stderr goes to ours so panics are visible.
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory_bytes)

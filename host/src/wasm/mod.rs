@@ -6,4 +6,4 @@ mod bindings;
 pub mod default_guest;
 pub mod guest;
 
-pub use guest::{GuestError, GuestInstance, GuestLimits, GuestRuntime};
+pub use guest::{Capabilities, Capability, GuestError, GuestInstance, GuestLimits, GuestRuntime};

@@ -418,3 +418,25 @@ pub fn final_histogram(hists: &[PrintedHistogram], err: &str) -> PrintedHistogra
         .cloned()
         .unwrap_or_else(|| panic!("no histogram printed; stderr:\n{err}"))
 }
+
+/// stdout of a command that must succeed; the failure shows both streams.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr of a command that must fail.
+pub fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,10 +1,13 @@
 //! A guest for the host's tests: it misbehaves in the way the `mode` param says, on every
 //! snapshot (`trap`, `spin`, `grow`, `refuse`), at init (`refuse-init`), or never (`ok`).
+//! `probe` reports what the sandbox lets it see: the wall clock (seconds since the epoch) and
+//! whether a TCP connection to the `addr` param succeeds (1) or not (0), as gauges.
 
-use gadget_sdk::{Datasource, Gadget, GadgetConfig, Log2Histogram, MapSnapshot};
+use gadget_sdk::{Datasource, Gadget, GadgetConfig, Log2Histogram, MapSnapshot, Sample};
 
 struct Misbehaving {
     mode: String,
+    addr: String,
     out: Datasource,
     hoard: Vec<Vec<u8>>,
 }
@@ -19,8 +22,13 @@ impl Gadget for Misbehaving {
             .datasources
             .first()
             .ok_or("no datasource in gadget.yaml")?;
-        let out = Datasource::add(ds.histogram_spec("latency")?)?;
+        let spec = ds
+            .histogram_spec("latency")?
+            .with_gauge("clock", "s", "wall clock the guest sees")
+            .with_gauge("network", "", "1 if a TCP connection to addr succeeded");
+        let out = Datasource::add(spec)?;
         Ok(Misbehaving {
+            addr: config.param("addr").unwrap_or("127.0.0.1:9").to_string(),
             mode,
             out,
             hoard: Vec::new(),
@@ -40,6 +48,23 @@ impl Gadget for Misbehaving {
                 self.hoard.push(vec![1u8; 1 << 20]);
             },
             "refuse" => Err("mode refuse: refusing on purpose".into()),
+            "probe" => {
+                let clock = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(-1.0);
+                let network = match self.addr.parse::<std::net::SocketAddr>() {
+                    Ok(a) => std::net::TcpStream::connect(a).is_ok(),
+                    Err(_) => false,
+                };
+                self.out.publish(
+                    &[Log2Histogram::default().to_histogram("latency", Vec::new())],
+                    &[
+                        Sample::new("clock", clock),
+                        Sample::new("network", if network { 1.0 } else { 0.0 }),
+                    ],
+                )
+            }
             _ => self.out.publish(
                 &[Log2Histogram::default().to_histogram("latency", Vec::new())],
                 &[],

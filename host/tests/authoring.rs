@@ -1,0 +1,213 @@
+//! Authoring, end to end as a newcomer would do it (docs/authoring.md): `gadget new`, build the
+//! image, push it to a real registry, run it from there with metrics export on real block I/O;
+//! and the second gadget of the repository, runqlat, built only from the template and the
+//! public SDK, against a process that sleeps a known number of times.
+//!
+//! Needs root, the built gadgets (`make gadgets`) and docker-registry; `make test` provides all.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::prometheus::free_port;
+use common::registry::DockerRegistry;
+use common::*;
+
+/// The `+Inf` bucket of a scope on a Prometheus endpoint, if it is there.
+fn inf_bucket(addr: &str, scope: &str) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://{addr}/metrics")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        (l.contains("_bucket{")
+            && l.contains(&format!("otel_scope_name=\"{scope}\""))
+            && l.contains("le=\"+Inf\""))
+        .then(|| l.rsplit_once(' ')?.1.trim().parse().ok())
+        .flatten()
+    })
+}
+
+#[test]
+fn a_gadget_made_with_gadget_new_builds_pushes_and_runs_with_metrics() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let reg = DockerRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let store_s = store.to_str().unwrap();
+    let gadget = |args: &[&str]| {
+        Command::new(gadget_bin())
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            // Reuse the repository's compiled dependencies for the new guest crate.
+            .env("CARGO_TARGET_DIR", repo_root().join("target"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let created = ok(&gadget(&[
+        "new",
+        "blocksize",
+        "--dir",
+        work.path().to_str().unwrap(),
+    ]));
+    assert!(created.contains("gadget image build"), "{created}");
+    let refused = gadget(&["new", "blocksize", "--dir", work.path().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+    let bad = gadget(&["new", "Bad-Name"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a gadget name"));
+
+    let dir = work.path().join("blocksize");
+    let tag = format!("{}/custom/blocksize:v1", reg.host());
+    ok(&gadget(&[
+        "image",
+        "build",
+        dir.to_str().unwrap(),
+        "-t",
+        &tag,
+    ]));
+    ok(&gadget(&["image", "push", &tag]));
+    ok(&gadget(&["image", "remove", &tag]));
+
+    // Pulled from the registry and run exactly as generated.
+    let dev = LoopDevice::new("tmpl");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut g = Running::start(&[
+        "--store",
+        store_s,
+        "run",
+        &tag,
+        "--disk",
+        &dev.name,
+        "--interval",
+        "300ms",
+        "--annotate",
+        "blocksize:metrics.collect=true",
+        "--otel-metrics-name",
+        "blocksize:blocksize-metrics",
+        "--otel-metrics-listen-address",
+        &metrics,
+    ]);
+    g.wait_attached();
+    dev.wait_quiet();
+    let before = dev.completed();
+    dev.write_direct(800);
+    let kernel = dev.completed() - before;
+    let start = Instant::now();
+    while inf_bucket(&metrics, "blocksize-metrics") != Some(kernel) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "exported +Inf is {:?}, kernel counted {kernel}\n{}",
+            inf_bucket(&metrics, "blocksize-metrics"),
+            g.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, out, err) = g.interrupt();
+    assert!(status.success(), "{err}");
+    let h = final_histogram(&parse_histograms(&out), &err);
+    assert_eq!(h.title, "size");
+    assert_eq!(h.total(), kernel, "every request counted once");
+    // dd writes 4 KiB blocks with O_DIRECT: one request each, nothing merged.
+    let row = h.rows.iter().find(|r| r.0 == 4096).unwrap();
+    assert_eq!((row.1, row.2), (8192, kernel), "{h:?}");
+}
+
+/// A perl process that blocks on a FIFO until told to start, then sleeps `n` times for 2 ms.
+fn sleeper(fifo: &std::path::Path, n: u32) -> std::process::Child {
+    Command::new("perl")
+        .arg("-e")
+        .arg(format!(
+            "open(my $f, '<', $ARGV[0]) or die $!; my $l = <$f>; select(undef, undef, undef, 0.002) for 1..{n}"
+        ))
+        .arg(fifo)
+        .spawn()
+        .unwrap()
+}
+
+fn runqlat_on_sleeper(extra: &[&str]) -> (Vec<PrintedHistogram>, u32, u32, String) {
+    assert!(is_root(), "needs root: run through `make test`");
+    let dir = repo_root().join("gadgets/runqlat");
+    assert!(
+        dir.join("program.bpf.o").is_file() && dir.join("program.wasm").is_file(),
+        "build the gadgets first: make gadgets"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("go");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    const SLEEPS: u32 = 300;
+    let mut child = sleeper(&fifo, SLEEPS);
+    let pid = child.id();
+    let pid_s = pid.to_string();
+    let mut args = vec![
+        "run",
+        dir.to_str().unwrap(),
+        "--pid",
+        &pid_s,
+        "--interval",
+        "300ms",
+    ];
+    args.extend_from_slice(extra);
+    let mut g = Running::start(&args);
+    g.wait_attached();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let (status, out, err) = g.interrupt();
+    assert!(status.success(), "{err}");
+    (parse_histograms(&out), pid, SLEEPS, err)
+}
+
+#[test]
+fn runqlat_counts_every_wakeup_of_a_process_that_sleeps_a_known_number_of_times() {
+    let (hists, _, sleeps, err) = runqlat_on_sleeper(&[]);
+    let h = final_histogram(&hists, &err);
+    assert_eq!(h.title, "latency");
+    // One wait per wake-up: the sleeps, plus the FIFO's open and read, plus any preemption.
+    let total = h.total();
+    assert!(
+        (u64::from(sleeps)..=u64::from(sleeps) + 30).contains(&total),
+        "{total} waits for {sleeps} sleeps: {h:?}"
+    );
+    // Waking on an idle 2-CPU machine takes microseconds, not tens of milliseconds.
+    let slow: u64 = h.rows.iter().filter(|r| r.0 >= 16384).map(|r| r.2).sum();
+    assert!(
+        slow * 10 <= total,
+        "{slow} of {total} waits took over 16 ms: {h:?}"
+    );
+}
+
+#[test]
+fn runqlat_per_process_labels_the_busiest_process_with_comm_and_pid() {
+    let (hists, pid, sleeps, err) = runqlat_on_sleeper(&["--per-process", "--top", "3"]);
+    let last = hists
+        .iter()
+        .rev()
+        .find(|h| h.title.contains(&format!("pid=\"{pid}\"")))
+        .unwrap_or_else(|| panic!("no histogram for pid {pid}:\n{err}\n{hists:?}"));
+    assert!(last.title.contains("comm=\"perl\""), "{}", last.title);
+    assert!(last.total() >= u64::from(sleeps), "{last:?}");
+    let bad = Command::new(gadget_bin())
+        .args(["run", repo_root().join("gadgets/runqlat").to_str().unwrap()])
+        .args(["--per-process", "--top", "0", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--top=0: expected 1 to 100"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
