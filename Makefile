@@ -33,10 +33,8 @@ guests:
 # A gadget directory holds gadget.yaml and, once built, program.bpf.o and program.wasm:
 # exactly what `gadget run <dir>` reads.
 gadgets: ebpf-objects guests
-	@for g in $(EBPF_GADGETS); do \
-		cp build/gadgets/$$g/program.bpf.o gadgets/$$g/program.bpf.o && \
-		cp $(GUEST_DIR)/$${g}_guest.wasm gadgets/$$g/program.wasm || exit 1; \
-	done
+	$(foreach g,$(EBPF_GADGETS),cp build/gadgets/$(g)/program.bpf.o gadgets/$(g)/program.bpf.o && \
+		cp $(GUEST_DIR)/$(g)_guest.wasm gadgets/$(g)/program.wasm && ) true
 
 host: guests
 	$(CARGO) build --release -p gadget-host

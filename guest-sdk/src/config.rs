@@ -169,7 +169,7 @@ impl DatasourceSpec {
     }
 
     /// Adds a counter field: a value that only grows (bytes, events); exported as a
-    /// Prometheus counter, printed as a column.
+    /// Prometheus counter (the terminal view shows histograms only).
     pub fn with_counter(self, name: &str, unit: &str, description: &str) -> Self {
         self.with_field(name, FieldKind::Counter, unit, description, "counter")
     }

@@ -15,21 +15,6 @@ use common::prometheus::free_port;
 use common::registry::DockerRegistry;
 use common::*;
 
-/// The `+Inf` bucket of a scope on a Prometheus endpoint, if it is there.
-fn inf_bucket(addr: &str, scope: &str) -> Option<u64> {
-    let out = Command::new("curl")
-        .args(["-sf", &format!("http://{addr}/metrics")])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        (l.contains("_bucket{")
-            && l.contains(&format!("otel_scope_name=\"{scope}\""))
-            && l.contains("le=\"+Inf\""))
-        .then(|| l.rsplit_once(' ')?.1.trim().parse().ok())
-        .flatten()
-    })
-}
-
 #[test]
 fn a_gadget_made_with_gadget_new_builds_pushes_and_runs_with_metrics() {
     assert!(is_root(), "needs root: run through `make test`");
@@ -97,11 +82,11 @@ fn a_gadget_made_with_gadget_new_builds_pushes_and_runs_with_metrics() {
     dev.write_direct(800);
     let kernel = dev.completed() - before;
     let start = Instant::now();
-    while inf_bucket(&metrics, "blocksize-metrics") != Some(kernel) {
+    while inf_bucket_sum(&metrics, "blocksize-metrics") != kernel {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "exported +Inf is {:?}, kernel counted {kernel}\n{}",
-            inf_bucket(&metrics, "blocksize-metrics"),
+            "exported +Inf is {}, kernel counted {kernel}\n{}",
+            inf_bucket_sum(&metrics, "blocksize-metrics"),
             g.stderr()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -157,6 +142,15 @@ fn runqlat_on_sleeper(extra: &[&str]) -> (Vec<PrintedHistogram>, u32, u32, Strin
         "300ms",
     ];
     args.extend_from_slice(extra);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    args.extend_from_slice(&[
+        "--annotate",
+        "runqlat:metrics.collect=true",
+        "--otel-metrics-name",
+        "runqlat:runqlat-metrics",
+        "--otel-metrics-listen-address",
+        &metrics,
+    ]);
     let mut g = Running::start(&args);
     g.wait_attached();
     std::fs::OpenOptions::new()
@@ -166,9 +160,41 @@ fn runqlat_on_sleeper(extra: &[&str]) -> (Vec<PrintedHistogram>, u32, u32, Strin
         .write_all(b"go\n")
         .unwrap();
     assert!(child.wait().unwrap().success());
+    // The process is gone: nothing more is counted; the export settles on the final count.
+    std::thread::sleep(Duration::from_millis(1000));
+    let exported = inf_bucket_sum(&metrics, "runqlat-metrics");
     let (status, out, err) = g.interrupt();
     assert!(status.success(), "{err}");
-    (parse_histograms(&out), pid, SLEEPS, err)
+    let hists = parse_histograms(&out);
+    let printed: u64 = last_frame(&hists).iter().map(PrintedHistogram::total).sum();
+    assert_eq!(exported, printed, "exported +Inf vs printed total");
+    (hists, pid, SLEEPS, err)
+}
+
+/// The histograms of the last printed frame (one per label set).
+fn last_frame(hists: &[PrintedHistogram]) -> Vec<PrintedHistogram> {
+    let mut seen = std::collections::BTreeMap::new();
+    for h in hists {
+        seen.insert(h.title.clone(), h.clone());
+    }
+    seen.into_values().collect()
+}
+
+/// The sum of the `+Inf` buckets of every series of a scope.
+fn inf_bucket_sum(addr: &str, scope: &str) -> u64 {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.contains("_bucket{")
+                && l.contains(&format!("otel_scope_name=\"{scope}\""))
+                && l.contains("le=\"+Inf\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<u64>().ok())
+        .sum()
 }
 
 #[test]

@@ -298,6 +298,12 @@ fn built_image_travels_through_a_real_registry_and_runs_by_reference() {
     let err = fails(&gadget(store, &["run", &wrong, "--pull", "never"]));
     assert!(err.contains("not in the local store"), "{err}");
 
+    // --pull always goes to the registry although the image is local.
+    let out = gadget(store, &["run", &tag, "--pull", "always", "--timeout", "1s"]);
+    assert!(ok(&out).contains("distribution"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pulling {tag}")), "{err}");
+
     // tag, export, remove, import: the same digest comes back.
     let other = format!("{host}/mine/blockio:latest");
     ok(&gadget(store, &["image", "tag", &tag, &other]));

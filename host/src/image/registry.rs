@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
 use super::auth::{self, Credentials};
@@ -37,10 +36,21 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
+    /// A session with the credentials configured for `r`'s registry (if any).
     pub async fn open(
         cfg: &'a ImageConfig,
         r: &ImageRef,
         op: RegistryOperation,
+    ) -> Result<Session<'a>, ImageError> {
+        let credentials = auth::lookup(&r.registry, &cfg.auth_file)?;
+        Self::connect(cfg, r, op, credentials).await
+    }
+
+    async fn connect(
+        cfg: &'a ImageConfig,
+        r: &ImageRef,
+        op: RegistryOperation,
+        credentials: Option<Credentials>,
     ) -> Result<Session<'a>, ImageError> {
         install_crypto_provider();
         let insecure = r.is_insecure(&cfg.insecure_registries);
@@ -60,7 +70,6 @@ impl<'a> Session<'a> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| registry_err(r, format!("creating the HTTP client: {e}")))?;
-        let credentials = auth::lookup(&r.registry, &cfg.auth_file)?;
         let bearer = client
             .auth(
                 &r.to_oci(),
@@ -85,6 +94,16 @@ impl<'a> Session<'a> {
         registry_err(&self.r, message.into())
     }
 
+    /// A GET with the session's authentication (the registry's bearer token, else basic auth).
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let req = self.http.get(url);
+        match (&self.bearer, &self.credentials) {
+            (Some(token), _) => req.bearer_auth(token),
+            (None, Some(c)) => req.basic_auth(&c.username, Some(&c.password)),
+            (None, None) => req,
+        }
+    }
+
     /// GET a manifest (or index) with a size cap; returns its bytes, verified digest and media type.
     async fn fetch_manifest(
         &self,
@@ -95,7 +114,7 @@ impl<'a> Session<'a> {
             "{}://{}/v2/{}/manifests/{reference}",
             self.scheme, self.r.registry, self.r.repository
         );
-        let mut req = self.http.get(&url).header(
+        let req = self.get(&url).header(
             "Accept",
             [
                 OCI_INDEX,
@@ -105,11 +124,6 @@ impl<'a> Session<'a> {
             ]
             .join(", "),
         );
-        req = match (&self.bearer, &self.credentials) {
-            (Some(token), _) => req.bearer_auth(token),
-            (None, Some(c)) => req.basic_auth(&c.username, Some(&c.password)),
-            (None, None) => req,
-        };
         let resp = req
             .send()
             .await
@@ -240,22 +254,19 @@ pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entr
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_default();
-    let expected_top = r.digest.as_deref().map(|d| (d, u64::MAX));
-    let (top_bytes, top_digest, top_type) = match s.fetch_manifest(&top_ref, None).await {
-        Ok(v) => v,
-        Err(e) => return Err(e),
-    };
-    if let Some((d, _)) = expected_top
-        && d != top_digest
+    let (top_bytes, top_digest, top_type) = s.fetch_manifest(&top_ref, None).await?;
+    if let Some(d) = &r.digest
+        && *d != top_digest
     {
         return Err(ImageError::DigestMismatch {
             what: "manifest".into(),
             origin,
-            expected: d.to_string(),
+            expected: d.clone(),
             actual: top_digest,
         });
     }
-    let mut manifests: Vec<(Vec<u8>, String)> = Vec::new();
+    // Of an index, only this platform's manifest (and its blobs) is fetched and stored.
+    let mut platform_manifest = None;
     let manifest_bytes = if is_index(&top_type) {
         let index: OciImageIndex = serde_json::from_slice(&top_bytes).map_err(|e| {
             ImageError::invalid(&origin, format!("the image index is not valid: {e}"))
@@ -268,13 +279,13 @@ pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entr
             cfg.limits.manifest_bytes,
             "limits.manifest-bytes",
         )?;
-        let (bytes, digest, media_type) = s
+        let (bytes, _, media_type) = s
             .fetch_manifest(&entry.digest, Some((&entry.digest, size)))
             .await?;
         if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
             return Err(wrong_type(&origin, &media_type));
         }
-        manifests.push((bytes.clone(), digest));
+        platform_manifest = Some(bytes.clone());
         bytes
     } else if top_type == OCI_MANIFEST || top_type == DOCKER_MANIFEST {
         top_bytes.clone()
@@ -288,7 +299,7 @@ pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entr
     for d in layout::all_blobs(&manifest) {
         s.fetch_blob(store, &mut staging, d).await?;
     }
-    for (bytes, _) in &manifests {
+    if let Some(bytes) = &platform_manifest {
         staging.put_blob(bytes)?;
     }
     staging.put_blob(&top_bytes)?;
@@ -334,6 +345,11 @@ pub async fn push(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Stri
         manifests.clone()
     };
     for (digest, media_type) in &leaves {
+        if !store.blob_path(digest)?.exists() {
+            return Err(s.err(format!(
+                "{r} is a multi-platform image of which only this machine's platform was pulled; manifest {digest} is not stored, so it cannot be pushed as a whole"
+            )));
+        }
         let m: OciImageManifest = store.read_json(digest, cfg.limits.manifest_bytes)?;
         for d in std::iter::once(&m.config).chain(&m.layers) {
             let exists = s
@@ -390,46 +406,20 @@ pub async fn check_login(
     registry: &str,
     c: &Credentials,
 ) -> Result<(), ImageError> {
-    install_crypto_provider();
     // Any repository name: only the registry's authentication is exercised.
     let r = ImageRef::parse(&format!("{registry}/login-check"), "unused")?;
-    let insecure = r.is_insecure(&cfg.insecure_registries);
-    let client = Client::new(ClientConfig {
-        protocol: if insecure {
-            ClientProtocol::HttpsExcept(vec![r.registry.clone()])
-        } else {
-            ClientProtocol::Https
-        },
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        read_timeout: Some(READ_TIMEOUT),
-        ..Default::default()
-    });
-    let auth = RegistryAuth::Basic(c.username.clone(), c.password.clone());
-    let token = client
-        .auth(&r.to_oci(), &auth, RegistryOperation::Pull)
-        .await
-        .map_err(|e| registry_err(&r, describe(&e, &r)))?;
-    let url = format!(
-        "{}://{registry}/v2/",
-        if insecure { "http" } else { "https" }
-    );
-    let http = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .map_err(|e| registry_err(&r, e.to_string()))?;
-    let req = match token {
-        Some(t) => http.get(&url).bearer_auth(t),
-        None => http.get(&url).basic_auth(&c.username, Some(&c.password)),
-    };
-    let resp = req
+    let s = Session::connect(cfg, &r, RegistryOperation::Pull, Some(c.clone())).await?;
+    let url = format!("{}://{registry}/v2/", s.scheme);
+    let resp = s
+        .get(&url)
         .send()
         .await
-        .map_err(|e| registry_err(&r, format!("GET {url}: {}", crate::error_chain(&e))))?;
+        .map_err(|e| s.err(format!("GET {url}: {}", crate::error_chain(&e))))?;
     if resp.status().is_success() {
         Ok(())
     } else {
         let status = resp.status();
-        Err(registry_err(&r, http_failure(status, &url, &r, resp).await))
+        Err(s.err(http_failure(status, &url, &r, resp).await))
     }
 }
 
