@@ -496,6 +496,24 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
         json!({"mediaType": WASM_LAYER, "digest": p.ebpf["digest"], "size": p.ebpf["size"]});
 
     let good = manifest_of(&p.config, &[&p.ebpf]);
+    // IG publishes amd64 and arm64: only this machine's platform is fetched.
+    let other_arch = if gadget::image::host_architecture() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let multi = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": sha256_digest(b"never served"), "size": 12,
+             "platform": {"os": "linux", "architecture": other_arch}},
+            {"mediaType": OCI_MANIFEST, "digest": sha256_digest(&good), "size": good.len(),
+             "platform": {"os": "linux", "architecture": gadget::image::host_architecture()}},
+        ],
+    }))
+    .unwrap();
+    let by_digest = good.clone();
     let manifests: Vec<(&str, Vec<u8>)> = vec![
         ("good", good.clone()),
         ("baddigest", manifest_of(&p.config, &[&padded_desc])),
@@ -525,6 +543,8 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
                     .header("Docker-Content-Digest", &sha256_digest(bytes))
             };
             return match rest {
+                "multi" => reply(&multi, OCI_INDEX),
+                d if d == sha256_digest(&by_digest) => reply(&by_digest, OCI_MANIFEST),
                 "error500" => Reply::new(500, "internal error"),
                 "wrongtype" => reply(
                     br#"{"schemaVersion":1,"name":"x"}"#,
@@ -562,8 +582,9 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
     let store = store_dir.path();
     let r = |tag: &str| format!("{}/evil/gadget:{tag}", reg.host());
     ok(&gadget(store, &["image", "pull", &r("good")]));
+    ok(&gadget(store, &["image", "pull", &r("multi")]));
     let before = snapshot(store);
-    assert_eq!(before.1.len(), 3, "config, eBPF layer, manifest");
+    assert_eq!(before.1.len(), 4, "config, eBPF layer, manifest, index");
 
     let cases: &[(&str, &[&str])] = &[
         ("baddigest", &["digest", &padded_digest]),
@@ -607,8 +628,12 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
         !reg.paths().iter().any(|p| p.ends_with(&huge)),
         "the oversized layer was requested"
     );
-    // In a terminal a pull shows its progress; piped (as above) it does not.
-    ok(&gadget(store, &["image", "remove", &r("good")]));
+    // In a terminal a pull shows its progress; piped (as above) it does not. (Both names go,
+    // or the blobs they share would stay and nothing would be downloaded.)
+    ok(&gadget(
+        store,
+        &["image", "remove", &r("good"), &r("multi")],
+    ));
     let shown = in_terminal(&format!(
         "{} --store {} image pull {}",
         gadget_bin().display(),

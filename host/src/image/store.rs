@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex, OciImageManifest};
 use sha2::Digest;
 
+use super::layout::is_index;
 use super::{ImageError, ImageRef, OCI_INDEX, REF_NAME_ANNOTATION, digest_hex, sha256_digest};
 
 const LAYOUT_FILE: &str = "oci-layout";
@@ -140,9 +141,9 @@ impl Store {
             fs::rename(&src, &dest).map_err(|e| ImageError::io(&dest, e))?;
         }
         let _ = fs::remove_dir_all(&dir);
-        let mut probe = empty_index();
-        probe.manifests.extend(refs.iter().map(|(_, e)| e.clone()));
-        self.check_complete(&probe)?;
+        for (_, entry) in &refs {
+            self.check_complete(entry)?;
+        }
         let mut index = self.read_index()?;
         for (name, entry) in refs {
             add_ref(&mut index, &name, entry);
@@ -152,14 +153,45 @@ impl Store {
         Ok(())
     }
 
-    /// Every blob an index reaches is present (a concurrent `remove` may have collected one
-    /// that a pull skipped because it was there).
-    fn check_complete(&self, index: &OciImageIndex) -> Result<(), ImageError> {
-        for digest in self.reachable(index)? {
-            if !self.blob_path(&digest)?.exists() {
-                return Err(self.err(format!(
-                    "blob {digest} disappeared while the image was stored (a concurrent remove?); run the command again"
-                )));
+    /// Every blob an entry needs is present: the entry, and each stored platform manifest with
+    /// its config and layers (a pull stores one platform of an index; the others are absent).
+    /// A concurrent `remove` may have collected a blob a pull skipped because it was there.
+    fn check_complete(&self, entry: &ImageIndexEntry) -> Result<(), ImageError> {
+        let missing =
+            |digest: &str| -> Result<bool, ImageError> { Ok(!self.blob_path(digest)?.exists()) };
+        let gone = |digest: &str| {
+            self.err(format!(
+                "blob {digest} is missing from the image being stored (removed concurrently?); run the command again"
+            ))
+        };
+        if missing(&entry.digest)? {
+            return Err(gone(&entry.digest));
+        }
+        let manifests: Vec<String> = if is_index(&entry.media_type) {
+            let index: OciImageIndex = self.read_json(&entry.digest, u64::MAX)?;
+            let mut present = Vec::new();
+            for m in index.manifests {
+                if !missing(&m.digest)? {
+                    present.push(m.digest);
+                }
+            }
+            if present.is_empty() {
+                return Err(gone("of any platform manifest"));
+            }
+            present
+        } else if entry.media_type == super::OCI_MANIFEST
+            || entry.media_type == super::DOCKER_MANIFEST
+        {
+            vec![entry.digest.clone()]
+        } else {
+            Vec::new()
+        };
+        for m in manifests {
+            let manifest: OciImageManifest = self.read_json(&m, u64::MAX)?;
+            for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                if missing(&d.digest)? {
+                    return Err(gone(&d.digest));
+                }
             }
         }
         Ok(())
@@ -197,7 +229,7 @@ impl Store {
             if &e.digest == digest {
                 return Ok(Some(e));
             }
-            if e.media_type == OCI_INDEX || e.media_type == super::DOCKER_MANIFEST_LIST {
+            if is_index(&e.media_type) {
                 let index: OciImageIndex = self.read_json(&e.digest, u64::MAX)?;
                 if let Some(m) = index.manifests.iter().find(|m| &m.digest == digest) {
                     return Ok(Some(Entry {
@@ -270,7 +302,7 @@ impl Store {
                 continue;
             }
             // Only manifests and indexes lead further; layers are never parsed.
-            if media_type == OCI_INDEX || media_type == super::DOCKER_MANIFEST_LIST {
+            if is_index(&media_type) {
                 let i: OciImageIndex = self.read_json(&digest, u64::MAX)?;
                 todo.extend(i.manifests.into_iter().map(|m| (m.media_type, m.digest)));
             } else if media_type == super::OCI_MANIFEST || media_type == super::DOCKER_MANIFEST {
@@ -618,6 +650,59 @@ mod tests {
         assert_eq!(s.read_blob(&good, 10).unwrap(), b"hello");
         fs::write(s.blob_path(&good).unwrap(), b"jello").unwrap();
         assert!(s.read_blob(&good, 10).is_err());
+    }
+
+    #[test]
+    fn an_index_with_one_stored_platform_publishes_but_a_missing_layer_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut st = s.staging().unwrap();
+        let cfg = st.put_blob(b"name: x").unwrap();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{cfg}","size":7}},"layers":[]}}"#
+        );
+        let m = st.put_blob(manifest.as_bytes()).unwrap();
+        let other = sha256_digest(b"arm64 manifest, not pulled");
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{0}","digest":"{m}","size":{1}}},{{"mediaType":"{0}","digest":"{other}","size":9}}]}}"#,
+            super::super::OCI_MANIFEST,
+            manifest.len()
+        );
+        let i = st.put_blob(index.as_bytes()).unwrap();
+        let entry = |d: &str, n: usize, t: &str| ImageIndexEntry {
+            media_type: t.into(),
+            digest: d.into(),
+            size: n as i64,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        };
+        s.publish(
+            st,
+            vec![("r.io/a:1".into(), entry(&i, index.len(), OCI_INDEX))],
+        )
+        .unwrap();
+        let broken = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{other}","size":9}},"layers":[]}}"#
+        );
+        let mut st = s.staging().unwrap();
+        let b = st.put_blob(broken.as_bytes()).unwrap();
+        let err = s
+            .publish(
+                st,
+                vec![(
+                    "r.io/b:1".into(),
+                    entry(&b, broken.len(), super::super::OCI_MANIFEST),
+                )],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&other), "{err}");
+        assert_eq!(
+            s.entries().unwrap().len(),
+            1,
+            "the broken image is not listed"
+        );
     }
 
     #[test]
