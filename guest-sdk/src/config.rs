@@ -169,7 +169,7 @@ impl DatasourceSpec {
     }
 
     /// Adds a counter field: a value that only grows (bytes, events); exported as a
-    /// Prometheus counter (the terminal view shows histograms only).
+    /// Prometheus counter and printed in the terminal view's table.
     pub fn with_counter(self, name: &str, unit: &str, description: &str) -> Self {
         self.with_field(name, FieldKind::Counter, unit, description, "counter")
     }

@@ -1,16 +1,20 @@
-//! The terminal view: IG's log2 histogram layout, for datasources annotated `metrics.print=true`.
+//! The terminal view, for datasources annotated `metrics.print=true`: IG's log2 histogram
+//! layout for histograms, and a table (IG's columns view) for counters and gauges.
 //!
 //! ```text
 //! latency
 //!         µs               : count    distribution
 //!          0 -> 1          : 0        |                                        |
 //!         16 -> 32         : 10       |*************************               |
+//!
+//! COMM  PID   BYTES
+//! dd    4242  409600
 //! ```
 
 use std::io::Write;
 
 use super::{Operator, OperatorError};
-use crate::datasource::{DatasourceSpec, Histogram, Publication};
+use crate::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
 
 /// Width of the `*` bar, as in IG and biolatency.
 const BAR_WIDTH: u64 = 40;
@@ -83,6 +87,9 @@ impl Operator for Printer {
                     text.push_str(&render_histogram(h, unit));
                 }
             }
+            if !p.samples.is_empty() {
+                text.push_str(&render_samples(ds, &p.samples));
+            }
         }
         if text.is_empty() {
             return Ok(());
@@ -123,6 +130,100 @@ pub fn render_histogram(h: &Histogram, unit: &str) -> String {
         low = *high;
     }
     s
+}
+
+/// Counters and gauges as a table: one row per label set (in the order the guest published
+/// them), the key fields first, then the value fields in the datasource's order.
+pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
+    let own = |labels: &[(String, String)]| -> Vec<(String, String)> {
+        labels
+            .iter()
+            .filter(|(k, _)| !super::metrics::is_env_field(ds, k))
+            .cloned()
+            .collect()
+    };
+    let mut keys: Vec<String> = Vec::new();
+    // (labels, [(field, value)]) per row.
+    type Row = (Vec<(String, String)>, Vec<(String, f64)>);
+    let mut rows: Vec<Row> = Vec::new();
+    for s in samples {
+        let labels = own(&s.labels);
+        for (k, _) in &labels {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        match rows.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, values)) => values.push((s.field.clone(), s.value)),
+            None => rows.push((labels, vec![(s.field.clone(), s.value)])),
+        }
+    }
+    let values: Vec<String> = ds
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::Counter | FieldKind::Gauge))
+        .filter(|f| samples.iter().any(|s| s.field == f.name))
+        .map(|f| f.name.clone())
+        .collect();
+    let header: Vec<String> = keys
+        .iter()
+        .chain(&values)
+        .map(|c| c.to_uppercase())
+        .collect();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(labels, vals)| {
+            let label = |k: &String| {
+                labels
+                    .iter()
+                    .find(|(l, _)| l == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let value = |f: &String| {
+                vals.iter()
+                    .find(|(n, _)| n == f)
+                    .map(|(_, v)| format_value(*v))
+                    .unwrap_or_default()
+            };
+            keys.iter()
+                .map(label)
+                .chain(values.iter().map(value))
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut s = line(&header);
+    for r in &table {
+        s.push_str(&line(r));
+    }
+    s
+}
+
+/// Whole numbers as integers (counts, bytes), others with two decimals (rates).
+fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn bar(count: u64, max: u64) -> String {
@@ -186,6 +287,41 @@ mod tests {
         assert_eq!(bar(0, 0).len(), 40);
         assert_eq!(bar(1, 3).matches('*').count(), 13);
         assert_eq!(bar(u64::MAX, u64::MAX).matches('*').count(), 40);
+    }
+
+    #[test]
+    fn samples_print_as_a_table_of_label_sets() {
+        use crate::datasource::FieldSpec;
+        let field = |name: &str, kind| FieldSpec {
+            name: name.into(),
+            kind,
+            unit: String::new(),
+            description: String::new(),
+            annotations: vec![],
+        };
+        let ds = DatasourceSpec {
+            name: "procs".into(),
+            fields: vec![
+                field("comm", FieldKind::Key),
+                field("bytes", FieldKind::Counter),
+                field("rate", FieldKind::Gauge),
+            ],
+            annotations: vec![],
+        };
+        let s = |comm: &str, f: &str, v: f64| Sample {
+            field: f.into(),
+            labels: vec![("comm".into(), comm.into())],
+            value: v,
+        };
+        let text = render_samples(
+            &ds,
+            &[
+                s("dd", "bytes", 409600.0),
+                s("dd", "rate", 1.5),
+                s("cp", "bytes", 4096.0),
+            ],
+        );
+        assert_eq!(text, "COMM  BYTES   RATE\ndd    409600  1.50\ncp    4096\n");
     }
 
     #[test]
