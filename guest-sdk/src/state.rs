@@ -22,8 +22,9 @@ use std::collections::BTreeMap;
 pub struct Deltas<K: Ord> {
     previous: BTreeMap<K, u64>,
     current: BTreeMap<K, u64>,
+    /// When the previous and current snapshots were taken; `None` until there was one.
     previous_ns: Option<u64>,
-    current_ns: u64,
+    current_ns: Option<u64>,
 }
 
 impl<K: Ord> Default for Deltas<K> {
@@ -32,7 +33,7 @@ impl<K: Ord> Default for Deltas<K> {
             previous: BTreeMap::new(),
             current: BTreeMap::new(),
             previous_ns: None,
-            current_ns: 0,
+            current_ns: None,
         }
     }
 }
@@ -42,10 +43,8 @@ impl<K: Ord + Clone> Deltas<K> {
     /// ([`crate::MapSnapshot::taken_at_ns`]). Keys that vanished are forgotten.
     pub fn update(&mut self, values: impl IntoIterator<Item = (K, u64)>, taken_at_ns: u64) {
         self.previous = std::mem::take(&mut self.current);
-        self.previous_ns =
-            (!self.previous.is_empty() || self.current_ns != 0).then_some(self.current_ns);
+        self.previous_ns = self.current_ns.replace(taken_at_ns);
         self.current = values.into_iter().collect();
-        self.current_ns = taken_at_ns;
     }
 
     /// Increase since the previous snapshot; a key seen for the first time counts from zero.
@@ -58,7 +57,7 @@ impl<K: Ord + Clone> Deltas<K> {
 
     /// [`Deltas::delta`] per second; `None` until two snapshots were seen.
     pub fn rate(&self, key: &K) -> Option<f64> {
-        let elapsed = self.current_ns.checked_sub(self.previous_ns?)?;
+        let elapsed = self.current_ns?.checked_sub(self.previous_ns?)?;
         if elapsed == 0 {
             return None;
         }
