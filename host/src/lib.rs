@@ -20,6 +20,7 @@ pub mod ebpf;
 pub mod gadget;
 pub mod image;
 pub mod instance;
+pub mod net;
 pub mod operators;
 pub mod wasm;
 
