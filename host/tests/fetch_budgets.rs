@@ -261,6 +261,7 @@ fn gadget_cmd(store: &Path, args: &[&str]) -> Output {
 fn a_trickling_registry_runs_into_the_pull_deadline() {
     let (manifest, blobs) = image();
     let ebpf = blobs[1].0.clone();
+    let slow = ebpf.clone();
     let reg = FakeRegistry::start(move |req| {
         if req.path == "/v2/" {
             return Reply::new(200, "{}");
@@ -270,7 +271,7 @@ fn a_trickling_registry_runs_into_the_pull_deadline() {
         }
         match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
             // One byte every half second: each read makes progress, no read timeout fires.
-            Some((d, b)) if *d == ebpf => Reply {
+            Some((d, b)) if *d == slow => Reply {
                 trickle: Some(Duration::from_millis(500)),
                 ..Reply::new(200, b.clone())
             },
