@@ -51,6 +51,7 @@ pub fn render_table(instances: &[InstanceInfo]) -> String {
     let rows: Vec<[String; 5]> = instances
         .iter()
         .map(|i| {
+            // Every cell comes from a client or a saved file: escaped, one line each.
             [
                 i.id.chars().take(12).collect(),
                 i.name.clone(),
@@ -58,6 +59,7 @@ pub fn render_table(instances: &[InstanceInfo]) -> String {
                 i.gadget.clone(),
                 i.status.lines().next().unwrap_or("").to_string(),
             ]
+            .map(|c| crate::printable(&c).into_owned())
         })
         .collect();
     let header = ["ID", "NAME", "TAGS", "GADGET", "STATUS"].map(str::to_string);

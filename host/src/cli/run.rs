@@ -196,6 +196,7 @@ pub fn requests(args: &RunArgs, local: bool) -> anyhow::Result<Vec<RunRequest>> 
         args.remote_request()
     };
     let Some(source) = &args.file else {
+        check_names(&base)?;
         return Ok(vec![base]);
     };
     let origin = if source == "-" {
@@ -205,12 +206,27 @@ pub fn requests(args: &RunArgs, local: bool) -> anyhow::Result<Vec<RunRequest>> 
     };
     let text = read_manifest(source)?;
     let mut reqs = manifest::parse(&text, &origin, &base)?;
+    for r in &reqs {
+        check_names(r)?;
+    }
     if local {
         for r in &mut reqs {
             r.reference = daemon::absolute_reference(&r.reference);
         }
     }
     Ok(reqs)
+}
+
+/// Names and tags are checked here too, so a bad one fails before any image is pulled (the
+/// daemon checks again: other clients exist). The messages escape what they quote.
+fn check_names(r: &RunRequest) -> anyhow::Result<()> {
+    if let Some(name) = &r.name {
+        daemon::api::check_instance_name(name).map_err(anyhow::Error::msg)?;
+    }
+    for tag in &r.tags {
+        daemon::api::check_tag(tag).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 /// `gadget run`: in the foreground, or handed to the daemon with --detach.
