@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod datasource;
+pub mod duration;
 pub mod ebpf;
 pub mod gadget;
 pub mod image;

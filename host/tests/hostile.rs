@@ -279,7 +279,11 @@ fn a_corrupt_saved_instance_is_listed_and_can_be_deleted_with_its_pins() {
         "listed with why: {list}"
     );
     d.ok(&["delete", &id[..12]]);
-    assert_eq!(pins_of(std::slice::from_ref(&id)), 0, "its pinned programs are gone");
+    assert_eq!(
+        pins_of(std::slice::from_ref(&id)),
+        0,
+        "its pinned programs are gone"
+    );
     assert!(!saved.exists());
     assert!(!d.ok(&["list"]).contains(&id[..12]));
 }

@@ -111,7 +111,7 @@ pub fn parse(
                         .filter(|s| !s.is_empty()),
                 );
             } else if key == PRINT_INTERVAL {
-                let d = crate::cli::run::parse_duration(&value)
+                let d = crate::duration::parse_positive(&value)
                     .map_err(|e| fail(label.clone(), format!("field `paramValues.{key}`: {e}")))?;
                 req.interval_ms = d.as_millis().max(1) as u64;
             } else if let Some(p) = key
