@@ -78,3 +78,66 @@ pub struct Publication {
     pub histograms: Vec<Histogram>,
     pub samples: Vec<Sample>,
 }
+
+/// A label key as Prometheus will see it: every character outside `[a-zA-Z0-9_]` becomes `_`
+/// (one per character, as IG's Go exporter does per rune), and a leading digit gets a `_` prefix.
+pub fn label_name(key: &str) -> String {
+    let mut out: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Why a label key cannot be used, if it cannot: one series with such a label would break the
+/// scrape of every instance on the endpoint (`le` twice marks the whole target down; an empty
+/// name fails the encoder), or impersonate the host's own labels.
+pub fn reserved_label(key: &str) -> Option<&'static str> {
+    let name = label_name(key);
+    if name.is_empty() {
+        Some("label names must not be empty")
+    } else if name == "le" || name == "quantile" {
+        Some("`le` and `quantile` are Prometheus's own labels of histograms and summaries")
+    } else if name.starts_with("__") {
+        Some("names starting with `__` are reserved for Prometheus's internal use")
+    } else if name.starts_with("otel_scope_") {
+        Some("`otel_scope_*` labels are the host's (the scope is the metrics name)")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_labels_are_caught_after_sanitizing() {
+        for bad in [
+            "",
+            "le",
+            "quantile",
+            "__name__",
+            "__x",
+            "otel-scope-name",
+            "otel_scope_version",
+            "_.x",
+        ] {
+            assert!(reserved_label(bad).is_some(), "{bad:?}");
+        }
+        for ok in ["node", "disk", "lE", "l.e", "1le", "k8s.podName"] {
+            assert!(reserved_label(ok).is_none(), "{ok:?}");
+        }
+        assert_eq!(label_name("k8s.pod-name"), "k8s_pod_name");
+        assert_eq!(label_name("9x"), "_9x");
+    }
+}

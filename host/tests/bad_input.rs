@@ -24,22 +24,6 @@ fn fail(args: &[&str]) -> String {
     err
 }
 
-/// A gadget directory with profile_blockio's object and the given gadget.yaml (no Wasm).
-fn gadget_dir(yaml: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gadget.yaml"), yaml).unwrap();
-    std::fs::copy(
-        profile_blockio_dir().join("program.bpf.o"),
-        dir.path().join("program.bpf.o"),
-    )
-    .unwrap();
-    dir
-}
-
-fn profile_yaml() -> String {
-    std::fs::read_to_string(profile_blockio_dir().join("gadget.yaml")).unwrap()
-}
-
 #[test]
 fn directory_without_gadget_yaml() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,19 +144,7 @@ fn verifier_rejection_shows_the_log_tail() {
 #[test]
 fn a_guest_that_always_traps_stops_the_gadget() {
     assert!(is_root(), "needs root: run through `make test`");
-    let yaml = format!(
-        "{}\n",
-        profile_yaml().replace(
-            "  wasm:\n",
-            "  wasm:\n    mode:\n      defaultValue: trap\n"
-        )
-    );
-    let dir = gadget_dir(&yaml);
-    std::fs::copy(
-        guest_wasm("misbehaving_guest"),
-        dir.path().join("program.wasm"),
-    )
-    .unwrap();
+    let dir = misbehaving_gadget("trap");
     let err = fail(&[
         "run",
         dir.path().to_str().unwrap(),

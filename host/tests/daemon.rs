@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, pins_of};
 use common::prometheus::free_port;
 use common::*;
 
@@ -40,20 +40,6 @@ fn wait_new_programs(before: &BTreeSet<u32>, want: usize) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Pinned instance directories left for these instance IDs.
-fn pins_of(ids: &[String]) -> usize {
-    std::fs::read_dir("/sys/fs/bpf/gadget")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|root| {
-            ids.iter()
-                .filter(|id| root.path().join(id).exists())
-                .count()
-        })
-        .sum()
 }
 
 #[test]

@@ -134,11 +134,12 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                     }))?
                 );
             } else {
-                println!("Reference: {}", entry.name);
+                // Image contents are the publisher's text: escaped before the terminal sees them.
+                println!("Reference: {}", crate::printable(&entry.name));
                 println!("Digest:    {}", entry.digest);
                 println!("Manifest:  {}", image.manifest_digest);
                 println!("{}", serde_json::to_string_pretty(&image.manifest)?);
-                println!("gadget.yaml:\n{gadget_yaml}");
+                println!("gadget.yaml:\n{}", crate::printable_lines(&gadget_yaml));
             }
         }
         ImageVerb::Remove { references } => {

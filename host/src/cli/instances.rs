@@ -50,10 +50,10 @@ pub struct DaemonArgs {
     pub max_connections: usize,
     /// Time a client has to send a complete request (HTTP head or socket request line);
     /// idle keep-alive connections close after it too.
-    #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse_positive)]
     pub header_timeout: std::time::Duration,
     /// Time a reply or a request body may make no progress before the connection is closed.
-    #[arg(long, default_value = "60s", value_parser = super::run::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_positive)]
     pub idle_timeout: std::time::Duration,
 }
 
@@ -72,6 +72,7 @@ pub fn render_table(instances: &[InstanceInfo]) -> String {
     let rows: Vec<[String; 5]> = instances
         .iter()
         .map(|i| {
+            // Every cell comes from a client or a saved file: escaped, one line each.
             [
                 i.id.chars().take(12).collect(),
                 i.name.clone(),
@@ -79,6 +80,7 @@ pub fn render_table(instances: &[InstanceInfo]) -> String {
                 i.gadget.clone(),
                 i.status.lines().next().unwrap_or("").to_string(),
             ]
+            .map(|c| crate::printable(&c).into_owned())
         })
         .collect();
     let header = ["ID", "NAME", "TAGS", "GADGET", "STATUS"].map(str::to_string);

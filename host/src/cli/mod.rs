@@ -57,6 +57,9 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// Set a budget on outside input, KEY=VALUE (repeatable); see docs/budgets.md for the keys.
+    #[arg(long = "budget", global = true, value_name = "KEY=VALUE")]
+    pub budgets: Vec<String>,
     #[command(subcommand)]
     pub command: Verb,
 }
@@ -146,6 +149,21 @@ pub fn log_level(argv: &[OsString]) -> String {
         .ok()
         .and_then(|m| m.get_one::<String>("log_level").cloned())
         .unwrap_or_else(|| "info".to_string())
+}
+
+/// The process's budgets from `--budget` flags, read before the full parse (which already reads
+/// gadget.yaml for `run`'s flags, so the YAML budgets must be in force first).
+pub fn budgets(argv: &[OsString]) -> Result<crate::budgets::Budgets, crate::budgets::BudgetError> {
+    let overrides: Vec<String> = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv)
+        .ok()
+        .and_then(|m| {
+            m.get_many::<String>("budgets")
+                .map(|v| v.cloned().collect())
+        })
+        .unwrap_or_default();
+    crate::budgets::Budgets::default().with_overrides(&overrides)
 }
 
 pub fn run_target(argv: &[OsString]) -> Option<RunTarget> {

@@ -50,11 +50,11 @@ pub struct RunArgs {
     pub tags: Vec<String>,
 
     /// How often to read the maps and refresh the output (IG's otel-metrics-print-interval).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_positive)]
     pub interval: Duration,
 
     /// Stop after this long (e.g. 10s, 2m); default: until Ctrl+C.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::duration::parse_positive)]
     pub timeout: Option<Duration>,
 
     /// Annotations: <datasource>[.<field>]:<key>=<value>[,…] (repeatable), as in IG.
@@ -80,7 +80,7 @@ pub struct RunArgs {
     pub otel_metrics_otlp_endpoint: Option<String>,
 
     /// How often to push OTLP metrics.
-    #[arg(long = "otel-metrics-otlp-interval", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "otel-metrics-otlp-interval", default_value = "10s", value_parser = crate::duration::parse_positive)]
     pub otel_metrics_otlp_interval: Duration,
 
     /// Gadget parameter as KEY=VALUE (same as --KEY VALUE; repeatable).
@@ -106,29 +106,6 @@ pub struct RunArgs {
     /// Gadget parameters, filled from the gadget's own flags.
     #[arg(skip)]
     pub gadget_params: BTreeMap<String, String>,
-}
-
-/// Parses `500ms`, `1s`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 1s, 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
-        return Err(format!("{s:?} must be a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 impl RunArgs {
@@ -215,6 +192,7 @@ pub fn requests(
         args.remote_request()
     };
     let Some(source) = &args.file else {
+        check_names(&base)?;
         return Ok(vec![base]);
     };
     let origin = if source == "-" {
@@ -224,12 +202,27 @@ pub fn requests(
     };
     let text = read_manifest(source, limits)?;
     let mut reqs = manifest::parse(&text, &origin, &base)?;
+    for r in &reqs {
+        check_names(r)?;
+    }
     if local {
         for r in &mut reqs {
             r.reference = daemon::absolute_reference(&r.reference);
         }
     }
     Ok(reqs)
+}
+
+/// Names and tags are checked here too, so a bad one fails before any image is pulled (the
+/// daemon checks again: other clients exist). The messages escape what they quote.
+fn check_names(r: &RunRequest) -> anyhow::Result<()> {
+    if let Some(name) = &r.name {
+        daemon::api::check_instance_name(name).map_err(anyhow::Error::msg)?;
+    }
+    for tag in &r.tags {
+        daemon::api::check_tag(tag).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 /// `gadget run`: in the foreground, or handed to the daemon with --detach.
@@ -342,19 +335,4 @@ pub async fn prefetch(target: &super::RunTarget) -> Result<(), image::ImageError
     image::ensure(&target.images, &target.reference, target.pull)
         .await
         .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 }

@@ -27,6 +27,10 @@ pub enum ClientError {
         socket: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the gadget daemon's socket {socket} is only open to root: run this command as root (sudo), or pass --socket"
+    )]
+    Denied { socket: PathBuf },
     #[error("talking to the gadget daemon on {socket}: {source}")]
     Io {
         socket: PathBuf,
@@ -78,6 +82,28 @@ impl RunRequest {
         if self.interval_ms == 0 {
             return Err("interval must be positive".into());
         }
+        if let Some(name) = &self.name {
+            check_instance_name(name)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(format!("{} tags: at most {MAX_TAGS}", self.tags.len()));
+        }
+        for tag in &self.tags {
+            check_tag(tag)?;
+        }
+        let budget = crate::budgets::Budgets::current().daemon;
+        if self.guest_memory_mib > budget.max_guest_memory_mib {
+            return Err(format!(
+                "--guest-memory-mib {} is over the budget daemon.max-guest-memory-mib = {}",
+                self.guest_memory_mib, budget.max_guest_memory_mib
+            ));
+        }
+        if self.guest_fuel > budget.max_guest_fuel {
+            return Err(format!(
+                "--guest-fuel {} is over the budget daemon.max-guest-fuel = {}",
+                self.guest_fuel, budget.max_guest_fuel
+            ));
+        }
         let spec = InstanceSpec {
             reference: self.reference.clone(),
             params: self.params.clone(),
@@ -90,11 +116,47 @@ impl RunRequest {
                 fuel_per_call: self.guest_fuel,
                 memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
-                capabilities: Default::default(),
+                ..GuestLimits::default()
             },
         };
         Ok((spec, names))
     }
+}
+
+/// Longest instance name or tag: Kubernetes' label-value length, so names carry over.
+pub const MAX_NAME_LEN: usize = 63;
+/// Most tags on one instance.
+pub const MAX_TAGS: usize = 16;
+
+/// Instance names are shown in tables and used on command lines: letters, digits, `-`, `_` and
+/// `.`, starting with a letter or digit (no spaces or control characters that could fake rows).
+pub fn check_instance_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name.chars().all(ok_char)
+    {
+        return Err(format!(
+            "instance name {:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit",
+            name.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// Tags are free text but one short line: printable, no commas (they are listed comma-joined).
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty()
+        || tag.chars().count() > MAX_NAME_LEN
+        || tag.chars().any(|c| c.is_control() || c == ',')
+    {
+        return Err(format!(
+            "tag {:?}: use 1 to {MAX_NAME_LEN} printable characters without commas",
+            tag.escape_debug().to_string()
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,9 +201,17 @@ pub fn call(
         socket: socket.to_path_buf(),
         source,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::NotRunning {
-        socket: socket.to_path_buf(),
-        source,
+    let mut stream = UnixStream::connect(socket).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ClientError::Denied {
+                socket: socket.to_path_buf(),
+            }
+        } else {
+            ClientError::NotRunning {
+                socket: socket.to_path_buf(),
+                source,
+            }
+        }
     })?;
     let mut line =
         serde_json::to_string(request).map_err(|e| ClientError::BadReply(e.to_string()))?;
@@ -150,7 +220,7 @@ pub fn call(
     for reply in BufReader::new(stream).lines() {
         let reply = reply.map_err(io)?;
         let reply: Reply = serde_json::from_str(&reply)
-            .map_err(|e| ClientError::BadReply(format!("{e}: {reply}")))?;
+            .map_err(|e| ClientError::BadReply(format!("{e}: {}", crate::printable(&reply))))?;
         if let Reply::Error { message } = reply {
             return Err(ClientError::Daemon(message));
         }

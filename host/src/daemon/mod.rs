@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
-use api::{InstanceInfo, Reply, Request};
+use api::{InstanceInfo, Reply, Request, RunRequest};
 use store::{SavedInstance, Store};
 
 use crate::instance::{self, Hooks};
@@ -182,6 +182,13 @@ impl Daemon {
         let status = Arc::new(Mutex::new("Starting".to_string()));
         {
             let mut map = lock(&self.instances);
+            let max = crate::budgets::Budgets::current().daemon.max_instances;
+            if map.len() >= max {
+                return Err(format!(
+                    "this daemon already runs {} instances (budget daemon.max-instances = {max}); delete one, or start the daemon with --budget daemon.max-instances=N if the node has the memory",
+                    map.len()
+                ));
+            }
             if let Some(name) = saved.request.name.as_deref().filter(|n| !n.is_empty())
                 && let Some(other) = map
                     .values()
@@ -327,7 +334,51 @@ impl Daemon {
     }
 
     fn restore(&self) {
-        for saved in self.store.load_all() {
+        let loaded = self.store.load_all();
+        for u in loaded.unreadable {
+            let Some(id) = u.id else {
+                tracing::error!(
+                    "skipping {}: {} (not named after an instance ID, so it has no pins; fix or delete the file)",
+                    u.path.display(),
+                    u.reason
+                );
+                continue;
+            };
+            // Its programs may still be pinned and attached: list it so `delete` can unpin them.
+            tracing::error!(
+                "instance {id}: saved spec {} is unreadable: {}",
+                u.path.display(),
+                u.reason
+            );
+            let status = format!(
+                "Failed: saved spec {} is unreadable ({}); `gadget delete {}` removes it and its pinned programs",
+                u.path.display(),
+                u.reason,
+                short(&id)
+            );
+            let saved = SavedInstance {
+                id: id.clone(),
+                created_ms: u.modified_ms,
+                request: RunRequest {
+                    reference: "(unreadable saved spec)".into(),
+                    ..Default::default()
+                },
+            };
+            lock(&self.instances).insert(
+                id,
+                Managed {
+                    saved,
+                    status: Arc::new(Mutex::new(status)),
+                    stop: None,
+                    thread: None,
+                    frames: Frames {
+                        last: Arc::new(Mutex::new(String::new())),
+                        live: broadcast::channel(1).0,
+                    },
+                },
+            );
+        }
+        for saved in loaded.instances {
             let id = saved.id.clone();
             match self.start(saved, true) {
                 Ok(_) => tracing::info!("restored instance {id}"),

@@ -2,6 +2,7 @@
 //! atomically (temporary file, fsync, rename), so a crash never leaves a half-written spec.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,24 @@ pub struct SavedInstance {
     pub request: RunRequest,
 }
 
+/// A saved file that could not be read back. When its file name is an instance ID, its pins
+/// may still be in bpffs with programs attached: the daemon lists it so it can be deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    /// The instance ID the file name carries, if it is one.
+    pub id: Option<String>,
+    pub path: PathBuf,
+    pub reason: String,
+    pub modified_ms: u64,
+}
+
+/// What [`Store::load_all`] found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Loaded {
+    pub instances: Vec<SavedInstance>,
+    pub unreadable: Vec<Unreadable>,
+}
+
 pub struct Store {
     dir: PathBuf,
 }
@@ -23,7 +42,11 @@ pub struct Store {
 impl Store {
     pub fn open(state_dir: &Path) -> std::io::Result<Store> {
         let dir = state_dir.join("instances");
-        std::fs::create_dir_all(&dir)?;
+        // Specs carry image names, params and annotations: root's business only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         Ok(Store { dir })
     }
 
@@ -34,7 +57,12 @@ impl Store {
     pub fn save(&self, inst: &SavedInstance) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(".{}.tmp", inst.id));
         let bytes = serde_json::to_vec_pretty(inst).map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, self.path(&inst.id))?;
@@ -49,9 +77,10 @@ impl Store {
         }
     }
 
-    /// Every saved instance; unreadable files are reported and skipped, never deleted.
-    pub fn load_all(&self) -> Vec<SavedInstance> {
-        let mut out = Vec::new();
+    /// Every saved instance, and the files that could not be read (never deleted here: the
+    /// user decides, with `gadget delete`).
+    pub fn load_all(&self) -> Loaded {
+        let mut out = Loaded::default();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return out;
         };
@@ -65,21 +94,42 @@ impl Store {
                 .and_then(|b| {
                     serde_json::from_slice::<SavedInstance>(&b).map_err(|e| e.to_string())
                 }) {
-                // The ID names files and bpffs pins: only the daemon's own form is accepted.
-                Ok(i) if !valid_id(&i.id) => tracing::error!(
-                    "skipping {}: {:?} is not an instance ID (32 hex digits)",
-                    path.display(),
-                    i.id
-                ),
-                Ok(i) => out.push(i),
-                Err(e) => tracing::error!(
-                    "skipping {}: {e} (left in place; fix or delete it)",
-                    path.display()
-                ),
+                // The ID names files and bpffs pins: only the daemon's own form is accepted,
+                // and it must be the one the file is named after.
+                Ok(i) if valid_id(&i.id) && path.file_stem() == Some(i.id.as_ref()) => {
+                    out.instances.push(i)
+                }
+                Ok(i) => out.unreadable.push(unreadable(
+                    &path,
+                    format!(
+                        "{:?} is not this file's instance ID (32 hex digits)",
+                        i.id.escape_debug().to_string()
+                    ),
+                )),
+                Err(e) => out.unreadable.push(unreadable(&path, e)),
             }
         }
-        out.sort_by_key(|i| (i.created_ms, i.id.clone()));
+        out.instances.sort_by_key(|i| (i.created_ms, i.id.clone()));
+        out.unreadable.sort_by(|a, b| a.path.cmp(&b.path));
         out
+    }
+}
+
+fn unreadable(path: &Path, reason: String) -> Unreadable {
+    let modified_ms = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    Unreadable {
+        id: path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| valid_id(s))
+            .map(str::to_string),
+        path: path.to_path_buf(),
+        reason,
+        modified_ms,
     }
 }
 
@@ -117,10 +167,27 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("instances/garbage.json"), b"{not json").unwrap();
-        assert_eq!(store.load_all(), vec![good]);
+        let corrupt = dir
+            .path()
+            .join("instances/fedcba9876543210fedcba9876543210.json");
+        std::fs::write(&corrupt, b"{\"id\": 3").unwrap();
+        let loaded = store.load_all();
+        assert_eq!(loaded.instances, vec![good.clone()]);
         assert!(
             dir.path().join("instances/garbage.json").exists(),
             "left in place for the user"
         );
+        // The corrupt one keeps its ID (from its name) so its pins can be found and deleted.
+        let ids: Vec<Option<&str>> = loaded.unreadable.iter().map(|u| u.id.as_deref()).collect();
+        assert_eq!(ids, [None, Some("fedcba9876543210fedcba9876543210"), None]);
+        let mode = |p: &Path| {
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+                & 0o777
+        };
+        assert_eq!(
+            mode(&dir.path().join(format!("instances/{}.json", good.id))),
+            0o600
+        );
+        assert_eq!(mode(&dir.path().join("instances")), 0o700);
     }
 }

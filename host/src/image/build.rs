@@ -99,11 +99,15 @@ pub fn compile(opts: &BuildOptions) -> Result<Built, ImageError> {
         .build_file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("build.yaml"));
+    let limits = crate::budgets::Budgets::current().yaml;
+    // "{}" gives every key its serde default.
     let bf: BuildFile = match std::fs::read(&build_path) {
-        Ok(text) if text.iter().all(u8::is_ascii_whitespace) => serde_yaml::from_str("{}"),
-        Ok(text) => serde_yaml::from_slice(&text),
+        Ok(text) if text.iter().all(u8::is_ascii_whitespace) => {
+            crate::yaml::from_str("{}", &limits)
+        }
+        Ok(text) => crate::yaml::from_slice(&text, &limits),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() => {
-            serde_yaml::from_str("{}")
+            crate::yaml::from_str("{}", &limits)
         }
         Err(e) => return Err(ImageError::io(&build_path, e)),
     }

@@ -133,7 +133,7 @@ impl ImageConfig {
         let file: FileConfig = if text.iter().all(u8::is_ascii_whitespace) {
             FileConfig::default()
         } else {
-            serde_yaml::from_slice(&text).map_err(|e| {
+            crate::yaml::from_slice(&text, &crate::budgets::Budgets::current().yaml).map_err(|e| {
                 ImageError::invalid(
                     path.display().to_string(),
                     format!(

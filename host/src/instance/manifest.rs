@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::budgets::Budgets;
+
 use crate::daemon::api::RunRequest;
 
 /// Bound on a manifest read from a file, stdin or a URL.
@@ -23,7 +25,8 @@ pub struct ManifestError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Manifest {
-    api_version: serde_yaml::Value,
+    /// IG writes `1`; YAML scalars read as strings, so `1` and `"1"` are the same here.
+    api_version: String,
     kind: String,
     image: String,
     #[serde(default)]
@@ -33,7 +36,7 @@ struct Manifest {
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
-    param_values: BTreeMap<String, serde_yaml::Value>,
+    param_values: BTreeMap<String, String>,
 }
 
 const ANNOTATE: &str = "operator.oci.annotate";
@@ -59,27 +62,22 @@ pub fn parse(
             format!("larger than {MAX_MANIFEST_BYTES} bytes"),
         ));
     }
-    let docs: Vec<serde_yaml::Deserializer> = serde_yaml::Deserializer::from_str(text).collect();
+    // Errors carry the line, which names the document in a multi-document file.
+    let docs: Vec<Option<Manifest>> =
+        crate::yaml::from_str_multiple(text, &Budgets::current().yaml)
+            .map_err(|e| fail(String::new(), e.message))?;
     let many = docs.len() > 1;
     let mut out = Vec::new();
-    for (i, doc) in docs.into_iter().enumerate() {
+    for (i, m) in docs.into_iter().enumerate() {
         let label = if many {
             format!(", document {}", i + 1)
         } else {
             String::new()
         };
-        // Straight from the document, so errors keep their line numbers; None: an empty document.
-        let Some(m) =
-            Option::<Manifest>::deserialize(doc).map_err(|e| fail(label.clone(), e.to_string()))?
-        else {
+        let Some(m) = m else {
             continue;
         };
-        let version_ok = match &m.api_version {
-            serde_yaml::Value::Number(n) => n.as_u64() == Some(1),
-            serde_yaml::Value::String(s) => s == "1",
-            _ => false,
-        };
-        if !version_ok {
+        if m.api_version != "1" {
             return Err(fail(
                 label,
                 format!("field `apiVersion`: expected 1, got {:?}", m.api_version),
@@ -101,13 +99,8 @@ pub fn parse(
         req.reference = m.image.clone();
         req.name = m.name.clone().filter(|n| !n.is_empty());
         req.tags = m.tags.clone();
-        for (key, value) in &m.param_values {
-            let value = scalar(value).ok_or_else(|| {
-                fail(
-                    label.clone(),
-                    format!("field `paramValues.{key}`: expected a string, number or boolean"),
-                )
-            })?;
+        for (key, value) in m.param_values {
+            let key = key.as_str();
             if key == ANNOTATE {
                 req.annotations.push(value);
             } else if key == METRICS_NAME {
@@ -118,7 +111,7 @@ pub fn parse(
                         .filter(|s| !s.is_empty()),
                 );
             } else if key == PRINT_INTERVAL {
-                let d = crate::cli::run::parse_duration(&value)
+                let d = crate::duration::parse_positive(&value)
                     .map_err(|e| fail(label.clone(), format!("field `paramValues.{key}`: {e}")))?;
                 req.interval_ms = d.as_millis().max(1) as u64;
             } else if let Some(p) = key
@@ -141,15 +134,6 @@ pub fn parse(
         return Err(fail(String::new(), "no instance-spec document".into()));
     }
     Ok(out)
-}
-
-fn scalar(v: &serde_yaml::Value) -> Option<String> {
-    match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

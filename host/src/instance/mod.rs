@@ -44,6 +44,8 @@ pub enum InstanceError {
     #[error(transparent)]
     Operator(#[from] OperatorError),
     #[error(transparent)]
+    Env(#[from] crate::operators::env::EnvError),
+    #[error(transparent)]
     MetricsEndpoint(#[from] crate::operators::metrics::server::ServerError),
     #[error("reading the eBPF maps: {0}")]
     Snapshot(ebpf::LoadError),
@@ -125,7 +127,7 @@ pub fn run(
     };
     let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, limits)?;
     let mut datasources = guest.datasources().to_vec();
-    let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok());
+    let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok())?;
     for op in operators.iter_mut() {
         op.start(&datasources)?;
     }

@@ -2,12 +2,21 @@
 //! process's environment variable VAR (e.g. `node` from NODE_NAME, set by the DaemonSet's
 //! downward API). With `<ds>.<field>:metrics.type=key` the field becomes a metric label.
 
-use crate::datasource::{DatasourceSpec, FieldKind, FieldSpec, Publication};
+use crate::datasource::{DatasourceSpec, FieldKind, FieldSpec, Publication, reserved_label};
 use crate::gadget::GuestConfig;
 
 const PREFIX: &str = "env.fields.";
 /// Marks fields this operator added, so the printer can leave them out of its titles.
 pub const ENV_VAR_ANNOTATION: &str = "env.var";
+
+/// An env field that would break the metrics of every instance on the endpoint.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("annotation {datasource}:env.fields.{field}: field name {field:?} cannot be used: {why}")]
+pub struct EnvError {
+    pub datasource: String,
+    pub field: String,
+    pub why: &'static str,
+}
 
 /// Label values to add to each datasource's publications.
 #[derive(Debug, Default)]
@@ -22,7 +31,7 @@ impl EnvFields {
         specs: &mut [DatasourceSpec],
         config: &GuestConfig,
         lookup: impl Fn(&str) -> Option<String>,
-    ) -> Self {
+    ) -> Result<Self, EnvError> {
         let mut labels = Vec::with_capacity(specs.len());
         for spec in specs.iter_mut() {
             let mut ds_labels = Vec::new();
@@ -31,9 +40,18 @@ impl EnvFields {
                 continue;
             };
             for (key, var) in &ds.annotations {
-                let Some(field) = key.strip_prefix(PREFIX).filter(|f| !f.is_empty()) else {
+                let Some(field) = key.strip_prefix(PREFIX) else {
                     continue;
                 };
+                // Checked whether or not it becomes a label: the user may add metrics.type=key
+                // in another --annotate, and a field is a label name in waiting.
+                if let Some(why) = reserved_label(field) {
+                    return Err(EnvError {
+                        datasource: spec.name.clone(),
+                        field: field.to_string(),
+                        why,
+                    });
+                }
                 let field_annotations: Vec<(String, String)> = ds
                     .fields
                     .iter()
@@ -72,7 +90,7 @@ impl EnvFields {
             }
             labels.push(ds_labels);
         }
-        EnvFields { labels }
+        Ok(EnvFields { labels })
     }
 
     /// Adds the key fields' values as labels of every histogram and sample.
@@ -115,7 +133,8 @@ mod tests {
         }];
         let env = EnvFields::new(&mut specs, &config, |v| {
             (v == "NODE_NAME").then(|| "node-a".to_string())
-        });
+        })
+        .unwrap();
         assert_eq!(specs[0].field("node").map(|f| f.kind), Some(FieldKind::Key));
         let mut pubs = vec![Publication {
             datasource: 0,
@@ -133,5 +152,30 @@ mod tests {
             pubs[0].histograms[0].labels,
             vec![("node".to_string(), "node-a".to_string())]
         );
+    }
+
+    #[test]
+    fn env_fields_that_would_break_the_exposition_are_refused() {
+        for bad in ["le", "__name__", "otel-scope-name", "quantile", ""] {
+            let config = GuestConfig {
+                gadget_name: "g".into(),
+                datasources: vec![DatasourceConfig {
+                    name: "blockio".into(),
+                    annotations: vec![(format!("env.fields.{bad}"), "HOME".into())],
+                    fields: vec![],
+                }],
+                params: vec![],
+            };
+            let mut specs = vec![DatasourceSpec {
+                name: "blockio".into(),
+                fields: vec![],
+                annotations: vec![],
+            }];
+            let err = EnvFields::new(&mut specs, &config, |_| None).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("env.fields.{bad}:")),
+                "{err}"
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! dd    4242  409600
 //! ```
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use super::{Operator, OperatorError};
@@ -113,13 +114,22 @@ impl Operator for Printer {
 /// row per bucket with a 40-column bar scaled to the largest bucket.
 pub fn render_histogram(h: &Histogram, unit: &str) -> String {
     let mut s = String::new();
-    s.push_str(&h.field);
+    // Names and labels come from the guest: escaped, so they cannot drive the terminal.
+    s.push_str(&crate::printable(&h.field));
     if !h.labels.is_empty() {
-        let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let labels: Vec<String> = h
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={v:?}", crate::printable(k)))
+            .collect();
         s.push_str(&format!("{{{}}}", labels.join(",")));
     }
     s.push('\n');
-    s.push_str(&format!("{:8}{:<16} : count    distribution\n", "", unit));
+    s.push_str(&format!(
+        "{:8}{:<16} : count    distribution\n",
+        "",
+        crate::printable(unit)
+    ));
     let max = h.counts.iter().copied().max().unwrap_or(0);
     let mut low = 0u64;
     for (count, high) in h.counts.iter().zip(&h.upper_bounds) {
@@ -143,9 +153,12 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
             .collect()
     };
     let mut keys: Vec<String> = Vec::new();
-    // (labels, [(field, value)]) per row.
+    // (labels, [(field, value)]) per row; `index` finds a row by its labels in O(1), so a
+    // snapshot of n samples costs O(n), not O(n²) (a guest may publish 16k of them).
     type Row = (Vec<(String, String)>, Vec<(String, f64)>);
     let mut rows: Vec<Row> = Vec::new();
+    let mut index: HashMap<Vec<(String, String)>, usize> = HashMap::new();
+    let mut present: HashSet<&str> = HashSet::new();
     for s in samples {
         let labels = own(&s.labels);
         for (k, _) in &labels {
@@ -153,22 +166,26 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
                 keys.push(k.clone());
             }
         }
-        match rows.iter_mut().find(|(l, _)| *l == labels) {
-            Some((_, values)) => values.push((s.field.clone(), s.value)),
-            None => rows.push((labels, vec![(s.field.clone(), s.value)])),
+        present.insert(&s.field);
+        match index.get(&labels) {
+            Some(&i) => rows[i].1.push((s.field.clone(), s.value)),
+            None => {
+                index.insert(labels.clone(), rows.len());
+                rows.push((labels, vec![(s.field.clone(), s.value)]));
+            }
         }
     }
     let values: Vec<String> = ds
         .fields
         .iter()
         .filter(|f| matches!(f.kind, FieldKind::Counter | FieldKind::Gauge))
-        .filter(|f| samples.iter().any(|s| s.field == f.name))
+        .filter(|f| present.contains(f.name.as_str()))
         .map(|f| f.name.clone())
         .collect();
     let header: Vec<String> = keys
         .iter()
         .chain(&values)
-        .map(|c| c.to_uppercase())
+        .map(|c| crate::printable(c).to_uppercase())
         .collect();
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -177,7 +194,7 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
                 labels
                     .iter()
                     .find(|(l, _)| l == k)
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| crate::printable(v).into_owned())
                     .unwrap_or_default()
             };
             let value = |f: &String| {

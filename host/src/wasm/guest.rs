@@ -7,7 +7,8 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Gadget, GadgetPre, types};
-use crate::datasource::{DatasourceSpec, Publication};
+use crate::budgets::{Budgets, GuestBudget};
+use crate::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
 use crate::ebpf::MapSnapshot;
 use crate::gadget::GuestConfig;
 
@@ -35,6 +36,14 @@ pub enum GuestError {
         call: &'static str,
         reason: String,
     },
+    #[error(
+        "Wasm guest of {origin} went over budget in {call}: {message} (raise it with --budget KEY=VALUE if this is expected; see docs/budgets.md)"
+    )]
+    OverBudget {
+        origin: String,
+        call: &'static str,
+        message: String,
+    },
     #[error("Wasm guest of {origin} refused in {call}: {message}")]
     Refused {
         origin: String,
@@ -50,6 +59,8 @@ pub struct GuestLimits {
     pub memory_bytes: usize,
     /// What the guest may touch beyond its own memory (gadget.yaml asked, the user granted).
     pub capabilities: Capabilities,
+    /// What the guest may hand the host per call and per snapshot.
+    pub budget: GuestBudget,
 }
 
 /// Something a guest can only have when gadget.yaml asks for it and the user grants it.
@@ -150,6 +161,7 @@ impl Default for GuestLimits {
             fuel_per_call: 1_000_000_000,
             memory_bytes: 64 << 20,
             capabilities: Capabilities::default(),
+            budget: Budgets::current().guest,
         }
     }
 }
@@ -195,6 +207,199 @@ struct HostState {
     datasources: Vec<DatasourceSpec>,
     published: Vec<Publication>,
     origin: String,
+    budget: GuestBudget,
+    /// What this call has handed over so far (reset before each guest call).
+    spent: Spent,
+}
+
+/// A guest call's running totals against its [`GuestBudget`].
+#[derive(Debug, Default)]
+struct Spent {
+    series: usize,
+    string_bytes: usize,
+    log_bytes: usize,
+    log_dropped: bool,
+    /// The first budget crossed: the call fails with it even if the guest ignored the refusal.
+    over: Option<String>,
+}
+
+/// Checks one publish call against the budget; on success returns the strings' bytes.
+fn check_publish(
+    budget: &GuestBudget,
+    spec: &DatasourceSpec,
+    histograms: &[types::Histogram],
+    samples: &[types::Sample],
+) -> Result<usize, String> {
+    if histograms.len() > budget.histograms_per_publish {
+        return Err(format!(
+            "{} histograms in one publish (budget guest.histograms-per-publish = {})",
+            histograms.len(),
+            budget.histograms_per_publish
+        ));
+    }
+    if samples.len() > budget.samples_per_publish {
+        return Err(format!(
+            "{} samples in one publish (budget guest.samples-per-publish = {})",
+            samples.len(),
+            budget.samples_per_publish
+        ));
+    }
+    let mut bytes = 0usize;
+    let mut keys: Vec<&str> = Vec::new();
+    let series = histograms
+        .iter()
+        .map(|h| (h.field.as_str(), &h.labels, FieldKind::Histogram))
+        .chain(
+            samples
+                .iter()
+                .map(|s| (s.field.as_str(), &s.labels, FieldKind::Gauge)),
+        );
+    for (field, labels, kind) in series {
+        let Some(f) = spec.field(field) else {
+            return Err(format!(
+                "field {:?} is not declared in datasource {}",
+                field.escape_debug().to_string(),
+                spec.name
+            ));
+        };
+        if (kind == FieldKind::Histogram) != (f.kind == FieldKind::Histogram)
+            || f.kind == FieldKind::Key
+        {
+            return Err(format!(
+                "field {field} of datasource {} is declared as {:?}: publish it as {}",
+                spec.name,
+                f.kind,
+                match f.kind {
+                    FieldKind::Histogram => "a histogram",
+                    FieldKind::Key => "a label",
+                    _ => "a sample",
+                }
+            ));
+        }
+        if labels.len() > budget.labels_per_series {
+            return Err(format!(
+                "{} labels on one series of field {field} (budget guest.labels-per-series = {})",
+                labels.len(),
+                budget.labels_per_series
+            ));
+        }
+        bytes = bytes.saturating_add(field.len());
+        for (k, v) in labels {
+            if k.len() > budget.label_bytes || v.len() > budget.label_bytes {
+                return Err(format!(
+                    "a label of field {field} is {} bytes (budget guest.label-bytes = {})",
+                    k.len().max(v.len()),
+                    budget.label_bytes
+                ));
+            }
+            if let Some(why) = reserved_label(k) {
+                return Err(format!(
+                    "label {:?} on field {field} of datasource {}: {why}",
+                    k.escape_debug().to_string(),
+                    spec.name
+                ));
+            }
+            if !keys.contains(&k.as_str()) {
+                if keys.len() >= budget.label_keys_per_datasource {
+                    return Err(format!(
+                        "more than {} distinct label keys in datasource {} (budget guest.label-keys-per-datasource)",
+                        budget.label_keys_per_datasource, spec.name
+                    ));
+                }
+                keys.push(k);
+            }
+            bytes = bytes.saturating_add(k.len()).saturating_add(v.len());
+        }
+    }
+    for h in histograms {
+        if h.upper_bounds.len() != h.counts.len() {
+            return Err(format!(
+                "histogram {}: {} bounds but {} counts",
+                h.field,
+                h.upper_bounds.len(),
+                h.counts.len()
+            ));
+        }
+        if h.counts.len() > budget.buckets_per_histogram {
+            return Err(format!(
+                "histogram {} has {} buckets (budget guest.buckets-per-histogram = {})",
+                h.field,
+                h.counts.len(),
+                budget.buckets_per_histogram
+            ));
+        }
+    }
+    Ok(bytes)
+}
+
+/// Most fields one datasource may declare (IG's largest tracers have about 40).
+const MAX_FIELDS: usize = 256;
+/// Most bytes of annotations, unit and description on one field.
+const MAX_FIELD_TEXT_BYTES: usize = 64 << 10;
+
+/// A declared datasource must be exportable and printable whatever the user annotates: names
+/// within the label budget, key fields usable as labels, value fields with a metric name.
+fn check_datasource(budget: &GuestBudget, spec: &DatasourceSpec) -> Result<(), String> {
+    if spec.fields.len() > MAX_FIELDS {
+        return Err(format!(
+            "datasource {} declares {} fields (at most {MAX_FIELDS})",
+            spec.name,
+            spec.fields.len()
+        ));
+    }
+    let too_long = |what: &str, s: &str| {
+        (s.len() > budget.label_bytes).then(|| {
+            format!(
+                "{what} in datasource {} is {} bytes (budget guest.label-bytes = {})",
+                spec.name,
+                s.len(),
+                budget.label_bytes
+            )
+        })
+    };
+    if let Some(e) = too_long("the name", &spec.name) {
+        return Err(e);
+    }
+    for f in &spec.fields {
+        if let Some(e) = too_long("a field name", &f.name) {
+            return Err(e);
+        }
+        if spec.fields.iter().filter(|g| g.name == f.name).count() > 1 {
+            return Err(format!(
+                "field {} is declared twice in datasource {}",
+                f.name, spec.name
+            ));
+        }
+        if f.kind == FieldKind::Key
+            && let Some(why) = reserved_label(&f.name)
+        {
+            return Err(format!(
+                "key field {:?} of datasource {}: {why}",
+                f.name.escape_debug().to_string(),
+                spec.name
+            ));
+        }
+        if !f.name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "field {:?} of datasource {} has no letter or digit to name a metric after",
+                f.name.escape_debug().to_string(),
+                spec.name
+            ));
+        }
+        let annotation_bytes: usize = f
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .chain([f.description.len(), f.unit.len()])
+            .sum();
+        if annotation_bytes > MAX_FIELD_TEXT_BYTES {
+            return Err(format!(
+                "field {} of datasource {} carries {annotation_bytes} bytes of annotations and description (at most {MAX_FIELD_TEXT_BYTES})",
+                f.name, spec.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl WasiView for HostState {
@@ -223,7 +428,9 @@ impl bindings::gadget::api::host::Host for HostState {
         if self.datasources.len() >= 64 {
             return Err("at most 64 datasources per gadget".into());
         }
-        self.datasources.push(bindings::spec_from_wit(spec));
+        let spec = bindings::spec_from_wit(spec);
+        check_datasource(&self.budget, &spec)?;
+        self.datasources.push(spec);
         Ok((self.datasources.len() - 1) as u32)
     }
 
@@ -234,19 +441,42 @@ impl bindings::gadget::api::host::Host for HostState {
         samples: Vec<types::Sample>,
     ) -> Result<(), String> {
         let idx = datasource as usize;
-        if idx >= self.datasources.len() {
+        let Some(spec) = self.datasources.get(idx) else {
             return Err(format!("no datasource with handle {datasource}"));
+        };
+        let over = |spent: &mut Spent, message: String| {
+            spent.over.get_or_insert_with(|| message.clone());
+            Err(message)
+        };
+        let bytes = match check_publish(&self.budget, spec, &histograms, &samples) {
+            Ok(b) => b,
+            Err(message) => return over(&mut self.spent, message),
+        };
+        // The datasource's previous publication in this call is replaced, so it no longer counts.
+        let replaced = self
+            .published
+            .iter()
+            .filter(|p| p.datasource == idx)
+            .map(|p| p.histograms.len() + p.samples.len())
+            .sum::<usize>();
+        let series = (self.spent.series - replaced) + histograms.len() + samples.len();
+        if series > self.budget.series_per_snapshot {
+            let message = format!(
+                "{series} series in one snapshot (budget guest.series-per-snapshot = {})",
+                self.budget.series_per_snapshot
+            );
+            return over(&mut self.spent, message);
         }
-        for h in &histograms {
-            if h.upper_bounds.len() != h.counts.len() {
-                return Err(format!(
-                    "histogram {}: {} bounds but {} counts",
-                    h.field,
-                    h.upper_bounds.len(),
-                    h.counts.len()
-                ));
-            }
+        let string_bytes = self.spent.string_bytes.saturating_add(bytes);
+        if string_bytes > self.budget.string_bytes_per_snapshot {
+            let message = format!(
+                "{string_bytes} bytes of names and labels in one snapshot (budget guest.string-bytes-per-snapshot = {})",
+                self.budget.string_bytes_per_snapshot
+            );
+            return over(&mut self.spent, message);
         }
+        self.spent.series = series;
+        self.spent.string_bytes = string_bytes;
         self.published.retain(|p| p.datasource != idx);
         self.published.push(Publication {
             datasource: idx,
@@ -261,6 +491,23 @@ impl bindings::gadget::api::host::Host for HostState {
 
     fn log(&mut self, level: types::LogLevel, message: String) {
         let origin = &self.origin;
+        let room = self
+            .budget
+            .log_bytes_per_call
+            .saturating_sub(self.spent.log_bytes);
+        if message.len() > room {
+            if !self.spent.log_dropped {
+                self.spent.log_dropped = true;
+                tracing::warn!(
+                    "{origin}: guest log output over budget in this call (guest.log-bytes-per-call = {}); the rest is dropped",
+                    self.budget.log_bytes_per_call
+                );
+            }
+            return;
+        }
+        self.spent.log_bytes += message.len();
+        // One line per call: a guest cannot forge log lines or drive the terminal.
+        let message = crate::printable(&message);
         match level {
             types::LogLevel::Error => tracing::error!("{origin}: {message}"),
             types::LogLevel::Warn => tracing::warn!("{origin}: {message}"),
@@ -354,6 +601,8 @@ impl GuestInstance {
             datasources: Vec::new(),
             published: Vec::new(),
             origin: self.origin.clone(),
+            budget: self.limits.budget,
+            spent: Spent::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -367,6 +616,7 @@ impl GuestInstance {
             .gadget_api_guest()
             .call_init(&mut store, &self.config)
             .map_err(|e| self.trap_error(&store, "init", e))?;
+        self.check_spent(&mut store, "init")?;
         result.map_err(|message| GuestError::Refused {
             origin: self.origin.clone(),
             call: "init",
@@ -384,6 +634,22 @@ impl GuestInstance {
         self.datasources = declared;
         self.live = Some((store, bindings));
         Ok(())
+    }
+
+    /// The budget crossed during the last call, if any, as this call's error.
+    fn check_spent(
+        &self,
+        store: &mut Store<HostState>,
+        call: &'static str,
+    ) -> Result<(), GuestError> {
+        match store.data_mut().spent.over.take() {
+            Some(message) => Err(GuestError::OverBudget {
+                origin: self.origin.clone(),
+                call,
+                message,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn refuel(&self, store: &mut Store<HostState>, call: &'static str) -> Result<(), GuestError> {
@@ -437,10 +703,19 @@ impl GuestInstance {
         };
         self.refuel(&mut store, "on-snapshot")?;
         store.data_mut().published.clear();
-        match bindings
+        store.data_mut().spent = Spent::default();
+        let result = bindings
             .gadget_api_guest()
-            .call_on_snapshot(&mut store, &wit)
+            .call_on_snapshot(&mut store, &wit);
+        if result.is_ok()
+            && let Err(e) = self.check_spent(&mut store, "on-snapshot")
         {
+            // Nothing of an over-budget snapshot is used; the instance itself stays usable.
+            store.data_mut().published.clear();
+            self.live = Some((store, bindings));
+            return Err(e);
+        }
+        match result {
             Ok(Ok(())) => {
                 let published = std::mem::take(&mut store.data_mut().published);
                 self.live = Some((store, bindings));

@@ -266,3 +266,17 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Pinned instance directories left for these instance IDs.
+pub fn pins_of(ids: &[String]) -> usize {
+    std::fs::read_dir("/sys/fs/bpf/gadget")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|root| {
+            ids.iter()
+                .filter(|id| root.path().join(id).exists())
+                .count()
+        })
+        .sum()
+}

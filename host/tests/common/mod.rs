@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod memcg;
 pub mod prometheus;
 pub mod registry;
 
@@ -28,6 +29,37 @@ pub fn profile_blockio_dir() -> PathBuf {
         dir.join("program.bpf.o").is_file() && dir.join("program.wasm").is_file(),
         "build the gadget first: make gadgets"
     );
+    dir
+}
+
+/// A gadget directory with profile_blockio's object and the given gadget.yaml (no Wasm).
+pub fn gadget_dir(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gadget.yaml"), yaml).unwrap();
+    std::fs::copy(
+        profile_blockio_dir().join("program.bpf.o"),
+        dir.path().join("program.bpf.o"),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn profile_yaml() -> String {
+    std::fs::read_to_string(profile_blockio_dir().join("gadget.yaml")).unwrap()
+}
+
+/// A gadget directory running the test guest host/tests/guests/misbehaving in `mode`.
+pub fn misbehaving_gadget(mode: &str) -> tempfile::TempDir {
+    let yaml = profile_yaml().replace(
+        "  wasm:\n",
+        &format!("  wasm:\n    mode:\n      defaultValue: {mode}\n"),
+    );
+    let dir = gadget_dir(&yaml);
+    std::fs::copy(
+        guest_wasm("misbehaving_guest"),
+        dir.path().join("program.wasm"),
+    )
+    .unwrap();
     dir
 }
 

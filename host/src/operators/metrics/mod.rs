@@ -81,10 +81,35 @@ struct ScopeState {
     latest: Option<Publication>,
 }
 
+/// The host's own count of series it left out of scrapes, by reason.
+pub const SKIPPED_FAMILY: &str = "gadget_metrics_series_skipped_total";
+
+/// Why a series was left out of a scrape (the label `reason` of [`SKIPPED_FAMILY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Skip {
+    /// The metric name is empty or invalid after sanitizing.
+    BadName,
+    /// A label name is reserved, empty, or appears twice after sanitizing.
+    BadLabel,
+    /// Another instance exports the same name with another type.
+    TypeConflict,
+}
+
+impl Skip {
+    fn as_str(self) -> &'static str {
+        match self {
+            Skip::BadName => "bad_name",
+            Skip::BadLabel => "bad_label",
+            Skip::TypeConflict => "type_conflict",
+        }
+    }
+}
+
 /// Everything one endpoint serves, shared by the gadget instances of a process.
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     scopes: Arc<Mutex<BTreeMap<String, ScopeState>>>,
+    skipped: Arc<Mutex<BTreeMap<Skip, u64>>>,
 }
 
 /// An exported scope; dropping it removes its metrics from the endpoint.
@@ -137,9 +162,12 @@ impl MetricsRegistry {
             .collect()
     }
 
-    /// The metric families to expose, one per metric name across all scopes.
+    /// The metric families to expose, one per metric name across all scopes. A series that
+    /// cannot be encoded is left out and counted (one instance must not break the scrape of
+    /// all); names are checked when instances start, so this is the last line of defence.
     pub fn gather(&self) -> Vec<MetricFamily> {
         let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        let mut skipped: Vec<Skip> = Vec::new();
         for ScopeSnapshot {
             scope,
             datasource,
@@ -152,9 +180,17 @@ impl MetricsRegistry {
                     continue;
                 };
                 let mut m = Metric::default();
-                m.set_label(labels(&h.labels, scope));
+                match labels(&h.labels, scope) {
+                    Ok(l) => m.set_label(l),
+                    Err(skip) => {
+                        skipped.push(skip);
+                        continue;
+                    }
+                }
                 m.set_histogram(histogram(h));
-                push(&mut families, name, help, MetricType::HISTOGRAM, m);
+                if let Err(skip) = push(&mut families, name, help, MetricType::HISTOGRAM, m) {
+                    skipped.push(skip);
+                }
             }
             for s in &p.samples {
                 let kind = datasource
@@ -165,10 +201,42 @@ impl MetricsRegistry {
                     continue;
                 };
                 let mut m = Metric::default();
-                m.set_label(labels(&s.labels, scope));
+                match labels(&s.labels, scope) {
+                    Ok(l) => m.set_label(l),
+                    Err(skip) => {
+                        skipped.push(skip);
+                        continue;
+                    }
+                }
                 let ty = sample(&mut m, s, kind);
-                push(&mut families, name, help, ty, m);
+                if let Err(skip) = push(&mut families, name, help, ty, m) {
+                    skipped.push(skip);
+                }
             }
+        }
+        let mut totals = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        for skip in skipped {
+            *totals.entry(skip).or_default() += 1;
+        }
+        if !totals.is_empty() {
+            let mut f = MetricFamily::default();
+            f.set_name(SKIPPED_FAMILY.to_string());
+            f.set_help(
+                "Series left out of scrapes because they cannot be encoded, by reason".to_string(),
+            );
+            f.set_field_type(MetricType::COUNTER);
+            for (skip, n) in totals.iter() {
+                let mut l = LabelPair::default();
+                l.set_name("reason".to_string());
+                l.set_value(skip.as_str().to_string());
+                let mut c = Counter::default();
+                c.set_value(*n as f64);
+                let mut m = Metric::default();
+                m.set_label(vec![l]);
+                m.set_counter(c);
+                f.mut_metric().push(m);
+            }
+            families.insert(SKIPPED_FAMILY.to_string(), f);
         }
         families.into_values().collect()
     }
@@ -205,13 +273,25 @@ fn family_name(ds: &DatasourceSpec, field: &str, kind: FieldKind) -> Option<(Str
     Some((naming::metric_name(field, unit, kind), help))
 }
 
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`, and not one of the host's own families.
+fn valid_metric_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && name != SKIPPED_FAMILY
+}
+
 fn push(
     families: &mut BTreeMap<String, MetricFamily>,
     name: String,
     help: String,
     ty: MetricType,
     m: Metric,
-) {
+) -> Result<(), Skip> {
+    if !valid_metric_name(&name) {
+        return Err(Skip::BadName);
+    }
     let family = families.entry(name.clone()).or_insert_with(|| {
         let mut f = MetricFamily::default();
         f.set_name(name.clone());
@@ -220,32 +300,36 @@ fn push(
         f
     });
     if family.get_field_type() != ty {
-        tracing::warn!(
-            "metric {name} is exported with two types by different gadgets; keeping the first"
-        );
-        return;
+        // The first type seen wins; the other instance's series are counted, not logged on
+        // every scrape.
+        return Err(Skip::TypeConflict);
     }
     family.mut_metric().push(m);
+    Ok(())
 }
 
-fn labels(pairs: &[(String, String)], scope: &str) -> Vec<LabelPair> {
-    let mut out: Vec<LabelPair> = pairs
-        .iter()
-        .filter(|(k, _)| k != SCOPE_LABEL)
-        .map(|(k, v)| {
-            let mut l = LabelPair::default();
-            l.set_name(naming::label_name(k));
-            l.set_value(v.clone());
-            l
-        })
-        .collect();
+/// The series' labels and the host's scope label, checked after sanitizing: reserved, empty
+/// or repeated names cannot be encoded without breaking the scrape.
+fn labels(pairs: &[(String, String)], scope: &str) -> Result<Vec<LabelPair>, Skip> {
+    let mut out: Vec<LabelPair> = Vec::with_capacity(pairs.len() + 1);
+    for (k, v) in pairs {
+        if crate::datasource::reserved_label(k).is_some() {
+            return Err(Skip::BadLabel);
+        }
+        let mut l = LabelPair::default();
+        l.set_name(naming::label_name(k));
+        l.set_value(v.clone());
+        out.push(l);
+    }
     let mut l = LabelPair::default();
     l.set_name(SCOPE_LABEL.to_string());
     l.set_value(scope.to_string());
     out.push(l);
     out.sort_by(|a, b| a.name().cmp(b.name()));
-    out.dedup_by(|a, b| a.name() == b.name());
-    out
+    if out.windows(2).any(|w| w[0].name() == w[1].name()) {
+        return Err(Skip::BadLabel);
+    }
+    Ok(out)
 }
 
 /// Without an exact sum from the guest, Σ count × upper bound: what IG's replay of `Record(2^k)`
@@ -515,5 +599,57 @@ mod tests {
             "{err}"
         );
         assert!("nocolon".parse::<MetricsName>().is_err());
+    }
+
+    #[test]
+    fn one_bad_instance_cannot_break_the_scrape_of_the_others() {
+        let reg = MetricsRegistry::default();
+        let specs = vec![blockio(true)];
+        let mut good = operator(&reg, "good");
+        good.start(&specs).unwrap();
+        good.publish(&specs, &[publication(&[1, 2], &[("node", "a")])])
+            .unwrap();
+        // What a hostile guest or a careless annotation could hand over if the checks at
+        // publish time were bypassed: each would fail the scrape or mark the target down.
+        let mut bad_specs = vec![blockio(true)];
+        bad_specs[0].fields.push(FieldSpec {
+            name: "".into(),
+            kind: FieldKind::Gauge,
+            unit: String::new(),
+            description: String::new(),
+            annotations: vec![],
+        });
+        let mut bad = operator(&reg, "bad");
+        bad.start(&bad_specs).unwrap();
+        let mut p = publication(&[5], &[("le", "x")]);
+        p.histograms
+            .push(publication(&[6], &[("otel-scope-name", "good")]).histograms[0].clone());
+        p.histograms
+            .push(publication(&[7], &[("a.b", "1"), ("a_b", "2")]).histograms[0].clone());
+        p.samples.push(Sample {
+            field: "".into(),
+            labels: vec![],
+            value: 1.0,
+        });
+        bad.publish(&bad_specs, &[p]).unwrap();
+        let text = reg.render().unwrap();
+        assert!(
+            text.contains(r#"latency__s_bucket{node="a",otel_scope_name="good",le="2"} 3"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"otel_scope_name="bad""#), "{text}");
+        assert_eq!(
+            text.matches(r#"otel_scope_name="good""#).count(),
+            5,
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gadget_metrics_series_skipped_total{reason="bad_label"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gadget_metrics_series_skipped_total{reason="bad_name"} 1"#),
+            "{text}"
+        );
     }
 }

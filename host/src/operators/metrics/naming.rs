@@ -42,10 +42,8 @@ pub fn sanitize(name: &str) -> String {
     out
 }
 
-/// Label names allow no `:`.
-pub fn label_name(name: &str) -> String {
-    sanitize(name).replace(':', "_")
-}
+/// Label names allow no `:`; the data model owns the rule so guests are checked against it.
+pub use crate::datasource::label_name;
 
 /// The metric family name for a field: name, unit suffix, and `_total` for counters.
 pub fn metric_name(field: &str, unit: &str, kind: FieldKind) -> String {

@@ -2,6 +2,12 @@
 //! snapshot (`trap`, `spin`, `grow`, `refuse`), at init (`refuse-init`), or never (`ok`).
 //! `probe` reports what the sandbox lets it see: the wall clock (seconds since the epoch) and
 //! whether a TCP connection to the `addr` param succeeds (1) or not (0), as gauges.
+//! Floods of what the host must bound (issue #11): `flood-keys` (8,000 samples, each with its own
+//! label key), `flood-values` (100,000 samples with distinct label values), `ignore-budget` (the
+//! same flood, the host's refusal ignored), `label-le` (a label Prometheus reserves), `log-flood`
+//! (a megabyte of log lines with newlines and escape sequences).
+
+use gadget_sdk::{LogLevel, log};
 
 use gadget_sdk::{Datasource, Gadget, GadgetConfig, Log2Histogram, MapSnapshot, Sample};
 
@@ -48,6 +54,30 @@ impl Gadget for Misbehaving {
                 self.hoard.push(vec![1u8; 1 << 20]);
             },
             "refuse" => Err("mode refuse: refusing on purpose".into()),
+            "flood-keys" => self
+                .out
+                .publish(&[], &flood(8_000, |i| (format!("k{i}"), "v".into()))),
+            "flood-values" => self
+                .out
+                .publish(&[], &flood(100_000, |i| ("k".into(), format!("v{i}")))),
+            "ignore-budget" => {
+                let _ = self
+                    .out
+                    .publish(&[], &flood(100_000, |i| ("k".into(), format!("v{i}"))));
+                Ok(())
+            }
+            "label-le" => self
+                .out
+                .publish(&[], &[Sample::new("clock", 1.0).label("le", "0.5")]),
+            "log-flood" => {
+                for _ in 0..1_000 {
+                    log(LogLevel::Warn, &"fake line\n\x1b[2Jcleared\r".repeat(100));
+                }
+                self.out.publish(
+                    &[Log2Histogram::default().to_histogram("latency", Vec::new())],
+                    &[],
+                )
+            }
             "probe" => {
                 let clock = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -71,6 +101,15 @@ impl Gadget for Misbehaving {
             ),
         }
     }
+}
+
+fn flood(n: usize, label: impl Fn(usize) -> (String, String)) -> Vec<Sample> {
+    (0..n)
+        .map(|i| {
+            let (k, v) = label(i);
+            Sample::new("clock", i as f64).label(&k, v)
+        })
+        .collect()
 }
 
 gadget_sdk::gadget!(Misbehaving);
