@@ -139,7 +139,7 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "instance name {:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit",
-            name.escape_debug().to_string()
+            name
         ));
     }
     Ok(())
@@ -153,7 +153,7 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
     {
         return Err(format!(
             "tag {:?}: use 1 to {MAX_NAME_LEN} printable characters without commas",
-            tag.escape_debug().to_string()
+            tag
         ));
     }
     Ok(())

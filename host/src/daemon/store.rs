@@ -101,10 +101,7 @@ impl Store {
                 }
                 Ok(i) => out.unreadable.push(unreadable(
                     &path,
-                    format!(
-                        "{:?} is not this file's instance ID (32 hex digits)",
-                        i.id.escape_debug().to_string()
-                    ),
+                    format!("{:?} is not this file's instance ID (32 hex digits)", i.id),
                 )),
                 Err(e) => out.unreadable.push(unreadable(&path, e)),
             }

@@ -258,8 +258,7 @@ fn check_publish(
         let Some(f) = spec.field(field) else {
             return Err(format!(
                 "field {:?} is not declared in datasource {}",
-                field.escape_debug().to_string(),
-                spec.name
+                field, spec.name
             ));
         };
         if (kind == FieldKind::Histogram) != (f.kind == FieldKind::Histogram)
@@ -295,8 +294,7 @@ fn check_publish(
             if let Some(why) = reserved_label(k) {
                 return Err(format!(
                     "label {:?} on field {field} of datasource {}: {why}",
-                    k.escape_debug().to_string(),
-                    spec.name
+                    k, spec.name
                 ));
             }
             if !keys.contains(&k.as_str()) {
@@ -360,6 +358,16 @@ fn check_datasource(budget: &GuestBudget, spec: &DatasourceSpec) -> Result<(), S
     if let Some(e) = too_long("the name", &spec.name) {
         return Err(e);
     }
+    // Names end up in tables, error messages and exposition: one printable line each.
+    if let Some(name) = std::iter::once(&spec.name)
+        .chain(spec.fields.iter().map(|f| &f.name))
+        .find(|n| n.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "name {name:?} in datasource {:?} contains control characters",
+            spec.name
+        ));
+    }
     for f in &spec.fields {
         if let Some(e) = too_long("a field name", &f.name) {
             return Err(e);
@@ -375,15 +383,13 @@ fn check_datasource(budget: &GuestBudget, spec: &DatasourceSpec) -> Result<(), S
         {
             return Err(format!(
                 "key field {:?} of datasource {}: {why}",
-                f.name.escape_debug().to_string(),
-                spec.name
+                f.name, spec.name
             ));
         }
         if !f.name.chars().any(|c| c.is_ascii_alphanumeric()) {
             return Err(format!(
                 "field {:?} of datasource {} has no letter or digit to name a metric after",
-                f.name.escape_debug().to_string(),
-                spec.name
+                f.name, spec.name
             ));
         }
         let annotation_bytes: usize = f
