@@ -22,6 +22,7 @@ pub mod ebpf;
 pub mod gadget;
 pub mod image;
 pub mod instance;
+pub mod net;
 pub mod operators;
 pub mod wasm;
 pub mod yaml;

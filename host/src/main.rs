@@ -67,6 +67,7 @@ fn main() -> ExitCode {
             Verb::Logout(args) => cli::image::logout(args, &images),
             Verb::New(args) => cli::new::execute(args),
             Verb::Daemon(args) => gadget::daemon::run(gadget::daemon::DaemonConfig {
+                connections: args.connection_limits(),
                 state_dir: args.state_dir,
                 socket,
                 metrics_address: args
@@ -105,13 +106,16 @@ fn main() -> ExitCode {
 async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
     use gadget::cluster;
     let c = cluster::Cluster::connect(&cli.namespace, cli.context.as_deref()).await?;
+    // Only `run -f URL` needs them: a bad config file fails only that.
+    let limits = cli.images().map(|i| i.limits);
     match cli.command {
         Verb::Run(args) => {
             anyhow::ensure!(
                 args.detach,
                 "--cluster runs instances detached on every node: add --detach"
             );
-            cluster::run(&c, &cli.nodes, cli::run::requests(&args, false)?).await?
+            let limits = limits?;
+            cluster::run(&c, &cli.nodes, cli::run::requests(&args, false, &limits)?).await?
         }
         Verb::List(args) => cluster::list(&c, &cli.nodes, args.output == "json").await?,
         Verb::Delete(args) => cluster::delete(&c, &cli.nodes, args.targets).await?,

@@ -44,6 +44,27 @@ pub struct DaemonArgs {
     /// File holding the cluster API's bearer token (the gadget-api-token Secret, mounted).
     #[arg(long = "api-token-file", requires = "api_listen_address")]
     pub api_token_file: Option<PathBuf>,
+    /// Open connections allowed on each listener (socket, metrics, cluster API); at the cap the
+    /// oldest idle one is closed, or the new one refused if all are busy.
+    #[arg(long, default_value_t = crate::net::ConnectionLimits::default().max_connections, value_parser = clap::value_parser!(usize))]
+    pub max_connections: usize,
+    /// Time a client has to send a complete request (HTTP head or socket request line);
+    /// idle keep-alive connections close after it too.
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse_positive)]
+    pub header_timeout: std::time::Duration,
+    /// Time a reply or a request body may make no progress before the connection is closed.
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_positive)]
+    pub idle_timeout: std::time::Duration,
+}
+
+impl DaemonArgs {
+    pub fn connection_limits(&self) -> crate::net::ConnectionLimits {
+        crate::net::ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 /// IG's columns: ID (12 characters), NAME, TAGS, GADGET, STATUS.

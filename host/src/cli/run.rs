@@ -139,21 +139,36 @@ impl RunArgs {
     }
 }
 
-/// Reads a manifest from a file, stdin (`-`) or an http(s) URL, bounded in size.
-fn read_manifest(source: &str) -> anyhow::Result<String> {
+/// Connecting to the server of a `-f http(s)://…` manifest.
+const FETCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a manifest from a file, stdin (`-`) or an http(s) URL, bounded in size (and a URL in
+/// time: `limits.fetch-timeout-seconds` for the whole fetch).
+fn read_manifest(source: &str, limits: &image::Limits) -> anyhow::Result<String> {
     use std::io::Read;
     let limit = manifest::MAX_MANIFEST_BYTES as u64;
     let mut text = String::new();
     if source == "-" {
         std::io::stdin().take(limit + 1).read_to_string(&mut text)?;
     } else if source.starts_with("http://") || source.starts_with("https://") {
-        let resp = ureq::get(source)
-            .call()
-            .map_err(|e| anyhow::anyhow!("fetching {source}: {e}"))?;
+        let deadline = Duration::from_secs(limits.fetch_timeout_seconds);
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(FETCH_CONNECT_TIMEOUT))
+            .timeout_global(Some(deadline))
+            .build()
+            .new_agent();
+        let fail = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "fetching {source}: {e} (the whole fetch has {} s: limits.fetch-timeout-seconds in the config file)",
+                deadline.as_secs()
+            )
+        };
+        let resp = agent.get(source).call().map_err(|e| fail(&e))?;
         resp.into_body()
             .into_reader()
             .take(limit + 1)
-            .read_to_string(&mut text)?;
+            .read_to_string(&mut text)
+            .map_err(|e| fail(&e))?;
     } else {
         std::fs::File::open(source)
             .map_err(|e| anyhow::anyhow!("{source}: {e}"))?
@@ -166,7 +181,11 @@ fn read_manifest(source: &str) -> anyhow::Result<String> {
 
 /// The run requests of a command line: its manifest's documents, or the flags. `local`: for
 /// this machine's daemon (gadget directories made absolute).
-pub fn requests(args: &RunArgs, local: bool) -> anyhow::Result<Vec<RunRequest>> {
+pub fn requests(
+    args: &RunArgs,
+    local: bool,
+    limits: &image::Limits,
+) -> anyhow::Result<Vec<RunRequest>> {
     let base = if local {
         args.request()
     } else {
@@ -181,7 +200,7 @@ pub fn requests(args: &RunArgs, local: bool) -> anyhow::Result<Vec<RunRequest>> 
     } else {
         source.clone()
     };
-    let text = read_manifest(source)?;
+    let text = read_manifest(source, limits)?;
     let mut reqs = manifest::parse(&text, &origin, &base)?;
     for r in &reqs {
         check_names(r)?;
@@ -212,7 +231,7 @@ pub async fn execute(
     socket: &std::path::Path,
     images: &ImageConfig,
 ) -> anyhow::Result<()> {
-    let mut requests = requests(&args, true)?;
+    let mut requests = requests(&args, true, &images.limits)?;
     // `gadget run REF` pulled before parsing (see `prefetch`); a manifest's images are pulled here.
     let policy = match args.file {
         Some(_) => args.pull,

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
 
 use super::Daemon;
-use super::api::{Reply, Request};
+use super::api::{MAX_REQUEST_BYTES, Reply, Request};
+use crate::net::{self, ConnectionLimits};
 
 pub const PATH: &str = "/api/v1";
 pub const TOKEN_HEADER: &str = "x-gadget-token";
@@ -28,12 +29,17 @@ fn reply(status: StatusCode, r: &Reply) -> axum::response::Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub async fn serve(addr: &str, token: String, daemon: Arc<Daemon>) -> std::io::Result<()> {
+pub async fn serve(
+    addr: &str,
+    token: String,
+    daemon: Arc<Daemon>,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let token = Arc::new(token);
     let app = Router::new().route(
         PATH,
-        post(move |headers: HeaderMap, body: Bytes| {
+        post(move |headers: HeaderMap, body: Body| {
             let (token, daemon) = (token.clone(), daemon.clone());
             async move {
                 let given = headers
@@ -45,6 +51,27 @@ pub async fn serve(addr: &str, token: String, daemon: Arc<Daemon>) -> std::io::R
                         format!("missing or wrong {TOKEN_HEADER} (the gadget-api-token Secret)");
                     return reply(StatusCode::UNAUTHORIZED, &Reply::Error { message });
                 }
+                // Read only once authorized, capped, and within the idle timeout.
+                let body = match tokio::time::timeout(
+                    limits.idle_timeout,
+                    axum::body::to_bytes(body, MAX_REQUEST_BYTES as usize),
+                )
+                .await
+                {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        let message =
+                            format!("reading the request: {e} (at most {MAX_REQUEST_BYTES} bytes)");
+                        return reply(StatusCode::BAD_REQUEST, &Reply::Error { message });
+                    }
+                    Err(_) => {
+                        let message = format!(
+                            "the request body did not arrive within {} s (the idle timeout)",
+                            limits.idle_timeout.as_secs_f64()
+                        );
+                        return reply(StatusCode::REQUEST_TIMEOUT, &Reply::Error { message });
+                    }
+                };
                 let request: Request = match serde_json::from_slice(&body) {
                     Ok(r) => r,
                     Err(e) => {
@@ -66,11 +93,7 @@ pub async fn serve(addr: &str, token: String, daemon: Arc<Daemon>) -> std::io::R
         "serving the cluster API on http://{}{PATH}",
         listener.local_addr()?
     );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("cluster API stopped: {e}");
-        }
-    });
+    net::serve_http(listener, app, net::Gate::new("cluster API", limits));
     Ok(())
 }
 

@@ -56,6 +56,8 @@ pub struct DaemonConfig {
     pub cluster_api: Option<(String, PathBuf)>,
     /// Where image references are found (and pulled into when missing).
     pub images: crate::image::ImageConfig,
+    /// Budgets of each listener: the socket, the metrics endpoint, the cluster API.
+    pub connections: crate::net::ConnectionLimits,
 }
 
 /// The last frame and the live stream of an instance's terminal view.
@@ -427,8 +429,13 @@ impl Daemon {
         }
     }
 
-    async fn handle(self: Arc<Self>, stream: UnixStream) {
-        let (read, mut write) = stream.into_split();
+    /// One connection on the socket: the request line within the header timeout (or the gate
+    /// closes it to make room), then busy until the reply is written; every write must make
+    /// progress within the idle timeout.
+    async fn handle(self: Arc<Self>, stream: UnixStream, permit: crate::net::Permit) {
+        let limits = permit.limits();
+        let (read, write) = stream.into_split();
+        let mut write = crate::net::StallTimeout::new(write, limits.idle_timeout);
         let mut line = String::new();
         let mut reader = BufReader::new(read.take(api::MAX_REQUEST_BYTES));
         let reply = |r: &Reply| {
@@ -437,9 +444,24 @@ impl Daemon {
             s.push('\n');
             s
         };
-        if reader.read_line(&mut line).await.is_err() {
-            return;
+        tokio::select! {
+            read = tokio::time::timeout(limits.header_timeout, reader.read_line(&mut line)) => {
+                match read {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let message = format!(
+                            "no complete request within {} s (the header timeout)",
+                            limits.header_timeout.as_secs_f64()
+                        );
+                        let _ = write.write_all(reply(&Reply::Error { message }).as_bytes()).await;
+                        return;
+                    }
+                }
+            }
+            () = permit.evicted() => return,
         }
+        permit.set_busy(true);
         let request: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
@@ -578,7 +600,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     });
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = &config.metrics_address {
-        server::serve_with_health(addr, daemon.registry.clone(), ready.clone()).await?;
+        server::serve_with_health(
+            addr,
+            daemon.registry.clone(),
+            ready.clone(),
+            config.connections,
+        )
+        .await?;
     }
     if let Some((addr, token_file)) = &config.cluster_api {
         let io = |source| DaemonError::Io {
@@ -594,7 +622,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 "the cluster API token must be at least 16 characters",
             )));
         }
-        cluster_api::serve(addr, token, daemon.clone())
+        cluster_api::serve(addr, token, daemon.clone(), config.connections)
             .await
             .map_err(|source| DaemonError::Io {
                 path: PathBuf::from(addr),
@@ -615,16 +643,26 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             path: PathBuf::from("SIGTERM"),
             source,
         })?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(daemon.clone().handle(stream)); }
-                Err(e) => tracing::warn!("accepting a connection: {e}"),
-            },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-        }
+    let refusal = serde_json::to_string(&Reply::Error {
+        message: format!(
+            "the daemon has {} connections on its socket, all busy (--max-connections); try again",
+            config.connections.max_connections
+        ),
+    })
+    .unwrap_or_default()
+        + "\n";
+    let d = daemon.clone();
+    let accepting = tokio::spawn(crate::net::accept_loop(
+        listener,
+        crate::net::Gate::new("daemon socket", config.connections),
+        refusal.into_bytes(),
+        move |stream, permit| d.clone().handle(stream, permit),
+    ));
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
     }
+    accepting.abort();
     tracing::info!("stopping; instances stay pinned and saved for the next start");
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || d.shutdown()).await.ok();

@@ -2,7 +2,8 @@
 //! `skopeo copy … oci-archive:` and IG's `image export` use. An imported archive is hostile
 //! input: only `oci-layout`, `index.json` and `blobs/sha256/<hex>` are read, each blob is
 //! verified against its name and capped in size, links are refused, and references appear in
-//! the store only once everything they point to is verified.
+//! the store only once everything they point to is verified, each blob's size against its
+//! descriptor too ([`Store::publish`]); blobs the index does not reach are not kept.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -200,9 +201,10 @@ pub fn import(
             &cfg.limits,
         )?;
         gadget_layers(&image.manifest, &entry.name, &cfg.limits)?;
+        // Presence here; sizes against descriptors (and that only reachable blobs are kept)
+        // when publishing.
         for d in super::layout::all_blobs(&image.manifest) {
-            let size = u64::try_from(d.size).unwrap_or(u64::MAX);
-            if !staged.contains(&d.digest) && !store.has_blob(&d.digest, size) {
+            if !staged.contains(&d.digest) && !store.blob_path(&d.digest)?.exists() {
                 return Err(bad(format!(
                     "blob {} ({}) is missing",
                     d.digest, d.media_type

@@ -35,6 +35,73 @@ impl Credentials {
     }
 }
 
+/// A registry's `WWW-Authenticate: Bearer realm="…",service="…"` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerChallenge {
+    pub realm: String,
+    pub service: Option<String>,
+}
+
+/// The first Bearer challenge (with a realm) of a `WWW-Authenticate` value; `None` for Basic,
+/// other schemes and text that does not parse.
+pub fn bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    http_auth::parser::ChallengeParser::new(header)
+        .filter_map(Result::ok)
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|c| {
+            let param = |name: &str| {
+                c.params
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_unescaped())
+            };
+            Some(BearerChallenge {
+                realm: param("realm").filter(|r| !r.is_empty())?,
+                service: param("service"),
+            })
+        })
+}
+
+/// Where a token may be asked for: an http(s) realm, and credentials only over HTTPS or to a
+/// loopback host or one listed as insecure (`host` or `host:port`), as for registries.
+pub fn check_realm(
+    realm: &str,
+    with_credentials: bool,
+    insecure: &[String],
+) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(realm)
+        .map_err(|e| format!("the token realm {realm:?} is not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or("").to_string();
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if !with_credentials => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => {
+                    ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+                None => false,
+            };
+            let with_port = url.port().map(|p| format!("{host}:{p}"));
+            let listed = insecure
+                .iter()
+                .any(|i| *i == host || Some(i) == with_port.as_ref());
+            if loopback || listed {
+                Ok(url)
+            } else {
+                Err(format!(
+                    "the registry asks to send its credentials to {realm} over plain HTTP; refused (they would travel in clear text). If {host} is trusted, list it with --insecure-registries"
+                ))
+            }
+        }
+        other => Err(format!(
+            "the token realm {realm:?} uses {other:?}; only http and https are supported"
+        )),
+    }
+}
+
 /// The Docker config files consulted after ours, in order.
 pub fn docker_config_files() -> Vec<PathBuf> {
     let mut v = Vec::new();
@@ -206,6 +273,48 @@ fn write_private(file: &Path, v: &Value) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_challenges_and_where_credentials_may_go() {
+        let c = bearer_challenge(
+            r#"Basic realm="x", Bearer realm="https://auth.example/token",service="reg.example""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "https://auth.example/token");
+        assert_eq!(c.service.as_deref(), Some("reg.example"));
+        assert_eq!(bearer_challenge(r#"Basic realm="fake""#), None);
+        assert_eq!(bearer_challenge("Bearer service=x"), None);
+        assert_eq!(bearer_challenge("\u{0}garbage=\"\""), None);
+
+        assert!(check_realm("https://auth.example/t", true, &[]).is_ok());
+        assert!(check_realm("http://auth.example/t", false, &[]).is_ok());
+        let e = check_realm("http://auth.example:8080/t", true, &[]).unwrap_err();
+        assert!(
+            e.contains("plain HTTP") && e.contains("--insecure-registries"),
+            "{e}"
+        );
+        assert!(check_realm("http://auth.example:8080/t", true, &["auth.example".into()]).is_ok());
+        assert!(
+            check_realm(
+                "http://auth.example:8080/t",
+                true,
+                &["auth.example:8080".into()]
+            )
+            .is_ok()
+        );
+        assert!(
+            check_realm(
+                "http://auth.example:8080/t",
+                true,
+                &["auth.example:1".into()]
+            )
+            .is_err()
+        );
+        assert!(check_realm("http://127.0.0.1:5001/t", true, &[]).is_ok());
+        assert!(check_realm("http://localhost/t", true, &[]).is_ok());
+        assert!(check_realm("http://[::1]:5/t", true, &[]).is_ok());
+        assert!(check_realm("file:///etc/passwd", false, &[]).is_err());
+    }
 
     #[test]
     fn store_lookup_remove_and_redaction() {

@@ -14,13 +14,20 @@ pub const DEFAULT_STORE: &str = "/var/lib/gadget/oci-store";
 pub const DEFAULT_AUTH_FILE: &str = "/var/lib/gadget/config.json";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/gadget/config.yaml";
 
-/// Size caps checked against descriptors before anything is downloaded, and while it is.
+/// Size caps checked against descriptors before anything is downloaded, and while it is; and
+/// the budgets of other network fetches (docs/budgets.md). A key left out keeps its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct Limits {
     pub manifest_bytes: u64,
     pub config_bytes: u64,
     pub layer_bytes: u64,
+    /// A registry token endpoint's reply.
+    pub token_bytes: u64,
+    /// One whole pull (authentication, manifests, blobs).
+    pub pull_timeout_seconds: u64,
+    /// One `gadget run -f http(s)://…` manifest fetch.
+    pub fetch_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -29,6 +36,9 @@ impl Default for Limits {
             manifest_bytes: 4 << 20,
             config_bytes: crate::gadget::metadata::MAX_METADATA_BYTES as u64,
             layer_bytes: 64 << 20,
+            token_bytes: 1 << 20,
+            pull_timeout_seconds: 600,
+            fetch_timeout_seconds: 30,
         }
     }
 }
@@ -127,7 +137,7 @@ impl ImageConfig {
                 ImageError::invalid(
                     path.display().to_string(),
                     format!(
-                        "{e} (expected keys: store, registry-prefix, insecure-registries, auth-file, limits: {{manifest-bytes, config-bytes, layer-bytes}})"
+                        "{e} (expected keys: store, registry-prefix, insecure-registries, auth-file, limits: {{manifest-bytes, config-bytes, layer-bytes, token-bytes, pull-timeout-seconds, fetch-timeout-seconds}})"
                     ),
                 )
             })?
@@ -171,6 +181,10 @@ mod tests {
         assert_eq!(c.insecure_registries, vec!["reg:5000".to_string()]);
         assert_eq!(c.limits.layer_bytes, 30);
         assert_eq!(c.store, PathBuf::from(DEFAULT_STORE));
+        std::fs::write(&f, "limits: {pull-timeout-seconds: 5}\n").unwrap();
+        let c = ImageConfig::load(Some(&f)).unwrap();
+        assert_eq!(c.limits.pull_timeout_seconds, 5);
+        assert_eq!(c.limits.layer_bytes, Limits::default().layer_bytes);
         std::fs::write(&f, "layer-limit: 3\n").unwrap();
         let e = ImageConfig::load(Some(&f)).unwrap_err().to_string();
         assert!(e.contains("c.yaml") && e.contains("layer-limit"), "{e}");

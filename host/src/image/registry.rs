@@ -1,8 +1,11 @@
 //! Moving images between a registry and the local store, with `oci-client` doing the protocol
-//! (token dance, blob upload sessions). What it lacks is written here: manifests are fetched
-//! with a size cap (its own fetch buffers any size), and every blob is streamed into the store
-//! through [`super::store::BlobWriter`], which enforces the descriptor's size as it goes and
-//! checks the digest before the blob exists.
+//! (blob upload sessions). What it lacks is written here: manifests are fetched with a size cap
+//! (its own fetch buffers any size); a bearer token is fetched here too, capped at
+//! `limits.token-bytes` and never sending credentials over plain HTTP to a realm that is neither
+//! loopback nor listed as insecure (oci-client reads any size and sends them anywhere), then
+//! handed to oci-client, which stores it without a request; every blob is streamed into the
+//! store through [`super::store::BlobWriter`], which enforces the descriptor's size as it goes
+//! and checks the digest before the blob exists; a whole pull has `limits.pull-timeout-seconds`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -70,20 +73,14 @@ impl<'a> Session<'a> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| registry_err(r, format!("creating the HTTP client: {e}")))?;
-        let bearer = client
-            .auth(
-                &r.to_oci(),
-                &Credentials::to_registry_auth(credentials.as_ref()),
-                op,
-            )
-            .await
-            .map_err(|e| registry_err(r, describe(&e, r)))?;
+        let scheme = if insecure { "http" } else { "https" };
+        let bearer = authenticate(cfg, r, &client, &http, scheme, credentials.as_ref(), op).await?;
         Ok(Session {
             cfg,
             r: r.clone(),
             client,
             http,
-            scheme: if insecure { "http" } else { "https" },
+            scheme,
             credentials,
             bearer,
             progress: Progress::new(),
@@ -245,8 +242,161 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Asks the registry how to authenticate (`GET /v2/`). A Bearer challenge: the token comes
+/// from its realm here, and oci-client is handed it (it keeps it for its own requests without
+/// asking anything). Otherwise (no challenge, or Basic): credentials, if any, go to oci-client
+/// as basic auth; without credentials oci-client is given nothing, so it never fetches a token
+/// on its own.
+async fn authenticate(
+    cfg: &ImageConfig,
+    r: &ImageRef,
+    client: &Client,
+    http: &reqwest::Client,
+    scheme: &str,
+    credentials: Option<&Credentials>,
+    op: RegistryOperation,
+) -> Result<Option<String>, ImageError> {
+    let url = format!("{scheme}://{}/v2/", r.registry);
+    let resp = http.get(&url).send().await.map_err(|e| {
+        let hint = if r.is_insecure(&[]) {
+            String::new()
+        } else {
+            format!(
+                " — if {} speaks plain HTTP, list it with --insecure-registries",
+                r.registry
+            )
+        };
+        registry_err(r, format!("GET {url}: {}{hint}", crate::error_chain(&e)))
+    })?;
+    let challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer_challenge);
+    // The body of /v2/ is never read.
+    drop(resp);
+    let oci = r.to_oci();
+    let Some(challenge) = challenge else {
+        if credentials.is_some() {
+            client
+                .auth(&oci, &Credentials::to_registry_auth(credentials), op)
+                .await
+                .map_err(|e| registry_err(r, describe(&e, r)))?;
+        }
+        return Ok(None);
+    };
+    let token = fetch_token(cfg, r, http, &challenge, credentials, op).await?;
+    client
+        .auth(
+            &oci,
+            &oci_client::secrets::RegistryAuth::Bearer(token.clone()),
+            op,
+        )
+        .await
+        .map_err(|e| registry_err(r, describe(&e, r)))?;
+    Ok(Some(token))
+}
+
+/// The token of a Bearer challenge, from its realm: credentials only where
+/// [`auth::check_realm`] allows, the reply capped at `limits.token-bytes`.
+async fn fetch_token(
+    cfg: &ImageConfig,
+    r: &ImageRef,
+    http: &reqwest::Client,
+    challenge: &auth::BearerChallenge,
+    credentials: Option<&Credentials>,
+    op: RegistryOperation,
+) -> Result<String, ImageError> {
+    let realm = auth::check_realm(
+        &challenge.realm,
+        credentials.is_some(),
+        &cfg.insecure_registries,
+    )
+    .map_err(|m| registry_err(r, m))?;
+    let scope = format!(
+        "repository:{}:{}",
+        r.repository,
+        match op {
+            RegistryOperation::Pull => "pull",
+            RegistryOperation::Push => "pull,push",
+        }
+    );
+    let mut req = http.get(realm.clone()).query(&[("scope", scope.as_str())]);
+    if let Some(service) = &challenge.service {
+        req = req.query(&[("service", service.as_str())]);
+    }
+    if let Some(c) = credentials {
+        req = req.basic_auth(&c.username, Some(&c.password));
+    }
+    let what = format!("the token from {}", challenge.realm);
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| registry_err(r, format!("{what}: {}", crate::error_chain(&e))))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(registry_err(
+            r,
+            http_failure(status, &challenge.realm, r, resp).await,
+        ));
+    }
+    let limit = cfg.limits.token_bytes;
+    let too_large = |size| ImageError::TooLarge {
+        what: what.clone(),
+        origin: r.registry.clone(),
+        size,
+        limit,
+        setting: "limits.token-bytes",
+    };
+    if let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(too_large(len));
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| registry_err(r, format!("reading {what}: {}", crate::error_chain(&e))))?;
+        if body.len() + chunk.len() > limit as usize {
+            return Err(too_large((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenReply {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+    }
+    let reply: TokenReply = serde_json::from_slice(&body)
+        .map_err(|e| registry_err(r, format!("{what} is not a token reply (JSON): {e}")))?;
+    reply
+        .token
+        .or(reply.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| registry_err(r, format!("{what}: the reply holds no token")))
+}
+
 /// Pulls `r` into the store; the reference becomes visible only once every blob is verified.
+/// The whole pull has `limits.pull-timeout-seconds`: a registry that trickles cannot hold it
+/// (or a daemon request waiting on it) forever; past it the store is as it was.
 pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entry, ImageError> {
+    let limit = Duration::from_secs(cfg.limits.pull_timeout_seconds);
+    match tokio::time::timeout(limit, pull_within(cfg, store, r)).await {
+        Ok(result) => result,
+        Err(_) => Err(registry_err(
+            r,
+            format!(
+                "pulling {r} did not finish within {} s (limits.pull-timeout-seconds in the config file); nothing was stored",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn pull_within(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entry, ImageError> {
     let mut s = Session::open(cfg, r, RegistryOperation::Pull).await?;
     let origin = r.to_string();
     let top_ref = r

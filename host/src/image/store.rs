@@ -25,6 +25,8 @@ const INDEX_FILE: &str = "index.json";
 const LOCK_FILE: &str = ".lock";
 /// index.json lists references, not content: anything bigger than this is not ours.
 const MAX_INDEX_BYTES: u64 = 16 << 20;
+/// Blobs one published entry may reach (an index, its manifests, their configs and layers).
+const MAX_REACHABLE: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -123,16 +125,26 @@ impl Store {
         })
     }
 
-    /// Makes staged images visible: their blobs move into the layout, then index.json points
-    /// each name at its entry. Everything the entries reach must then be present.
+    /// Makes staged images visible: what each entry reaches is checked first (every blob
+    /// present, staged or stored, with exactly the size its descriptor states; staged blobs were
+    /// verified against their digest as they arrived), then only those blobs move into the
+    /// layout (a staged blob nothing references is dropped), then index.json points each name
+    /// at its entry.
     pub fn publish(
         &self,
         mut staging: Staging,
         refs: Vec<(String, ImageIndexEntry)>,
     ) -> Result<(), ImageError> {
         let lock = self.lock()?;
+        let mut reached = BTreeSet::new();
+        for (name, entry) in &refs {
+            self.check_complete(&staging, name, entry, &mut reached)?;
+        }
         let dir = staging.dir.take().unwrap_or_default();
         for digest in std::mem::take(&mut staging.blobs) {
+            if !reached.contains(&digest) {
+                continue;
+            }
             let dest = self.blob_path(&digest)?;
             let src = dir.join(digest_hex(&digest).unwrap_or_default());
             if dest.exists() {
@@ -141,9 +153,6 @@ impl Store {
             fs::rename(&src, &dest).map_err(|e| ImageError::io(&dest, e))?;
         }
         let _ = fs::remove_dir_all(&dir);
-        for (_, entry) in &refs {
-            self.check_complete(entry)?;
-        }
         let mut index = self.read_index()?;
         for (name, entry) in refs {
             add_ref(&mut index, &name, entry);
@@ -153,45 +162,82 @@ impl Store {
         Ok(())
     }
 
-    /// Every blob an entry needs is present: the entry, and each stored platform manifest with
-    /// its config and layers (a pull stores one platform of an index; the others are absent).
-    /// A concurrent `remove` may have collected a blob a pull skipped because it was there.
-    fn check_complete(&self, entry: &ImageIndexEntry) -> Result<(), ImageError> {
-        let missing =
-            |digest: &str| -> Result<bool, ImageError> { Ok(!self.blob_path(digest)?.exists()) };
+    /// Walks what `entry` reaches, staged or stored, into `reached`: the entry itself, each
+    /// present platform manifest of an index (a pull stores one platform; the others are
+    /// absent, but one must be there), and each manifest's config and layers (all required).
+    /// Every blob found must have its descriptor's size. A concurrent `remove` may have
+    /// collected a blob a pull skipped because it was there: that is reported as missing.
+    fn check_complete(
+        &self,
+        staging: &Staging,
+        name: &str,
+        entry: &ImageIndexEntry,
+        reached: &mut BTreeSet<String>,
+    ) -> Result<(), ImageError> {
         let gone = |digest: &str| {
             self.err(format!(
-                "blob {digest} is missing from the image being stored (removed concurrently?); run the command again"
+                "blob {digest} is missing from the image being stored as {name} (removed concurrently?); run the command again"
             ))
         };
-        if missing(&entry.digest)? {
-            return Err(gone(&entry.digest));
-        }
-        let manifests: Vec<String> = if is_index(&entry.media_type) {
-            let index: OciImageIndex = self.read_json(&entry.digest, u64::MAX)?;
-            let mut present = Vec::new();
-            for m in index.manifests {
-                if !missing(&m.digest)? {
-                    present.push(m.digest);
-                }
+        // (media type, digest, size, required, depth)
+        let mut todo = vec![(
+            entry.media_type.clone(),
+            entry.digest.clone(),
+            entry.size,
+            true,
+            0usize,
+        )];
+        let mut visited = 0usize;
+        while let Some((media_type, digest, size, required, depth)) = todo.pop() {
+            visited += 1;
+            if visited > MAX_REACHABLE || depth > 2 {
+                return Err(self.err(format!(
+                    "{name}: more than {MAX_REACHABLE} blobs or indexes nested deeper than 2; not a gadget image"
+                )));
             }
-            if present.is_empty() {
-                return Err(gone("of any platform manifest"));
-            }
-            present
-        } else if entry.media_type == super::OCI_MANIFEST
-            || entry.media_type == super::DOCKER_MANIFEST
-        {
-            vec![entry.digest.clone()]
-        } else {
-            Vec::new()
-        };
-        for m in manifests {
-            let manifest: OciImageManifest = self.read_json(&m, u64::MAX)?;
-            for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                if missing(&d.digest)? {
-                    return Err(gone(&d.digest));
+            let Some(actual) = staging.blob_len(self, &digest) else {
+                if required {
+                    return Err(gone(&digest));
                 }
+                continue;
+            };
+            if u64::try_from(size).ok() != Some(actual) {
+                return Err(ImageError::SizeMismatch {
+                    what: format!("blob {digest} ({media_type})"),
+                    origin: name.to_string(),
+                    expected: u64::try_from(size).unwrap_or(0),
+                    actual,
+                });
+            }
+            if !reached.insert(digest.clone()) {
+                continue;
+            }
+            if is_index(&media_type) {
+                let bytes = staging.read_blob(self, &digest, MAX_INDEX_BYTES)?;
+                let index: OciImageIndex = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.err(format!("blob {digest} is not an image index: {e}")))?;
+                if !index
+                    .manifests
+                    .iter()
+                    .any(|m| staging.blob_len(self, &m.digest).is_some())
+                {
+                    return Err(gone("of any platform manifest"));
+                }
+                todo.extend(
+                    index
+                        .manifests
+                        .into_iter()
+                        .map(|m| (m.media_type, m.digest, m.size, false, depth + 1)),
+                );
+            } else if media_type == super::OCI_MANIFEST || media_type == super::DOCKER_MANIFEST {
+                let bytes = staging.read_blob(self, &digest, MAX_INDEX_BYTES)?;
+                let manifest: OciImageManifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.err(format!("blob {digest} is not a manifest: {e}")))?;
+                todo.extend(
+                    std::iter::once(manifest.config)
+                        .chain(manifest.layers)
+                        .map(|d| (d.media_type, d.digest, d.size, true, depth + 1)),
+                );
             }
         }
         Ok(())
@@ -456,6 +502,16 @@ impl Staging {
         store.read_blob(digest, limit)
     }
 
+    /// The size of a blob staged here, or else in the store; `None` when neither has it.
+    fn blob_len(&self, store: &Store, digest: &str) -> Option<u64> {
+        let path = if self.blobs.iter().any(|b| b == digest) {
+            self.dir.as_deref()?.join(digest_hex(digest)?)
+        } else {
+            store.blob_path(digest).ok()?
+        };
+        fs::metadata(path).ok().map(|m| m.len())
+    }
+
     /// Stages bytes whose digest is computed here; returns it.
     pub fn put_blob(&mut self, bytes: &[u8]) -> Result<String, ImageError> {
         let digest = sha256_digest(bytes);
@@ -702,6 +758,66 @@ mod tests {
             s.entries().unwrap().len(),
             1,
             "the broken image is not listed"
+        );
+    }
+
+    #[test]
+    fn descriptor_sizes_are_verified_and_unreferenced_blobs_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let entry = |d: &str, n: usize| ImageIndexEntry {
+            media_type: super::super::OCI_MANIFEST.into(),
+            digest: d.into(),
+            size: n as i64,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        };
+        let manifest_with_config_size = |st: &mut Staging, size: usize| {
+            let cfg = st.put_blob(b"name: x").unwrap();
+            let m = format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{cfg}","size":{size}}},"layers":[]}}"#
+            );
+            (st.put_blob(m.as_bytes()).unwrap(), m.len())
+        };
+        // The config's descriptor says 1 byte; the blob has 7.
+        let mut st = s.staging().unwrap();
+        let (m, n) = manifest_with_config_size(&mut st, 1);
+        let err = s
+            .publish(st, vec![("r.io/a:1".into(), entry(&m, n))])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("7 bytes where the descriptor says 1"), "{err}");
+        assert!(s.entries().unwrap().is_empty());
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
+        // The index entry's own size is checked as well.
+        let mut st = s.staging().unwrap();
+        let (m, n) = manifest_with_config_size(&mut st, 7);
+        let err = s
+            .publish(st, vec![("r.io/a:1".into(), entry(&m, n + 1))])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("where the descriptor says"), "{err}");
+        // Right sizes publish; a staged blob nothing references is not kept.
+        let mut st = s.staging().unwrap();
+        let (m, n) = manifest_with_config_size(&mut st, 7);
+        let stray = st.put_blob(b"unreferenced").unwrap();
+        s.publish(st, vec![("r.io/a:1".into(), entry(&m, n))])
+            .unwrap();
+        assert!(
+            !s.has_blob(&stray, 12),
+            "an unreferenced blob was published"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            2
         );
     }
 

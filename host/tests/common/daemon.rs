@@ -17,6 +17,8 @@ pub struct Daemon {
     node: Option<String>,
     /// host:port of the cluster API, when enabled.
     pub cluster_api: Option<String>,
+    /// More `gadget daemon` flags.
+    pub extra_args: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -44,6 +46,24 @@ impl Daemon {
         d
     }
 
+    /// A daemon with more flags, and the cluster API with this token if given.
+    pub fn with_flags(flags: &[&str], api_token: Option<&str>) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = Daemon::unstarted(format!("127.0.0.1:{}", free_port()), None, None, tmp);
+        if let Some(token) = api_token {
+            std::fs::write(d.dir.join("api-token"), format!("{token}\n")).unwrap();
+            d.cluster_api = Some(format!("127.0.0.1:{}", free_port()));
+        }
+        d.extra_args = flags.iter().map(|f| f.to_string()).collect();
+        d.start();
+        d
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon not running").id()
+    }
+
     fn with(listen: String, netns: Option<String>, node: Option<String>) -> Daemon {
         let mut d = Daemon::unstarted(listen, netns, node, tempfile::tempdir().unwrap());
         d.start();
@@ -63,6 +83,7 @@ impl Daemon {
             netns,
             node,
             cluster_api: None,
+            extra_args: Vec::new(),
             _tmp: tmp,
         }
     }
@@ -101,6 +122,7 @@ impl Daemon {
                 .arg("--api-token-file")
                 .arg(self.dir.join("api-token"));
         }
+        cmd.args(&self.extra_args);
         cmd.stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()

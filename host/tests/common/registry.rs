@@ -88,6 +88,11 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Announce the whole body's length but send only this many bytes, then hang up.
     pub truncate_to: Option<usize>,
+    /// This many bytes of JSON whitespace after the body, generated as they are sent (a huge
+    /// reply without holding it in memory); counted in Content-Length.
+    pub filler: u64,
+    /// Send the body one byte at a time, this long apart.
+    pub trickle: Option<Duration>,
 }
 
 impl Reply {
@@ -115,7 +120,15 @@ pub struct FakeRegistry {
 
 impl FakeRegistry {
     pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeRegistry {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", handler)
+    }
+
+    /// The same on another address (`0.0.0.0`: reachable by a non-loopback address too).
+    pub fn start_on(
+        addr: &str,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> FakeRegistry {
+        let listener = TcpListener::bind((addr, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -188,7 +201,7 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
         let mut head = format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
             reply.status,
-            reply.body.len()
+            reply.body.len() as u64 + reply.filler
         );
         for (k, v) in &reply.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -198,8 +211,24 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
             return;
         }
         let n = reply.truncate_to.unwrap_or(reply.body.len());
-        if conn.write_all(&reply.body[..n]).is_err() {
+        if let Some(gap) = reply.trickle {
+            for b in &reply.body[..n] {
+                if conn.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+        } else if conn.write_all(&reply.body[..n]).is_err() {
             return;
+        }
+        let chunk = vec![b' '; 1 << 16];
+        let mut left = reply.filler;
+        while left > 0 {
+            let k = left.min(chunk.len() as u64) as usize;
+            if conn.write_all(&chunk[..k]).is_err() {
+                return;
+            }
+            left -= k as u64;
         }
         if reply.truncate_to.is_some() {
             let _ = conn.flush();

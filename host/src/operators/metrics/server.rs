@@ -1,4 +1,5 @@
-//! The Prometheus endpoint (IG's default `0.0.0.0:2224`, path `/metrics`).
+//! The Prometheus endpoint (IG's default `0.0.0.0:2224`, path `/metrics`), served within the
+//! connection budgets of [`crate::net`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::routing::get;
 
 use super::MetricsRegistry;
+use crate::net::{self, ConnectionLimits};
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0:2224";
 pub const PATH: &str = "/metrics";
@@ -27,7 +29,13 @@ pub enum ServerError {
 /// Binds now (so a taken port is an error at start, not a log line later) and serves in the
 /// background on the current tokio runtime. Returns the bound address.
 pub async fn serve(addr: &str, registry: MetricsRegistry) -> Result<SocketAddr, ServerError> {
-    serve_with_health(addr, registry, Arc::new(AtomicBool::new(true))).await
+    serve_with_health(
+        addr,
+        registry,
+        Arc::new(AtomicBool::new(true)),
+        ConnectionLimits::default(),
+    )
+    .await
 }
 
 /// [`serve`] plus `/healthz` (the process answers) and `/readyz` (200 once `ready` is set,
@@ -36,6 +44,7 @@ pub async fn serve_with_health(
     addr: &str,
     registry: MetricsRegistry,
     ready: Arc<AtomicBool>,
+    limits: ConnectionLimits,
 ) -> Result<SocketAddr, ServerError> {
     let bind_err = |source| ServerError::Bind {
         addr: addr.to_string(),
@@ -80,11 +89,7 @@ pub async fn serve_with_health(
                 }
             }),
         );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("metrics endpoint stopped: {e}");
-        }
-    });
+    net::serve_http(listener, app, net::Gate::new("metrics endpoint", limits));
     tracing::info!("serving metrics on http://{local}{PATH}");
     Ok(local)
 }
