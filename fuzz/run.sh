@@ -4,6 +4,7 @@
 #
 #   fuzz/run.sh check TARGET      every checked-in seed of fuzz/corpus/TARGET once
 #   fuzz/run.sh fuzz TARGET SECS  coverage-guided fuzzing for SECS seconds from the seeds
+#   fuzz/run.sh smoke TARGET SECS both, quietly: one summary line, the log's tail on failure
 #
 # New inputs go to fuzz/scratch/TARGET (never into the checked-in corpus); a crash, timeout
 # or out-of-memory input is written to fuzz/artifacts/TARGET/ and the run exits non-zero.
@@ -24,8 +25,20 @@ limits=(-rss_limit_mb="$rss" -malloc_limit_mb="$rss" -timeout="${FUZZ_TIMEOUT:-1
 [ -n "${FUZZ_MAX_LEN:-}" ] && limits+=(-max_len="$FUZZ_MAX_LEN")
 # Scratch files of the targets that write (archive_import, registry_auth) go to tmpfs.
 export GADGET_FUZZ_TMP=${GADGET_FUZZ_TMP:-/dev/shm}
+if [ "$mode" = smoke ]; then
+    log=$artifacts/smoke.log
+    if ! "$0" check "$target" >"$log" 2>&1 || ! "$0" fuzz "$target" "$secs" >>"$log" 2>&1; then
+        tail -n 40 "$log"
+        echo "fuzz $target: FAILED (log: $log, inputs: $artifacts/)"
+        exit 1
+    fi
+    seeds=$(grep -m1 -o 'INITED.*corp: [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    runs=$(grep 'stat::number_of_executed_units' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)
+    echo "fuzz $target: ${seeds:-0} seeds pass, ${runs:-0} executions in ${secs} s, nothing found"
+    exit 0
+fi
 case $mode in
     check) exec "$bin" "${limits[@]}" -runs=0 "$corpus" ;;
     fuzz) exec "$bin" "${limits[@]}" -max_total_time="$secs" "$scratch" "$corpus" ;;
-    *) echo "usage: fuzz/run.sh check|fuzz TARGET [SECONDS]" >&2; exit 2 ;;
+    *) echo "usage: fuzz/run.sh check|fuzz|smoke TARGET [SECONDS]" >&2; exit 2 ;;
 esac
