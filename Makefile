@@ -12,7 +12,7 @@ GUEST_DIR := target/$(GUEST_TARGET)/release
 GADGET := target/release/gadget
 
 .PHONY: all deps guests gadgets host run test lint unit-test integration-test deploy-validate bench clean \
-	fuzz-deps fuzz-build fuzz fuzz-check
+	fuzz-deps fuzz-build fuzz fuzz-check fuzz-open
 all: host gadgets
 
 include ebpf/Makefile.inc
@@ -90,6 +90,10 @@ fuzz-check: fuzz-build
 	@failed=""; for t in $(FUZZ_TARGETS); do \
 		fuzz/run.sh smoke $$t $(FUZZ_CHECK_SECONDS) || failed="$$failed $$t"; \
 	done; [ -z "$$failed" ] || { echo "fuzz: failed:$$failed"; exit 1; }
+
+# Inputs of findings not fixed yet (fuzz/open/<target>/): which still fail.
+fuzz-open: fuzz-build
+	@for t in $(FUZZ_TARGETS); do fuzz/run.sh open $$t; done
 
 fuzz: fuzz-build
 	@failed=""; for t in $(FUZZ_TARGETS); do \

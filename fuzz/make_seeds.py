@@ -11,12 +11,14 @@ import hashlib, io, json, os, sys, tarfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CORPUS = os.path.join(HERE, "corpus")
+# Inputs of findings still open: replayed by `make fuzz-open`, moved to corpus/ once fixed.
+OPEN = os.path.join(HERE, "open")
 FIXTURES = next(p for p in [os.path.join(ROOT, "..", "shared", "fixtures"), "/work/shared/fixtures"]
                 if os.path.isdir(p))
 
 
-def put(target, name, data):
-    d = os.path.join(CORPUS, target)
+def put(target, name, data, where=CORPUS):
+    d = os.path.join(where, target)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
         data = data.encode()
@@ -104,11 +106,13 @@ VALID = ("apiVersion: 1\nkind: instance-spec\nimage: profile_blockio:v0.46.0\nna
          "  operator.oci.ebpf.disk: loop0\n  operator.oci.wasm.mode: x\n")
 put("manifest", "valid.yaml", VALID)
 put("manifest", "multi.yaml", VALID + "---\n" + VALID.replace("blk", "blk2") + "---\n")
-put("manifest", "finding-unclosed.yaml", UNCLOSED)
-put("manifest", "finding-bom.yaml", BOM)
-put("manifest", "finding-bom-valid.yaml", "\ufeff" + VALID)
+put("manifest", "finding1-unclosed.yaml", UNCLOSED, OPEN)
+put("manifest", "finding1-bom.yaml", BOM, OPEN)
+put("manifest", "finding1-bom-valid.yaml", "\ufeff" + VALID, OPEN)
 put("manifest", "finding-alias.yaml", "apiVersion: 1\nkind: instance-spec\nimage: x\n" + ALIAS.replace("a: &a", "name: &a").replace("\nb:", "\ntags:"))
-put("manifest", "finding-nesting.yaml", "apiVersion: 1\nkind: instance-spec\nimage: x\nname: " + NESTED)
+put("manifest", "finding5-nesting.yaml", "apiVersion: 1\nkind: instance-spec\nimage: x\nname: " + NESTED, OPEN)
+put("manifest", "finding5-nesting-closed.yaml", "apiVersion: 1\nkind: instance-spec\nimage: x\nname: " + "[" * 100000 + "]" * 100000, OPEN)
+put("manifest", "finding5-alias-amplification.yaml", "apiVersion: 1\nkind: instance-spec\nimage: x\nname: &a " + "x" * 65536 + "\ntags: [" + ",".join(["*a"] * 100000) + "]\n", OPEN)
 put("manifest", "finding-labels.yaml", "apiVersion: 1\nkind: instance-spec\nimage: x\nparamValues:\n"
     + "".join(f"  operator.oci.ebpf.k{i}: v{i}\n" for i in range(20000)))
 put("manifest", "bad-version.yaml", "apiVersion: 2\nkind: instance-spec\nimage: x\n")
@@ -173,3 +177,16 @@ put("daemon_frame", "replies", '{"reply":"started","id":"x"}\n{"reply":"instance
 put("daemon_frame", "saved", json.dumps({"id": "0" * 32, "created_ms": 1, "request": run["spec"]}) + "\n")
 put("daemon_frame", "garbage", '{"op":"run","spec":{"reference":"x","interval_ms":0,"guest_fuel":0,"guest_memory_mib":18446744073709551615}}\n'
     + "[" * 5000 + "\n\xff\xfe\n")
+
+# Issue 11, finding 8: an import publishes a blob no descriptor references, and trusts a
+# descriptor's size (a config said to be 1 byte is stored and listed as such).
+put("archive_import", "finding8-unreferenced-blob.tar",
+    tar_of(sorted(pb.items()) + [("blobs/sha256/" + sha(b"junk").split(":")[1], b"junk")]), OPEN)
+lying = json.loads(pb_manifest)
+lying["config"]["size"] = 1
+lying_manifest = json.dumps(lying).encode()
+lying_index = json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": sha(lying_manifest), "size": len(lying_manifest),
+    "annotations": {"org.opencontainers.image.ref.name": "example.com/lying:1"}}]}).encode()
+put("archive_import", "finding8-size-of-1.tar", tar_of([("oci-layout", pb["oci-layout"]), ("index.json", lying_index)]
+    + [("blobs/sha256/" + sha(b).split(":")[1], b) for b in [lying_manifest, pb_config, pb_ebpf]]), OPEN)

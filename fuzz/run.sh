@@ -5,11 +5,13 @@
 #   fuzz/run.sh check TARGET      every checked-in seed of fuzz/corpus/TARGET once
 #   fuzz/run.sh fuzz TARGET SECS  coverage-guided fuzzing for SECS seconds from the seeds
 #   fuzz/run.sh smoke TARGET SECS both, quietly: one summary line, the log's tail on failure
+#   fuzz/run.sh open TARGET       each input of fuzz/open/TARGET (open findings): still failing?
 #
 # New inputs go to fuzz/scratch/TARGET (never into the checked-in corpus); a crash, timeout
 # or out-of-memory input is written to fuzz/artifacts/TARGET/ and the run exits non-zero.
 # Limits: FUZZ_RSS_MB (default 2048), FUZZ_TIMEOUT seconds per input (default 10),
-# FUZZ_MAX_LEN bytes per generated input (default: libFuzzer's, from the corpus).
+# FUZZ_MAX_LEN bytes per generated input (default 131072: the largest seed, an IG archive,
+# fits; the YAML seeds with 20000 keys are replayed whole but not mutated at full size).
 set -euo pipefail
 mode=$1 target=$2 secs=${3:-60}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,9 +24,20 @@ mkdir -p "$corpus" "$scratch" "$artifacts"
 [ -x "$bin" ] || { echo "fuzz/run.sh: $bin is not built (make fuzz-build)" >&2; exit 2; }
 limits=(-rss_limit_mb="$rss" -malloc_limit_mb="$rss" -timeout="${FUZZ_TIMEOUT:-10}"
         -artifact_prefix="$artifacts/" -print_final_stats=1)
-[ -n "${FUZZ_MAX_LEN:-}" ] && limits+=(-max_len="$FUZZ_MAX_LEN")
 # Scratch files of the targets that write (archive_import, registry_auth) go to tmpfs.
 export GADGET_FUZZ_TMP=${GADGET_FUZZ_TMP:-/dev/shm}
+if [ "$mode" = open ]; then
+    for f in "$here/open/$target"/*; do
+        [ -f "$f" ] || continue
+        if out=$("$bin" "${limits[@]}" "$f" 2>&1); then
+            echo "open $target/$(basename "$f"): passes now; move it to fuzz/corpus/$target/"
+        else
+            what=$(grep -o -m1 -E 'ERROR: libFuzzer: [a-z-]+|panicked at .*' <<<"$out" || true)
+            echo "open $target/$(basename "$f"): still fails (${what:-exit status})"
+        fi
+    done
+    exit 0
+fi
 if [ "$mode" = smoke ]; then
     log=$artifacts/smoke.log
     if ! "$0" check "$target" >"$log" 2>&1 || ! "$0" fuzz "$target" "$secs" >>"$log" 2>&1; then
@@ -39,6 +52,7 @@ if [ "$mode" = smoke ]; then
 fi
 case $mode in
     check) exec "$bin" "${limits[@]}" -runs=0 "$corpus" ;;
-    fuzz) exec "$bin" "${limits[@]}" -max_total_time="$secs" "$scratch" "$corpus" ;;
-    *) echo "usage: fuzz/run.sh check|fuzz|smoke TARGET [SECONDS]" >&2; exit 2 ;;
+    fuzz) exec "$bin" "${limits[@]}" -max_len="${FUZZ_MAX_LEN:-131072}" -max_total_time="$secs" \
+        "$scratch" "$corpus" ;;
+    *) echo "usage: fuzz/run.sh check|fuzz|smoke|open TARGET [SECONDS]" >&2; exit 2 ;;
 esac

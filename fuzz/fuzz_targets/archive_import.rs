@@ -2,12 +2,13 @@
 //! it) imported into an empty store (`image::archive::import`); what it stores is then read
 //! back as `gadget run` would (`Store::entries`, `LocalImage::load`, `bundle`).
 //!
-//! Property: an import that succeeds leaves only complete, verified images; one that fails
-//! leaves no reference behind.
+//! Properties: an import that succeeds leaves only complete, verified images, whose
+//! descriptors give each blob's true size, and no blob that nothing references (issue 11,
+//! finding 8); one that fails leaves no reference behind.
 #![no_main]
 
 use gadget::image::archive;
-use gadget::image::layout::LocalImage;
+use gadget::image::layout::{LocalImage, all_blobs};
 use gadget::image::{ImageConfig, Limits, Store};
 use gadget_fuzz::fresh_dir;
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +32,29 @@ fuzz_target!(|data: &[u8]| {
             for e in entries {
                 let image = LocalImage::load(&store, e, &cfg.limits)
                     .expect("an imported image must load from the store");
+                for d in all_blobs(&image.manifest) {
+                    let size = u64::try_from(d.size).unwrap_or(u64::MAX);
+                    assert!(
+                        store.has_blob(&d.digest, size),
+                        "descriptor of {} says {} bytes, the stored blob differs",
+                        d.digest,
+                        d.size
+                    );
+                }
                 let _ = image.bundle(&store, &cfg.limits);
+            }
+            let index = store
+                .read_index()
+                .expect("the store's index stays readable");
+            let reachable = store.reachable(&index).expect("walking the stored images");
+            let blobs = std::fs::read_dir(store.root().join("blobs/sha256"))
+                .expect("listing the stored blobs");
+            for f in blobs.flatten() {
+                let digest = format!("sha256:{}", f.file_name().to_string_lossy());
+                assert!(
+                    reachable.contains(&digest),
+                    "import stored {digest}, which nothing references"
+                );
             }
         }
         Err(_) => {

@@ -6,7 +6,8 @@
 //! Input: an `arbitrary` script of datasource declarations, `--otel-metrics-name` values
 //! and rounds of publish calls.
 //! Property: the scrape of the endpoint never fails because of what a guest published
-//! (issue 11: "the exposition can never be broken by one instance").
+//! (issue 11: "the exposition can never be broken by one instance"); see
+//! `ignore_scrape_errors` to look past it.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -76,6 +77,13 @@ fn kind(k: u8) -> FieldKind {
         3 => FieldKind::Histogram,
         _ => FieldKind::Value,
     }
+}
+
+/// `FUZZ_IGNORE_SCRAPE_ERRORS=1` looks past a known, still open scrape failure for other
+/// failures (panics, time, memory) on the same path.
+fn ignore_scrape_errors() -> bool {
+    static IGNORE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORE.get_or_init(|| std::env::var_os("FUZZ_IGNORE_SCRAPE_ERRORS").is_some())
 }
 
 fuzz_target!(|script: Script| {
@@ -159,7 +167,9 @@ fuzz_target!(|script: Script| {
         for op in &mut operators {
             let _ = op.publish(&datasources, &publications);
         }
-        if let Err(e) = registry.render() {
+        if let Err(e) = registry.render()
+            && !ignore_scrape_errors()
+        {
             panic!("one guest's publication broke the scrape: {e}");
         }
     }
