@@ -133,6 +133,7 @@ fuzz_target!(|script: Script| {
         }
     }
     for round in &script.rounds {
+        host.begin_call();
         for call in round {
             match call {
                 Call::Publish {
@@ -163,7 +164,9 @@ fuzz_target!(|script: Script| {
                 Call::Log(m) => host.log(m.clone()),
             }
         }
-        let publications = host.take_published();
+        let Ok(publications) = host.end_call() else {
+            continue;
+        };
         for op in &mut operators {
             let _ = op.publish(&datasources, &publications);
         }

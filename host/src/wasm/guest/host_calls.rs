@@ -4,7 +4,7 @@
 //! drive what a hostile guest may publish without compiling or running a component.
 //! Nothing else uses it; it adds no behaviour of its own beyond converting to the WIT types.
 
-use super::{GuestLimits, HostState};
+use super::{GuestLimits, HostState, Spent};
 use crate::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
 use crate::wasm::bindings::gadget::api::host::Host;
 use crate::wasm::bindings::types;
@@ -24,6 +24,8 @@ impl HostCalls {
             datasources: Vec::new(),
             published: Vec::new(),
             origin: origin.to_string(),
+            budget: GuestLimits::default().budget,
+            spent: Spent::default(),
         })
     }
 
@@ -71,9 +73,20 @@ impl HostCalls {
         self.0.log(types::LogLevel::Debug, message);
     }
 
-    /// What `on-snapshot` returns to the instance loop after the guest's call.
-    pub fn take_published(&mut self) -> Vec<Publication> {
-        std::mem::take(&mut self.0.published)
+    /// Before a guest call (`on-snapshot`): nothing published, nothing spent yet.
+    pub fn begin_call(&mut self) {
+        self.0.published.clear();
+        self.0.spent = Spent::default();
+    }
+
+    /// After the guest's call returned: what `on-snapshot` hands the instance loop, or the
+    /// budget the call crossed (then nothing of it is used).
+    pub fn end_call(&mut self) -> Result<Vec<Publication>, String> {
+        if let Some(message) = self.0.spent.over.take() {
+            self.0.published.clear();
+            return Err(message);
+        }
+        Ok(std::mem::take(&mut self.0.published))
     }
 }
 
