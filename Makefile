@@ -3,6 +3,7 @@
 #   make run      install deps, build, build the profile_blockio image, run it (Ctrl+C to stop)
 #   make test     install deps, build, run the whole test suite (what .ci/run calls)
 #   make bench    BPF CPU per I/O against biolatency and bpftrace -> BENCHMARKS.md
+#   make fuzz     every fuzz target for FUZZ_SECONDS each (docs/fuzzing.md)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -10,7 +11,8 @@ GUEST_TARGET := wasm32-wasip2
 GUEST_DIR := target/$(GUEST_TARGET)/release
 GADGET := target/release/gadget
 
-.PHONY: all deps guests gadgets host run test lint unit-test integration-test deploy-validate bench clean
+.PHONY: all deps guests gadgets host run test lint unit-test integration-test deploy-validate bench clean \
+	fuzz-deps fuzz-build fuzz fuzz-check fuzz-open
 all: host gadgets
 
 include ebpf/Makefile.inc
@@ -60,7 +62,43 @@ integration-test: host gadgets
 deploy-validate:
 	deploy/validate.sh
 
-test: deps lint unit-test deploy-validate integration-test
+test: deps lint unit-test deploy-validate fuzz-check integration-test
+
+# Fuzzing (docs/fuzzing.md): libFuzzer through cargo-fuzz on stable Rust. `-s none` builds
+# without a sanitizer, which needs no -Z flag (no nightly, no RUSTC_BOOTSTRAP): coverage
+# instrumentation and libFuzzer's -rss_limit_mb/-malloc_limit_mb/-timeout work the same; only
+# ASan's memory-error detection is lost, which safe Rust code does not need. The fuzz crate
+# (fuzz/) has its own workspace and target directory: its instrumented build (gadget-host and
+# every dependency: a cold build is about 10 minutes on 2 cores) never touches target/.
+FUZZ_TARGETS := gadget_yaml manifest annotate image_ref oci_json archive_import registry_auth \
+	ebpf_object daemon_frame guest_publish
+# Seconds per target: `make fuzz` (override one with FUZZ_SECONDS_<target>=N), `make test`.
+FUZZ_SECONDS ?= 300
+FUZZ_CHECK_SECONDS ?= 10
+CARGO_FUZZ_VERSION := 0.13.2
+
+fuzz-deps:
+	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
+		$(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+fuzz-build: fuzz-deps guests
+	$(CARGO) fuzz build -s none --debug-assertions --codegen-units 16
+
+# Every target from its checked-in seeds (each seed once, then FUZZ_CHECK_SECONDS of
+# mutation); a crash, timeout or out-of-memory fails the run (inputs in fuzz/artifacts/).
+fuzz-check: fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		fuzz/run.sh smoke $$t $(FUZZ_CHECK_SECONDS) || failed="$$failed $$t"; \
+	done; [ -z "$$failed" ] || { echo "fuzz: failed:$$failed"; exit 1; }
+
+# Inputs of findings not fixed yet (fuzz/open/<target>/): which still fail.
+fuzz-open: fuzz-build
+	@for t in $(FUZZ_TARGETS); do fuzz/run.sh open $$t; done
+
+fuzz: fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		fuzz/run.sh fuzz $$t $${FUZZ_SECONDS_$$t:-$(FUZZ_SECONDS)} || failed="$$failed $$t"; \
+	done; [ -z "$$failed" ] || { echo "fuzz: found inputs for:$$failed (see fuzz/artifacts/)"; exit 1; }
 
 bench: deps host gadgets
 	bench/bpf-cost.sh --write BENCHMARKS.md

@@ -19,6 +19,8 @@ pub enum ElfError {
     Parse(#[from] object::Error),
     #[error("eBPF object symbol {0:?} is not of the form gadget_mapiter_<datasource>___<map>")]
     BadMapIter(String),
+    #[error("eBPF object cannot be loaded: {0}")]
+    Unloadable(String),
 }
 
 /// A datasource backed by a map the host reads on every tick.
@@ -90,6 +92,67 @@ impl ElfInfo {
         }
         info.mapiters
             .sort_by(|a, b| a.datasource.cmp(&b.datasource));
+        check_aya_parses(bytes)?;
         Ok(info)
+    }
+}
+
+/// aya's loader starts with `aya_obj::Object::parse`, which panics on some malformed objects
+/// (aya-obj 0.3.0 slices `.BTF.ext` records by the counts the file claims: found by the
+/// `ebpf_object` fuzz target). Parsing here first, with the panic caught, turns a hostile image
+/// into an error before anything is loaded; the parse is pure, so nothing is left half-done.
+/// An error (not a panic) is left to the loader, which reports it per attach mode as before
+/// (IG's objects with `BPF_CORE_TYPE_MATCHES` relocations are refused there).
+fn check_aya_parses(bytes: &[u8]) -> Result<(), ElfError> {
+    match std::panic::catch_unwind(|| aya_obj::Object::parse(bytes).map(drop)) {
+        Ok(_) => Ok(()),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(ElfError::Unloadable(format!(
+                "its BTF or ELF structure is malformed (aya's object parser failed: {why})"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IG's profile_blockio object (fixtures/ig-v0.46.0), as checked into the fuzz corpus.
+    const IG_PROFILE_BLOCKIO: &[u8] =
+        include_bytes!("../../../fuzz/corpus/ebpf_object/ig-profile_blockio.bpf.o");
+    /// IG's trace_open object with one `.BTF.ext` record count mutated by the `ebpf_object`
+    /// fuzz target: aya-obj 0.3.0 panicked on it ("range end index 1054608 out of range").
+    const BAD_BTF_EXT: &[u8] =
+        include_bytes!("../../../fuzz/corpus/ebpf_object/crash-btf-ext-record-count");
+
+    #[test]
+    fn scans_a_real_object() {
+        let info = ElfInfo::parse(IG_PROFILE_BLOCKIO).unwrap();
+        assert_eq!(
+            info.mapiters,
+            [MapIter {
+                datasource: "blockio".into(),
+                map: "hists".into()
+            }]
+        );
+        assert!(
+            info.programs
+                .iter()
+                .any(|p| p.section == "raw_tp/block_rq_complete")
+        );
+    }
+
+    #[test]
+    fn a_panic_in_aya_is_an_error() {
+        match ElfInfo::parse(BAD_BTF_EXT) {
+            Err(ElfError::Unloadable(why)) => assert!(why.contains("malformed"), "{why}"),
+            other => panic!("expected Unloadable, got {other:?}"),
+        }
     }
 }

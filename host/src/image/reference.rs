@@ -69,6 +69,13 @@ impl ImageRef {
                 "no registry host (check the configured registry prefix)",
             ));
         }
+        // The registry goes into URLs and the store's names: nothing but a host and a port
+        // (a prefix like `host@other` would otherwise send requests to `other`).
+        if !valid_registry(&registry) {
+            return Err(bad(
+                "the registry must be HOST[:PORT]: a DNS name, an IPv4 address or an [IPv6] address (check the registry prefix)",
+            ));
+        }
         if !repository.split('/').all(valid_component) {
             return Err(bad(
                 "repository path components are lowercase letters and digits separated by '.', '_' or '-'",
@@ -152,6 +159,42 @@ fn is_registry_host(s: &str) -> bool {
     s.contains('.') || s.contains(':') || s == "localhost"
 }
 
+/// Docker's grammar for the registry part of a reference: dot-separated components of letters
+/// and digits with inner '-', or a bracketed IPv6 address; then an optional `:port`.
+fn valid_registry(r: &str) -> bool {
+    let (host, port) = if r.starts_with('[') {
+        match r.find(']') {
+            Some(i) => (&r[..=i], &r[i + 1..]),
+            None => return false,
+        }
+    } else {
+        r.split_at(r.find(':').unwrap_or(r.len()))
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            v6.contains(':')
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            host.len() <= 253
+                && host.split('.').all(|c| {
+                    !c.is_empty()
+                        && c.len() <= 63
+                        && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !c.starts_with('-')
+                        && !c.ends_with('-')
+                })
+        }
+    };
+    host_ok && port_ok
+}
+
 fn split_prefix(prefix: &str) -> (&str, &str) {
     let p = prefix.trim_end_matches('/');
     p.split_once('/').unwrap_or((p, ""))
@@ -219,9 +262,42 @@ mod tests {
             "x:-tag",
             "x:",
             "reg.io/a/../b",
+            // Registries that are not HOST[:PORT] (found by the image_ref fuzz target).
+            "ex ample.com/x",
+            "reg.io:port/x",
+            "reg.io:123456/x",
+            "-reg.io/x",
+            "reg..io/x",
+            "reg.io\u{1b}[2J/x",
+            "[::1/x",
+            "[zz]:5000/x",
         ] {
             let e = ImageRef::parse(bad, DEFAULT_PREFIX);
             assert!(e.is_err(), "{bad:?} parsed as {e:?}");
+        }
+    }
+
+    #[test]
+    fn registry_prefix_is_checked_like_a_typed_registry() {
+        // A prefix with '@' printed as a reference that no longer parsed ("p" with this prefix
+        // became `_rv1co:v1.46@E/p:latest`), and would have put userinfo into registry URLs.
+        for prefix in [
+            "_rv1co:v1.46@E",
+            "ghcr.io@evil.example/gadget",
+            "a b.c/x",
+            "host:http/x",
+        ] {
+            let e = ImageRef::parse("p", prefix);
+            assert!(e.is_err(), "prefix {prefix:?} accepted: {e:?}");
+        }
+        for (prefix, registry) in [
+            ("[::1]:5000/x", "[::1]:5000"),
+            ("reg-1.example.com:443", "reg-1.example.com:443"),
+            ("localhost", "localhost"),
+        ] {
+            let r = ImageRef::parse("p", prefix).unwrap();
+            assert_eq!(r.registry, registry);
+            assert_eq!(ImageRef::parse(&r.to_string(), DEFAULT_PREFIX).unwrap(), r);
         }
     }
 

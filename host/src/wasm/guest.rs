@@ -12,6 +12,10 @@ use crate::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
 use crate::ebpf::MapSnapshot;
 use crate::gadget::GuestConfig;
 
+/// The host side of the guest API without wasmtime, for the fuzz target `guest_publish`.
+#[doc(hidden)]
+pub mod host_calls;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     #[error("Wasm guest of {origin} is not a valid component: {reason}")]
