@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     // `gadget run IMAGE`: the image's gadget.yaml declares flags, so it must be local first.
-    if let Some(target) = cli::run_target(&argv)
+    if let Some(target) = cli::run_target(&argv).filter(|t| !t.cluster)
         && let Err(e) = runtime.block_on(cli::run::prefetch(&target))
     {
         eprintln!("error: {}", gadget::error_chain(&e));

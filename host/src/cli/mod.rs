@@ -124,6 +124,9 @@ pub struct RunTarget {
     pub reference: String,
     pub pull: crate::image::PullPolicy,
     pub images: ImageConfig,
+    /// `--cluster`: each node's daemon pulls the image; the client only reads a local copy
+    /// (for the gadget's flags) if it has one, and never pulls.
+    pub cluster: bool,
 }
 
 /// The last `--name VALUE` or `--name=VALUE` in argv, else the environment variable.
@@ -191,6 +194,7 @@ pub fn run_target(argv: &[OsString]) -> Option<RunTarget> {
             .and_then(|p| p.parse().ok())
             .unwrap_or_default(),
         images,
+        cluster: m.get_flag("cluster"),
     })
 }
 
