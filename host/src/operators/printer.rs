@@ -51,11 +51,14 @@ impl Operator for Printer {
             .iter()
             .map(|d| d.flag("metrics.print"))
             .collect();
+        // IG's rendered metrics datasource defaults `cli.clear-screen-before` to true; the
+        // gadget's own annotation can turn it off.
         self.clear = self.terminal
-            && datasources
-                .iter()
-                .zip(&self.selected)
-                .any(|(d, sel)| *sel && d.flag("cli.clear-screen-before"));
+            && datasources.iter().zip(&self.selected).any(|(d, sel)| {
+                *sel && !d
+                    .annotation("cli.clear-screen-before")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+            });
         Ok(())
     }
 
@@ -86,18 +89,23 @@ impl Operator for Printer {
                 } else {
                     text.push_str(&render_histogram(h, unit));
                 }
+                // IG's otel-metrics printer: `fmt.Fprintln(out, h.String())`, a blank line after
+                // each histogram.
+                text.push('\n');
             }
             if !p.samples.is_empty() {
                 text.push_str(&render_samples(ds, &p.samples));
+                text.push('\n');
             }
         }
         if text.is_empty() {
             return Ok(());
         }
+        // IG's CLI: clear (`\x1b[H\x1b[2J`) then the rendered text as is.
         let frame = if self.clear {
             format!("{CLEAR_SCREEN}{text}")
         } else {
-            format!("{text}\n")
+            text
         };
         self.out
             .write_all(frame.as_bytes())

@@ -6,6 +6,7 @@
 //! buckets, `le` = each bucket's upper bound), O(buckets) per scrape, instead of IG's replay of
 //! one `Record` per I/O. The exposition format is the `prometheus` crate's.
 
+pub mod exposition;
 pub mod naming;
 pub mod otlp;
 pub mod server;
@@ -175,7 +176,7 @@ impl MetricsRegistry {
 
     /// The Prometheus text exposition of [`Self::gather`].
     pub fn render(&self) -> Result<String, prometheus::Error> {
-        prometheus::TextEncoder::new().encode_to_string(&self.gather())
+        Ok(exposition::render(&self.snapshot()))
     }
 }
 
@@ -442,30 +443,30 @@ mod tests {
         assert!(text.contains("# TYPE latency__s histogram"), "{text}");
         assert!(
             text.contains(
-                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",le="1"} 0"#
+                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="1"} 0"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",le="2"} 2"#
+                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="2"} 2"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",le="4"} 5"#
+                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="4"} 5"#
             ),
             "{text}"
         );
         assert!(text.contains(r#"le="+Inf"} 5"#), "{text}");
         assert!(
-            text.contains(r#"latency__s_count{node="a",otel_scope_name="blockio-metrics"} 5"#),
+            text.contains(r#"latency__s_count{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version=""} 5"#),
             "{text}"
         );
         // IG's sum: 2 × 2 + 3 × 4.
         assert!(
-            text.contains(r#"latency__s_sum{node="a",otel_scope_name="blockio-metrics"} 16"#),
+            text.contains(r#"latency__s_sum{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version=""} 16"#),
             "{text}"
         );
     }
