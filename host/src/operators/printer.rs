@@ -339,6 +339,64 @@ mod tests {
         assert!(render_histogram(&h, "µs").starts_with("latency{device=\"7:0\"}\n"));
     }
 
+    /// IG's frame on a terminal: `ESC[H ESC[2J`, the field name, the table, a blank line
+    /// (`fmt.Fprintln(h.String())`); clearing is on unless the datasource says "false".
+    #[test]
+    fn terminal_frames_are_igs() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let frame = |annotations: Vec<(String, String)>, terminal: bool| {
+            let buf = Buf::default();
+            let mut p = Printer::new(Box::new(buf.clone()), terminal);
+            let specs = vec![DatasourceSpec {
+                name: "blockio".into(),
+                fields: vec![],
+                annotations,
+            }];
+            p.start(&specs).unwrap();
+            let mut counts = vec![0u64; 27];
+            counts[4] = 3;
+            p.publish(
+                &specs,
+                &[Publication {
+                    datasource: 0,
+                    histograms: vec![hist(&counts)],
+                    samples: vec![],
+                }],
+            )
+            .unwrap();
+            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        };
+        let print = ("metrics.print".to_string(), "true".to_string());
+        let table = render_histogram(
+            &hist(&{
+                let mut c = vec![0u64; 27];
+                c[4] = 3;
+                c
+            }),
+            "",
+        );
+        // No annotation: IG's rendered datasource defaults cli.clear-screen-before to true.
+        assert_eq!(
+            frame(vec![print.clone()], true),
+            format!("\x1b[H\x1b[2J{table}\n")
+        );
+        let off = ("cli.clear-screen-before".to_string(), "false".to_string());
+        assert_eq!(frame(vec![print.clone(), off], true), format!("{table}\n"));
+        // Not a terminal: never escape codes.
+        assert_eq!(frame(vec![print], false), format!("{table}\n"));
+    }
+
     #[test]
     fn printer_prints_only_selected_datasources() {
         use std::sync::{Arc, Mutex};
