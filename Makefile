@@ -18,7 +18,7 @@ all: host gadgets
 include ebpf/Makefile.inc
 
 # Debian packages and the Rust target the build and tests need; a no-op when present.
-APT_PACKAGES := clang llvm bpftool libbpf-dev libbpf-tools bpftrace jq util-linux curl prometheus docker-registry skopeo
+APT_PACKAGES := clang clang-19 llvm bpftool libbpf-dev libbpf-tools bpftrace jq util-linux curl prometheus docker-registry skopeo
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -55,7 +55,7 @@ unit-test: guests
 	$(CARGO) test --release -p gadget-guest-sdk --doc
 
 # Real eBPF on real block I/O: needs root (CI runs as root).
-integration-test: host gadgets
+integration-test: host gadgets ebpf-test-objects
 	$(CARGO) test --release -p gadget-host --test '*' -- --test-threads=1
 
 # Kubernetes manifests, offline against the OpenAPI schemas (no API server can run here).

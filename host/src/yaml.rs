@@ -61,6 +61,9 @@ impl YamlLimits {
             budget: Some(budget),
             alias_limits: alias_limits,
             with_snippet: false,
+            // YAML 1.2 booleans only, as IG's yaml.v3: `yes`/`no`/`on` stay the text written
+            // (gadget.yaml annotation values are read as text).
+            strict_booleans: true,
         }
     }
 }
@@ -80,20 +83,54 @@ fn one_line(e: serde_saphyr::Error, input: &str) -> YamlError {
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join("; ");
-    let line = e
+    let line_no = e
         .location()
         .and_then(|loc| usize::try_from(loc.line()).ok())
-        .and_then(|n| input.lines().nth(n.checked_sub(1)?));
-    if let Some(line) = line.map(str::trim).filter(|l| !l.is_empty()) {
+        .and_then(|n| n.checked_sub(1));
+    let line = line_no.and_then(|n| input.lines().nth(n));
+    if let (Some(n), Some(line)) = (line_no, line.map(str::trim).filter(|l| !l.is_empty())) {
         let excerpt: String = line.chars().take(EXCERPT_CHARS).collect();
         let more = if line.chars().count() > EXCERPT_CHARS {
             "…"
         } else {
             ""
         };
-        message.push_str(&format!(" (at {}{more})", excerpt.escape_debug()));
+        let path = key_path(input, n)
+            .map(|p| format!("field `{}`: ", p.escape_debug()))
+            .unwrap_or_default();
+        message.push_str(&format!(" (at {path}{}{more})", excerpt.escape_debug()));
     }
     YamlError { message }
+}
+
+/// The dotted key path of block-style line `n` (`datasources.blockio.fields.latency`), read
+/// from the indentation of the lines above it; the parser's errors carry only a position.
+/// None when the line is not a `key:` line (flow style, sequences, scalars).
+fn key_path(input: &str, n: usize) -> Option<String> {
+    fn key_of(line: &str) -> Option<(usize, &str)> {
+        let indent = line.len() - line.trim_start().len();
+        let body = line.trim_start();
+        if body.starts_with(['#', '-', '[', '{']) {
+            return None;
+        }
+        let (key, _) = body.split_once(':')?;
+        let key = key.trim().trim_matches(['"', '\'']);
+        (!key.is_empty() && key.len() <= 256).then_some((indent, key))
+    }
+    let lines: Vec<&str> = input.lines().take(n + 1).collect();
+    let (mut indent, key) = key_of(lines.get(n)?)?;
+    let mut path = vec![key];
+    for line in lines[..n].iter().rev() {
+        if indent == 0 {
+            break;
+        }
+        if let Some((i, k)) = key_of(line).filter(|(i, _)| *i < indent) {
+            path.push(k);
+            indent = i;
+        }
+    }
+    path.reverse();
+    Some(path.join("."))
 }
 
 /// One document (an empty input is the type's empty value if it has one, else an error).
@@ -136,6 +173,24 @@ mod tests {
         .unwrap_err();
         assert!(err.message.contains("line "), "{err}");
         assert!(!err.message.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_key_path_of_their_line() {
+        type Nested = BTreeMap<String, BTreeMap<String, BTreeMap<String, Fields>>>;
+        type Fields = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
+        let text =
+            "datasources:\n  blockio:\n    fields:\n      latency:\n        annotations: nope\n";
+        let err = from_str::<Nested>(text, &YamlLimits::default())
+            .unwrap_err()
+            .message;
+        assert!(err.contains("line 5"), "{err}");
+        assert!(
+            err.contains("field `datasources.blockio.fields.latency.annotations`"),
+            "{err}"
+        );
+        assert_eq!(key_path("a:\n  - b: 1\n", 1), None);
+        assert_eq!(key_path("a:\n  b:\n\n  c: 1\n", 3).as_deref(), Some("a.c"));
     }
 
     #[test]

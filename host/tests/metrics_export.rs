@@ -139,7 +139,7 @@ fn per_device_adds_device_and_op_labels() {
     assert!(status.success(), "{err}");
     let majmin = std::fs::read_to_string(format!("/sys/block/{}/dev", dev.name)).unwrap();
     let want = format!(
-        r#"latency__s_bucket{{device="{}",op="write",otel_scope_name="blockio-metrics",le="+Inf"}} 200"#,
+        r#"latency__s_bucket{{device="{}",op="write",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="+Inf"}} 200"#,
         majmin.trim()
     );
     assert!(text.contains(&want), "missing {want} in:\n{text}");

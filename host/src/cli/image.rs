@@ -121,6 +121,7 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                 &store.read_blob(&image.manifest.config.digest, cfg.limits.config_bytes)?,
             )
             .into_owned();
+            let gadget = describe_gadget(&image.bundle(&store, &cfg.limits)?);
             if json_out {
                 println!(
                     "{}",
@@ -131,6 +132,7 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                         "manifestDigest": image.manifest_digest,
                         "manifest": image.manifest,
                         "gadgetYaml": gadget_yaml,
+                        "gadget": gadget,
                     }))?
                 );
             } else {
@@ -140,6 +142,7 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                 println!("Manifest:  {}", image.manifest_digest);
                 println!("{}", serde_json::to_string_pretty(&image.manifest)?);
                 println!("gadget.yaml:\n{}", crate::printable_lines(&gadget_yaml));
+                print_gadget(&gadget);
             }
         }
         ImageVerb::Remove { references } => {
@@ -345,5 +348,105 @@ pub fn logout(args: LogoutArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
             args.registry,
             cfg.auth_file.display()
         )
+    }
+}
+
+/// What the host makes of an image's gadget, as IG would: name, datasources from the object
+/// (fields, types, annotations), parameters from BTF and gadget.yaml, and warnings.
+fn describe_gadget(bundle: &crate::gadget::GadgetBundle) -> serde_json::Value {
+    use crate::ebpf::elf::ElfInfo;
+    use crate::gadget::params;
+    let elf = match ElfInfo::parse(&bundle.ebpf_object) {
+        Ok(e) => e,
+        Err(e) => return json!({ "name": bundle.metadata.name, "error": e.to_string() }),
+    };
+    let meta = bundle
+        .metadata
+        .with_object(&elf.datasources, &bundle.origin);
+    let datasources: Vec<serde_json::Value> = meta
+        .datasources
+        .iter()
+        .map(|(name, ds)| {
+            let obj = elf.datasources.iter().find(|d| &d.name == name);
+            json!({
+                "name": name,
+                "map": obj.map(|o| o.map.clone()),
+                "keyType": obj.map(|o| o.key_type.clone()),
+                "valueType": obj.map(|o| o.value_type.clone()),
+                "annotations": ds.annotations,
+                "fields": ds.fields.0.iter().map(|(f, m)| json!({
+                    "name": f,
+                    "cType": obj.and_then(|o| o.fields.iter().find(|x| &x.name == f)).map(|x| x.c_type.clone()),
+                    "annotations": m.annotations,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let params = match params::declared_with_object(&meta, &elf) {
+        Ok(decls) => decls
+            .iter()
+            .map(|d| {
+                json!({
+                    "key": d.key,
+                    "global": d.global,
+                    "type": d.type_name(),
+                    "cType": d.btf.as_ref().map(|t| t.c_type.clone()),
+                    "default": d.spec.default_value,
+                    "description": d.spec.description,
+                })
+            })
+            .collect(),
+        Err(e) => vec![json!({ "error": e.to_string() })],
+    };
+    json!({
+        "name": meta.name,
+        "datasources": datasources,
+        "params": params,
+        "warnings": meta.warnings,
+    })
+}
+
+/// Every string comes from the image: escaped before the terminal sees it.
+fn print_gadget(g: &serde_json::Value) {
+    let s = |v: &serde_json::Value| crate::printable(v.as_str().unwrap_or("")).into_owned();
+    println!("Gadget: {}", s(&g["name"]));
+    if let Some(e) = g.get("error") {
+        println!("  eBPF object: {}", s(e));
+        return;
+    }
+    for ds in g["datasources"].as_array().into_iter().flatten() {
+        println!(
+            "Datasource {} (map {}, key {}, value {})",
+            s(&ds["name"]),
+            s(&ds["map"]),
+            s(&ds["keyType"]),
+            s(&ds["valueType"])
+        );
+        for (k, v) in ds["annotations"].as_object().into_iter().flatten() {
+            println!("  {}: {}", crate::printable(k), s(v));
+        }
+        for f in ds["fields"].as_array().into_iter().flatten() {
+            println!("  field {} ({})", s(&f["name"]), s(&f["cType"]));
+            for (k, v) in f["annotations"].as_object().into_iter().flatten() {
+                println!("    {}: {}", crate::printable(k), s(v));
+            }
+        }
+    }
+    for p in g["params"].as_array().into_iter().flatten() {
+        if let Some(e) = p.get("error") {
+            println!("Parameters: {}", s(e));
+            continue;
+        }
+        println!(
+            "Parameter --{} ({}, global {}, default {:?}): {}",
+            s(&p["key"]),
+            s(&p["type"]),
+            s(&p["global"]),
+            s(&p["default"]),
+            s(&p["description"])
+        );
+    }
+    for w in g["warnings"].as_array().into_iter().flatten() {
+        println!("warning: {}", s(w));
     }
 }

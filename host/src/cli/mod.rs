@@ -203,11 +203,11 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     let mut cmd = Cli::command();
     let declared = run_target(&argv)
         .and_then(|t| GadgetBundle::open(&t.reference, &t.images).ok())
-        .map(|b| {
-            params::declared(&b.metadata)
-                .into_iter()
-                .map(|(k, spec)| (k.to_string(), spec.clone()))
-                .collect::<Vec<_>>()
+        .and_then(|b| {
+            // An object that does not parse still gets gadget.yaml's flags; `run` then
+            // reports the object's error.
+            let elf = crate::ebpf::elf::ElfInfo::parse(&b.ebpf_object).unwrap_or_default();
+            params::declared_with_object(&b.metadata, &elf).ok()
         })
         .unwrap_or_default();
     let mut keys = Vec::new();
@@ -221,7 +221,8 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
             .filter_map(|a| a.get_long().map(str::to_string))
             .collect();
         let mut extra = Vec::new();
-        for (key, spec) in &declared {
+        for decl in &declared {
+            let (key, spec) = (&decl.key, &decl.spec);
             if taken.iter().any(|t| t == key) {
                 // A gadget cannot shadow a host flag; it stays reachable as --param KEY=VALUE.
                 tracing::warn!(
@@ -231,14 +232,21 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
             }
             let mut arg = Arg::new(key.clone())
                 .long(key.clone())
-                .help(format!("[gadget] {}", spec.description))
+                .help(format!(
+                    "[gadget] {} ({})",
+                    spec.description,
+                    decl.type_name()
+                ))
                 .action(ArgAction::Set)
                 .help_heading("Gadget parameters");
-            if spec.type_hint == "bool" {
+            if decl.is_bool() {
                 arg = arg
                     .num_args(0..=1)
                     .default_missing_value("true")
                     .require_equals(false);
+            } else {
+                // IG's signed params take negative values (`--ifindex -1`).
+                arg = arg.allow_negative_numbers(true);
             }
             if !spec.default_value.is_empty() {
                 arg = arg.default_value(spec.default_value.clone());

@@ -292,6 +292,7 @@ async fn foreground(
         ];
         let hooks = instance::Hooks {
             images,
+            on_warning: Some(Box::new(|w: &str| eprintln!("warning: {w}"))),
             ..Default::default()
         };
         let result = instance::run(&spec, &mut operators, &stop_rx, hooks);

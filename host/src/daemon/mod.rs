@@ -234,6 +234,7 @@ impl Daemon {
                     on_attached: Some(Box::new(move || {
                         let _ = on_attached.send(Ok(()));
                     })),
+                    on_warning: None,
                 };
                 let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
                 let end = match &result {

@@ -1,15 +1,22 @@
 //! What the host learns from the eBPF ELF before loading it: datasource maps (IG's
-//! `GADGET_MAPITER` symbols), each program's section (which says how to attach it), and the
-//! sizes of `const volatile` globals that params set.
+//! `GADGET_MAPITER` symbols) with their fields from BTF, each program's section (which says how
+//! to attach it), IG's `GADGET_PARAM` markers, and the sizes of `const volatile` globals that
+//! params set.
 
 use std::collections::BTreeMap;
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
+use super::btf::{Btf, BtfError};
+use super::types::{self, ObjectDatasource, TypeError};
+
 /// Hostile-input bound on an eBPF object (ours are ~25 KiB stripped).
 pub const MAX_OBJECT_BYTES: usize = 16 << 20;
 
 const MAPITER_PREFIX: &str = "gadget_mapiter_";
+const PARAM_PREFIX: &str = "gadget_param_";
+/// Globals whose initial value is kept (parameters are small; strings are at most a few dozen).
+pub const MAX_INIT_BYTES: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -21,6 +28,14 @@ pub enum ElfError {
     BadMapIter(String),
     #[error("eBPF object cannot be loaded: {0}")]
     Unloadable(String),
+    #[error("eBPF object: .BTF: {0}")]
+    Btf(#[from] BtfError),
+    #[error("eBPF object: {0}")]
+    Types(#[from] TypeError),
+    #[error(
+        "eBPF object: GADGET_MAPITER markers need the object's BTF (.BTF section); build with -g"
+    )]
+    NoBtf,
 }
 
 /// A datasource backed by a map the host reads on every tick.
@@ -44,6 +59,14 @@ pub struct ElfInfo {
     pub programs: Vec<ProgramSection>,
     /// Data symbols (globals) and their sizes in bytes.
     pub globals: BTreeMap<String, u64>,
+    /// Initial bytes of globals of at most [`MAX_INIT_BYTES`] (zeros for `.bss`).
+    pub global_init: BTreeMap<String, Vec<u8>>,
+    /// Globals named by IG's `GADGET_PARAM(x)` markers, in symbol order.
+    pub params: Vec<String>,
+    /// One per `GADGET_MAPITER`, with fields from the BTF of the map's key and value types.
+    pub datasources: Vec<ObjectDatasource>,
+    /// The object's BTF, when it has one.
+    pub btf: Option<Btf>,
 }
 
 impl ElfInfo {
@@ -56,6 +79,12 @@ impl ElfInfo {
         for sym in file.symbols() {
             let Ok(name) = sym.name() else { continue };
             if name.is_empty() {
+                continue;
+            }
+            if let Some(global) = name.strip_prefix(PARAM_PREFIX) {
+                if !global.is_empty() && !info.params.iter().any(|p| p == global) {
+                    info.params.push(global.to_string());
+                }
                 continue;
             }
             if let Some(rest) = name.strip_prefix(MAPITER_PREFIX) {
@@ -86,6 +115,20 @@ impl ElfInfo {
                         || section.starts_with(".bss") =>
                 {
                     info.globals.insert(name.to_string(), sym.size());
+                    // Initial values of small globals (parameters, `<map>_max_entries`).
+                    if sym.size() <= MAX_INIT_BYTES {
+                        let init = sym
+                            .section_index()
+                            .and_then(|i| file.section_by_index(i).ok())
+                            .and_then(|sec| sec.data().ok())
+                            .and_then(|d| {
+                                let start = usize::try_from(sym.address()).ok()?;
+                                d.get(start..start.checked_add(sym.size() as usize)?)
+                            })
+                            .map(<[u8]>::to_vec)
+                            .unwrap_or_else(|| vec![0; sym.size() as usize]);
+                        info.global_init.insert(name.to_string(), init);
+                    }
                 }
                 _ => {}
             }
@@ -93,6 +136,16 @@ impl ElfInfo {
         info.mapiters
             .sort_by(|a, b| a.datasource.cmp(&b.datasource));
         check_aya_parses(bytes)?;
+        if let Some(section) = file.section_by_name(".BTF") {
+            let data = section.data()?;
+            info.btf = Some(Btf::parse(data, ".BTF")?);
+        }
+        if !info.mapiters.is_empty() {
+            let btf = info.btf.as_ref().ok_or(ElfError::NoBtf)?;
+            for iter in &info.mapiters {
+                info.datasources.push(types::mapiter_datasource(btf, iter)?);
+            }
+        }
         Ok(info)
     }
 }

@@ -13,6 +13,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use super::btf::Btf as KernelBtf;
+use super::core_relo::{self, CoreError};
 use super::elf::{ElfInfo, MapIter, ProgramSection};
 use super::snapshot::{self, MapSnapshot};
 use super::system::KernelVersion;
@@ -78,6 +80,8 @@ pub enum LoadError {
     NothingToAttach,
     #[error("{}", .0.join("\n"))]
     AllModesFailed(Vec<String>),
+    #[error(transparent)]
+    Core(#[from] CoreError),
     #[error("reading map {map} of datasource {datasource}: {source}")]
     ReadMap {
         datasource: String,
@@ -89,6 +93,8 @@ pub enum LoadError {
 /// What the loader needs besides the object bytes.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
+    /// Names the object in errors (the gadget's image reference or directory).
+    pub object_name: String,
     /// Force one attach mode (no fallback); `None` tries them in order.
     pub mode: Option<AttachMode>,
     /// `const volatile` globals to set, by name.
@@ -117,6 +123,8 @@ pub struct LoadedGadget {
     /// Why this mode was used, for the one-line notice.
     pub mode_reason: String,
     pub programs: Vec<String>,
+    /// One line per IG special map this host leaves empty (IG's operators fill them).
+    pub notices: Vec<String>,
     maps: Vec<DatasourceMap>,
 }
 
@@ -143,6 +151,23 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
         // Leftovers of an interrupted start: nothing to adopt, and stale links would count twice.
         remove_pins(dir);
     }
+    // Done once for every attach mode: aya refuses objects with relocations of this kind.
+    let (object, resolved) =
+        core_relo::resolve_type_matches(object, &opts.object_name, KernelBtf::from_kernel)?;
+    for r in &resolved {
+        tracing::debug!(
+            "CO-RE type-matches {} in {} (instruction {}): {}",
+            r.type_name,
+            r.section,
+            r.insn,
+            if r.matches {
+                "matches this kernel"
+            } else {
+                "no match"
+            }
+        );
+    }
+    let object: &[u8] = &object;
     let modes: Vec<AttachMode> = match opts.mode {
         Some(m) => vec![m],
         None => AttachMode::ALL.to_vec(),
@@ -204,6 +229,12 @@ fn load_mode(
     {
         kernel_code = k.code();
         loader.override_global(KERNEL_VERSION_GLOBAL, &kernel_code, true);
+    }
+    // IG's convention: a global `<map>_max_entries` sizes map `<map>` at load time (maps
+    // declared with max_entries 0 need it), from the param value or the global's own.
+    let sizes = map_sizes(info, &opts.globals);
+    for (map, entries) in &sizes {
+        loader.map_max_entries(map, *entries);
     }
     let mut ebpf = loader.load(object).map_err(|e| error_chain(&e))?;
     let btf = if mode == AttachMode::TpBtf {
@@ -294,8 +325,55 @@ fn load_mode(
         mode,
         mode_reason: String::new(),
         programs: names,
+        notices: special_map_notices(info),
         maps,
     })
+}
+
+/// IG's maps that its operators fill and this host does not yet: (map, what IG puts there).
+const IG_SPECIAL_MAPS: &[(&str, &str)] = &[
+    (
+        "gadget_mntns_filter_map",
+        "the mount namespaces to trace (IG's container filter)",
+    ),
+    ("ig_ustack", "user stacks"),
+    ("ig_build_id", "build IDs of the traced binaries"),
+];
+
+fn special_map_notices(info: &ElfInfo) -> Vec<String> {
+    let Some(btf) = &info.btf else {
+        return Vec::new();
+    };
+    let maps = super::types::map_names(btf);
+    IG_SPECIAL_MAPS
+        .iter()
+        .filter(|(m, _)| maps.iter().any(|n| n == m))
+        .map(|(m, what)| {
+            format!("map {m} ({what} in IG) is created empty: this host does not fill it yet")
+        })
+        .collect()
+}
+
+/// `(map, max_entries)` for every map with a `<map>_max_entries` global.
+fn map_sizes(info: &ElfInfo, overrides: &[(String, Vec<u8>)]) -> Vec<(String, u32)> {
+    let Some(btf) = &info.btf else {
+        return Vec::new();
+    };
+    super::types::map_names(btf)
+        .into_iter()
+        .filter_map(|map| {
+            let var = format!("{map}_max_entries");
+            let bytes = overrides
+                .iter()
+                .find(|(n, _)| *n == var)
+                .map(|(_, b)| b.as_slice())
+                .or_else(|| info.global_init.get(&var).map(Vec::as_slice))?;
+            let mut raw = [0u8; 4];
+            let n = bytes.len().min(4);
+            raw[..n].copy_from_slice(&bytes[..n]);
+            Some((map, u32::from_le_bytes(raw)))
+        })
+        .collect()
 }
 
 const COMPLETE_MARKER: &str = "complete";
@@ -372,6 +450,7 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
             dir.display()
         ),
         programs,
+        notices: special_map_notices(info),
         maps,
     })
 }

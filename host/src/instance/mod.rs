@@ -79,7 +79,13 @@ pub struct Hooks {
     pub on_attached: Option<Box<dyn FnOnce() + Send>>,
     /// Where image references are looked up (the caller pulled them already).
     pub images: crate::image::ImageConfig,
+    /// Receives the gadget's warnings (ignored gadget.yaml keys, datasources the object does
+    /// not define, …) before it starts; without it they are logged.
+    pub on_warning: Option<WarningSink>,
 }
+
+/// Where a run's warnings go (the CLI prints them).
+pub type WarningSink = Box<dyn Fn(&str) + Send>;
 
 /// Why a run ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +102,22 @@ pub fn run(
     stop: &Receiver<()>,
     mut hooks: Hooks,
 ) -> Result<Ended, InstanceError> {
-    let bundle = GadgetBundle::open(&spec.reference, &hooks.images)?;
+    let mut bundle = GadgetBundle::open(&spec.reference, &hooks.images)?;
     let elf = ebpf::elf::ElfInfo::parse(&bundle.ebpf_object)?;
+    bundle.metadata = bundle
+        .metadata
+        .with_object(&elf.datasources, &bundle.origin);
+    for w in &bundle.metadata.warnings {
+        match &hooks.on_warning {
+            Some(f) => f(w),
+            None => tracing::warn!("{w}"),
+        }
+    }
     let user_annotations = annotations::parse(&spec.annotations, &bundle.metadata)?;
     let resolved = params::resolve(
         &bundle.metadata,
+        &elf,
         &spec.params,
-        &elf.globals,
         std::path::Path::new("/sys/class/block"),
     )?;
     let config = GuestConfig::new(&bundle.metadata, &user_annotations, resolved.values.clone());
@@ -137,6 +152,7 @@ pub fn run(
         &bundle.ebpf_object,
         &elf,
         &LoadOptions {
+            object_name: bundle.origin.clone(),
             mode: spec.attach_mode,
             globals: resolved.ebpf_globals.clone(),
             kernel: ebpf::system::KernelVersion::running(),
@@ -154,6 +170,9 @@ pub fn run(
         loaded.mode_reason,
         loaded.programs.join(", ")
     );
+    for n in &loaded.notices {
+        tracing::info!("{n}");
+    }
     if let Some(f) = hooks.on_attached.take() {
         f();
     }

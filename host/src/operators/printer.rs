@@ -52,11 +52,14 @@ impl Operator for Printer {
             .iter()
             .map(|d| d.flag("metrics.print"))
             .collect();
+        // IG's rendered metrics datasource defaults `cli.clear-screen-before` to true; the
+        // gadget's own annotation can turn it off.
         self.clear = self.terminal
-            && datasources
-                .iter()
-                .zip(&self.selected)
-                .any(|(d, sel)| *sel && d.flag("cli.clear-screen-before"));
+            && datasources.iter().zip(&self.selected).any(|(d, sel)| {
+                *sel && !d
+                    .annotation("cli.clear-screen-before")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+            });
         Ok(())
     }
 
@@ -87,18 +90,23 @@ impl Operator for Printer {
                 } else {
                     text.push_str(&render_histogram(h, unit));
                 }
+                // IG's otel-metrics printer: `fmt.Fprintln(out, h.String())`, a blank line after
+                // each histogram.
+                text.push('\n');
             }
             if !p.samples.is_empty() {
                 text.push_str(&render_samples(ds, &p.samples));
+                text.push('\n');
             }
         }
         if text.is_empty() {
             return Ok(());
         }
+        // IG's CLI: clear (`\x1b[H\x1b[2J`) then the rendered text as is.
         let frame = if self.clear {
             format!("{CLEAR_SCREEN}{text}")
         } else {
-            format!("{text}\n")
+            text
         };
         self.out
             .write_all(frame.as_bytes())
@@ -346,6 +354,64 @@ mod tests {
         let mut h = hist(&[1]);
         h.labels = vec![("device".into(), "7:0".into())];
         assert!(render_histogram(&h, "µs").starts_with("latency{device=\"7:0\"}\n"));
+    }
+
+    /// IG's frame on a terminal: `ESC[H ESC[2J`, the field name, the table, a blank line
+    /// (`fmt.Fprintln(h.String())`); clearing is on unless the datasource says "false".
+    #[test]
+    fn terminal_frames_are_igs() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let frame = |annotations: Vec<(String, String)>, terminal: bool| {
+            let buf = Buf::default();
+            let mut p = Printer::new(Box::new(buf.clone()), terminal);
+            let specs = vec![DatasourceSpec {
+                name: "blockio".into(),
+                fields: vec![],
+                annotations,
+            }];
+            p.start(&specs).unwrap();
+            let mut counts = vec![0u64; 27];
+            counts[4] = 3;
+            p.publish(
+                &specs,
+                &[Publication {
+                    datasource: 0,
+                    histograms: vec![hist(&counts)],
+                    samples: vec![],
+                }],
+            )
+            .unwrap();
+            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        };
+        let print = ("metrics.print".to_string(), "true".to_string());
+        let table = render_histogram(
+            &hist(&{
+                let mut c = vec![0u64; 27];
+                c[4] = 3;
+                c
+            }),
+            "",
+        );
+        // No annotation: IG's rendered datasource defaults cli.clear-screen-before to true.
+        assert_eq!(
+            frame(vec![print.clone()], true),
+            format!("\x1b[H\x1b[2J{table}\n")
+        );
+        let off = ("cli.clear-screen-before".to_string(), "false".to_string());
+        assert_eq!(frame(vec![print.clone(), off], true), format!("{table}\n"));
+        // Not a terminal: never escape codes.
+        assert_eq!(frame(vec![print], false), format!("{table}\n"));
     }
 
     #[test]

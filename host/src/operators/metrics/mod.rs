@@ -4,8 +4,11 @@
 //!
 //! Histograms from the eBPF log2 maps are exposed exactly as the kernel counted them (cumulative
 //! buckets, `le` = each bucket's upper bound), O(buckets) per scrape, instead of IG's replay of
-//! one `Record` per I/O. The exposition format is the `prometheus` crate's.
+//! one `Record` per I/O. The text exposition is written as IG's Go exporter writes it
+//! ([`exposition`]); a series that cannot be encoded is left out and counted, never allowed to
+//! fail the scrape of every instance on the endpoint.
 
+pub mod exposition;
 pub mod naming;
 pub mod otlp;
 pub mod server;
@@ -13,13 +16,9 @@ pub mod server;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,
-};
-
 use super::env::ENV_VAR_ANNOTATION;
 use super::{Operator, OperatorError};
-use crate::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
+use crate::datasource::{DatasourceSpec, Histogram, Publication};
 
 pub const SCOPE_LABEL: &str = "otel_scope_name";
 
@@ -81,35 +80,12 @@ struct ScopeState {
     latest: Option<Publication>,
 }
 
-/// The host's own count of series it left out of scrapes, by reason.
-pub const SKIPPED_FAMILY: &str = "gadget_metrics_series_skipped_total";
-
-/// Why a series was left out of a scrape (the label `reason` of [`SKIPPED_FAMILY`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Skip {
-    /// The metric name is empty or invalid after sanitizing.
-    BadName,
-    /// A label name is reserved, empty, or appears twice after sanitizing.
-    BadLabel,
-    /// Another instance exports the same name with another type.
-    TypeConflict,
-}
-
-impl Skip {
-    fn as_str(self) -> &'static str {
-        match self {
-            Skip::BadName => "bad_name",
-            Skip::BadLabel => "bad_label",
-            Skip::TypeConflict => "type_conflict",
-        }
-    }
-}
-
 /// Everything one endpoint serves, shared by the gadget instances of a process.
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     scopes: Arc<Mutex<BTreeMap<String, ScopeState>>>,
-    skipped: Arc<Mutex<BTreeMap<Skip, u64>>>,
+    /// Series left out of scrapes so far, by reason (see [`exposition::SKIPPED_FAMILY`]).
+    skipped: Arc<Mutex<BTreeMap<exposition::Skip, u64>>>,
 }
 
 /// An exported scope; dropping it removes its metrics from the endpoint.
@@ -162,88 +138,10 @@ impl MetricsRegistry {
             .collect()
     }
 
-    /// The metric families to expose, one per metric name across all scopes. A series that
-    /// cannot be encoded is left out and counted (one instance must not break the scrape of
-    /// all); names are checked when instances start, so this is the last line of defence.
-    pub fn gather(&self) -> Vec<MetricFamily> {
-        let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();
-        let mut skipped: Vec<Skip> = Vec::new();
-        for ScopeSnapshot {
-            scope,
-            datasource,
-            publication: p,
-        } in &self.snapshot()
-        {
-            for h in &p.histograms {
-                let Some((name, help)) = family_name(datasource, &h.field, FieldKind::Histogram)
-                else {
-                    continue;
-                };
-                let mut m = Metric::default();
-                match labels(&h.labels, scope) {
-                    Ok(l) => m.set_label(l),
-                    Err(skip) => {
-                        skipped.push(skip);
-                        continue;
-                    }
-                }
-                m.set_histogram(histogram(h));
-                if let Err(skip) = push(&mut families, name, help, MetricType::HISTOGRAM, m) {
-                    skipped.push(skip);
-                }
-            }
-            for s in &p.samples {
-                let kind = datasource
-                    .field(&s.field)
-                    .map(|f| f.kind)
-                    .unwrap_or(FieldKind::Gauge);
-                let Some((name, help)) = family_name(datasource, &s.field, kind) else {
-                    continue;
-                };
-                let mut m = Metric::default();
-                match labels(&s.labels, scope) {
-                    Ok(l) => m.set_label(l),
-                    Err(skip) => {
-                        skipped.push(skip);
-                        continue;
-                    }
-                }
-                let ty = sample(&mut m, s, kind);
-                if let Err(skip) = push(&mut families, name, help, ty, m) {
-                    skipped.push(skip);
-                }
-            }
-        }
-        let mut totals = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
-        for skip in skipped {
-            *totals.entry(skip).or_default() += 1;
-        }
-        if !totals.is_empty() {
-            let mut f = MetricFamily::default();
-            f.set_name(SKIPPED_FAMILY.to_string());
-            f.set_help(
-                "Series left out of scrapes because they cannot be encoded, by reason".to_string(),
-            );
-            f.set_field_type(MetricType::COUNTER);
-            for (skip, n) in totals.iter() {
-                let mut l = LabelPair::default();
-                l.set_name("reason".to_string());
-                l.set_value(skip.as_str().to_string());
-                let mut c = Counter::default();
-                c.set_value(*n as f64);
-                let mut m = Metric::default();
-                m.set_label(vec![l]);
-                m.set_counter(c);
-                f.mut_metric().push(m);
-            }
-            families.insert(SKIPPED_FAMILY.to_string(), f);
-        }
-        families.into_values().collect()
-    }
-
     /// The Prometheus text exposition of [`Self::gather`].
-    pub fn render(&self) -> Result<String, prometheus::Error> {
-        prometheus::TextEncoder::new().encode_to_string(&self.gather())
+    pub fn render(&self) -> String {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        exposition::render(&self.snapshot(), &mut skipped)
     }
 }
 
@@ -261,77 +159,6 @@ impl Drop for ScopeGuard {
     }
 }
 
-fn family_name(ds: &DatasourceSpec, field: &str, kind: FieldKind) -> Option<(String, String)> {
-    let spec = ds.field(field);
-    let unit = spec.map(|f| f.unit.as_str()).unwrap_or("");
-    let help = spec.map(|f| f.description.clone()).unwrap_or_default();
-    let kind = match kind {
-        FieldKind::Key => return None,
-        FieldKind::Value => FieldKind::Gauge,
-        k => k,
-    };
-    Some((naming::metric_name(field, unit, kind), help))
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`, and not one of the host's own families.
-fn valid_metric_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        && name != SKIPPED_FAMILY
-}
-
-fn push(
-    families: &mut BTreeMap<String, MetricFamily>,
-    name: String,
-    help: String,
-    ty: MetricType,
-    m: Metric,
-) -> Result<(), Skip> {
-    if !valid_metric_name(&name) {
-        return Err(Skip::BadName);
-    }
-    let family = families.entry(name.clone()).or_insert_with(|| {
-        let mut f = MetricFamily::default();
-        f.set_name(name.clone());
-        f.set_help(if help.is_empty() { name.clone() } else { help });
-        f.set_field_type(ty);
-        f
-    });
-    if family.get_field_type() != ty {
-        // The first type seen wins; the other instance's series are counted, not logged on
-        // every scrape.
-        return Err(Skip::TypeConflict);
-    }
-    family.mut_metric().push(m);
-    Ok(())
-}
-
-/// The series' labels and the host's scope label, checked after sanitizing: reserved, empty
-/// or repeated names cannot be encoded without breaking the scrape.
-fn labels(pairs: &[(String, String)], scope: &str) -> Result<Vec<LabelPair>, Skip> {
-    let mut out: Vec<LabelPair> = Vec::with_capacity(pairs.len() + 1);
-    for (k, v) in pairs {
-        if crate::datasource::reserved_label(k).is_some() {
-            return Err(Skip::BadLabel);
-        }
-        let mut l = LabelPair::default();
-        l.set_name(naming::label_name(k));
-        l.set_value(v.clone());
-        out.push(l);
-    }
-    let mut l = LabelPair::default();
-    l.set_name(SCOPE_LABEL.to_string());
-    l.set_value(scope.to_string());
-    out.push(l);
-    out.sort_by(|a, b| a.name().cmp(b.name()));
-    if out.windows(2).any(|w| w[0].name() == w[1].name()) {
-        return Err(Skip::BadLabel);
-    }
-    Ok(out)
-}
-
 /// Without an exact sum from the guest, Σ count × upper bound: what IG's replay of `Record(2^k)`
 /// per I/O yields, so the two agree.
 pub fn histogram_sum(h: &Histogram) -> f64 {
@@ -342,49 +169,6 @@ pub fn histogram_sum(h: &Histogram) -> f64 {
             .map(|(c, ub)| *c as f64 * *ub as f64)
             .sum()
     })
-}
-
-/// Cumulative buckets with `le` = each bucket's upper bound; `+Inf` (the total) is added by the
-/// encoder.
-fn histogram(h: &Histogram) -> PromHistogram {
-    let mut cumulative = 0u64;
-    let buckets = h
-        .counts
-        .iter()
-        .zip(&h.upper_bounds)
-        .map(|(c, ub)| {
-            cumulative = cumulative.saturating_add(*c);
-            let mut b = Bucket::default();
-            b.set_cumulative_count(cumulative);
-            b.set_upper_bound(*ub as f64);
-            b
-        })
-        .collect();
-    let mut p = PromHistogram::default();
-    p.set_bucket(buckets);
-    p.set_sample_count(cumulative);
-    p.set_sample_sum(h.sum.unwrap_or_else(|| {
-        h.counts
-            .iter()
-            .zip(&h.upper_bounds)
-            .map(|(c, ub)| *c as f64 * *ub as f64)
-            .sum()
-    }));
-    p
-}
-
-fn sample(m: &mut Metric, s: &Sample, kind: FieldKind) -> MetricType {
-    if kind == FieldKind::Counter {
-        let mut c = Counter::default();
-        c.set_value(s.value);
-        m.set_counter(c);
-        MetricType::COUNTER
-    } else {
-        let mut g = Gauge::default();
-        g.set_value(s.value);
-        m.set_gauge(g);
-        MetricType::GAUGE
-    }
 }
 
 /// Exports the datasources that ask for it to a [`MetricsRegistry`].
@@ -474,7 +258,7 @@ pub fn is_env_field(ds: &DatasourceSpec, label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasource::FieldSpec;
+    use crate::datasource::{FieldKind, FieldSpec, Sample};
 
     fn blockio(collect: bool) -> DatasourceSpec {
         DatasourceSpec {
@@ -522,34 +306,34 @@ mod tests {
         op.start(&specs).unwrap();
         op.publish(&specs, &[publication(&[0, 2, 3], &[("node", "a")])])
             .unwrap();
-        let text = reg.render().unwrap();
+        let text = reg.render();
         assert!(text.contains("# TYPE latency__s histogram"), "{text}");
         assert!(
             text.contains(
-                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",le="1"} 0"#
+                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="1"} 0"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",le="2"} 2"#
+                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="2"} 2"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",le="4"} 5"#
+                r#"latency__s_bucket{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version="",le="4"} 5"#
             ),
             "{text}"
         );
         assert!(text.contains(r#"le="+Inf"} 5"#), "{text}");
         assert!(
-            text.contains(r#"latency__s_count{node="a",otel_scope_name="blockio-metrics"} 5"#),
+            text.contains(r#"latency__s_count{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version=""} 5"#),
             "{text}"
         );
         // IG's sum: 2 × 2 + 3 × 4.
         assert!(
-            text.contains(r#"latency__s_sum{node="a",otel_scope_name="blockio-metrics"} 16"#),
+            text.contains(r#"latency__s_sum{node="a",otel_scope_name="blockio-metrics",otel_scope_schema_url="",otel_scope_version=""} 16"#),
             "{text}"
         );
     }
@@ -564,7 +348,7 @@ mod tests {
         b.start(&specs).unwrap();
         a.publish(&specs, &[publication(&[1], &[])]).unwrap();
         b.publish(&specs, &[publication(&[2], &[])]).unwrap();
-        let text = reg.render().unwrap();
+        let text = reg.render();
         assert_eq!(
             text.matches("# TYPE latency__s histogram").count(),
             1,
@@ -576,7 +360,7 @@ mod tests {
         let err = operator(&reg, "one").start(&specs).unwrap_err().to_string();
         assert!(err.contains("already exported"), "{err}");
         drop(a);
-        let text = reg.render().unwrap();
+        let text = reg.render();
         assert!(
             !text.contains(r#"otel_scope_name="one""#),
             "a stopped instance's metrics are gone: {text}"
@@ -632,9 +416,11 @@ mod tests {
             value: 1.0,
         });
         bad.publish(&bad_specs, &[p]).unwrap();
-        let text = reg.render().unwrap();
+        let text = reg.render();
         assert!(
-            text.contains(r#"latency__s_bucket{node="a",otel_scope_name="good",le="2"} 3"#),
+            text.contains(
+                r#"latency__s_bucket{node="a",otel_scope_name="good",otel_scope_schema_url="",otel_scope_version="",le="2"} 3"#
+            ),
             "{text}"
         );
         assert!(!text.contains(r#"otel_scope_name="bad""#), "{text}");

@@ -12,6 +12,9 @@ use axum::routing::get;
 use super::MetricsRegistry;
 use crate::net::{self, ConnectionLimits};
 
+/// Prometheus's text exposition format, version 0.0.4 (what IG's exporter serves).
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0:2224";
 pub const PATH: &str = "/metrics";
 
@@ -73,19 +76,14 @@ pub async fn serve_with_health(
             PATH,
             get(move || {
                 let registry = registry.clone();
+                // Rendering cannot fail: a series that cannot be encoded is left out and
+                // counted, so one instance never takes the scrape down for the others.
                 async move {
-                    match registry.render() {
-                        Ok(body) => (
-                            StatusCode::OK,
-                            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                            body,
-                        ),
-                        Err(e) => (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            [(header::CONTENT_TYPE, "text/plain")],
-                            format!("encoding metrics: {e}\n"),
-                        ),
-                    }
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, TEXT_FORMAT)],
+                        registry.render(),
+                    )
                 }
             }),
         );
