@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             manifest_bytes: 1 << 20,
             config_bytes: 1 << 20,
             layer_bytes: 4 << 20,
+            ..Limits::default()
         },
         ..Default::default()
     };

@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         manifest_bytes: 1 << 20,
         config_bytes: 1 << 20,
         layer_bytes: 64 << 20,
+        ..Limits::default()
     };
     let read = |digest: &str, limit: u64| -> Result<Vec<u8>, ImageError> {
         match blobs.get(digest) {

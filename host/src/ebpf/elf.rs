@@ -36,6 +36,10 @@ pub enum ElfError {
         "eBPF object: GADGET_MAPITER markers need the object's BTF (.BTF section); build with -g"
     )]
     NoBtf,
+    #[error(
+        "eBPF object section {name} claims {size} bytes, more than the {MAX_OBJECT_BYTES} byte limit"
+    )]
+    SectionTooLarge { name: String, size: u64 },
 }
 
 /// A datasource backed by a map the host reads on every tick.
@@ -75,6 +79,18 @@ impl ElfInfo {
             return Err(ElfError::TooLarge(bytes.len()));
         }
         let file = object::File::parse(bytes)?;
+        // aya allocates each data section's size for its map (a `.bss` has no file bytes
+        // behind it, so nothing else bounds it): a `.bss` claiming 1 TiB aborted the process on
+        // allocation failure, which no catch_unwind catches (found by the ebpf_object fuzz
+        // target). No real section is larger than a whole object may be.
+        for section in file.sections() {
+            if section.size() > MAX_OBJECT_BYTES as u64 {
+                return Err(ElfError::SectionTooLarge {
+                    name: section.name().unwrap_or("?").to_string(),
+                    size: section.size(),
+                });
+            }
+        }
         let mut info = ElfInfo::default();
         for sym in file.symbols() {
             let Ok(name) = sym.name() else { continue };
@@ -199,6 +215,18 @@ mod tests {
                 .iter()
                 .any(|p| p.section == "raw_tp/block_rq_complete")
         );
+    }
+
+    #[test]
+    fn a_huge_bss_is_refused_before_aya_allocates_it() {
+        // IG's trace_open object with its `.bss` size mutated to 1 TiB by the fuzz target.
+        let bytes = include_bytes!("../../../fuzz/corpus/ebpf_object/crash-huge-data-section");
+        match ElfInfo::parse(bytes) {
+            Err(ElfError::SectionTooLarge { name, size }) => {
+                assert_eq!((name.as_str(), size), (".bss", 1 << 40 | 96))
+            }
+            other => panic!("expected SectionTooLarge, got {other:?}"),
+        }
     }
 
     #[test]

@@ -18,12 +18,15 @@ pub struct ImageRef {
     pub digest: Option<String>,
 }
 
+/// Longest reference, as typed and as resolved (`registry/repository:tag@digest`).
+pub const MAX_REFERENCE_BYTES: usize = 512;
+
 impl ImageRef {
     /// Parses what a user typed, with `prefix` for names without a registry.
     pub fn parse(input: &str, prefix: &str) -> Result<Self, ImageError> {
         let bad = |why: &str| ImageError::BadReference(input.to_string(), why.to_string());
         let s = input.trim();
-        if s.is_empty() || s.len() > 512 {
+        if s.is_empty() || s.len() > MAX_REFERENCE_BYTES {
             return Err(bad("expected [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]"));
         }
         let (rest, digest) = match s.split_once('@') {
@@ -85,12 +88,21 @@ impl ImageRef {
             (None, None) => Some("latest".to_string()),
             _ => tag,
         };
-        Ok(ImageRef {
+        let r = ImageRef {
             registry,
             repository,
             tag,
             digest,
-        })
+        };
+        // The limit holds for the full name too (a short name grows by the prefix), so every
+        // reference this returns prints as one that parses back (found by the image_ref fuzz
+        // target).
+        if r.to_string().len() > MAX_REFERENCE_BYTES {
+            return Err(bad(&format!(
+                "longer than {MAX_REFERENCE_BYTES} bytes once the registry prefix is added"
+            )));
+        }
+        Ok(r)
     }
 
     /// `registry/repository`, without tag or digest.
@@ -222,6 +234,18 @@ mod tests {
 
     fn p(s: &str) -> String {
         ImageRef::parse(s, DEFAULT_PREFIX).unwrap().to_string()
+    }
+
+    #[test]
+    fn the_length_limit_holds_for_the_resolved_name() {
+        let long = "a".repeat(MAX_REFERENCE_BYTES - 4);
+        assert!(long.len() <= MAX_REFERENCE_BYTES);
+        let err = ImageRef::parse(&long, DEFAULT_PREFIX)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry prefix is added"), "{err}");
+        let ok = "a".repeat(100);
+        assert!(ImageRef::parse(&p(&ok), "other.example/x").is_ok());
     }
 
     #[test]
