@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, k)| (k.clone(), [1, 2, 4, 8][i % 4]))
         .collect();
-    let resolved = params::resolve(&meta, &user, &globals, Path::new("/nonexistent-sys-block"));
+    let elf = gadget::ebpf::elf::ElfInfo {
+        globals: globals.clone(),
+        ..Default::default()
+    };
+    let resolved = params::resolve(&meta, &elf, &user, Path::new("/nonexistent-sys-block"));
     if let Ok(r) = &resolved {
         for (name, bytes) in &r.ebpf_globals {
             assert_eq!(bytes.len() as u64, globals[name]);

@@ -19,10 +19,14 @@ fuzz_target!(|data: &[u8]| {
     // the annotate target's business). No /sys lookups: devices resolve against a path
     // that does not exist.
     let globals: BTreeMap<String, u64> = meta.params.ebpf.keys().map(|k| (k.clone(), 4)).collect();
+    let elf = gadget::ebpf::elf::ElfInfo {
+        globals,
+        ..Default::default()
+    };
     let resolved = params::resolve(
         &meta,
+        &elf,
         &BTreeMap::new(),
-        &globals,
         Path::new("/nonexistent-sys-block"),
     );
     if let Ok(r) = &resolved {

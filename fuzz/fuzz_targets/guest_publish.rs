@@ -81,6 +81,55 @@ fn kind(k: u8) -> FieldKind {
 
 /// `FUZZ_IGNORE_SCRAPE_ERRORS=1` looks past a known, still open scrape failure for other
 /// failures (panics, time, memory) on the same path.
+/// What Prometheus refuses in a scrape (then marking the whole target down): an invalid metric
+/// name, a label name that is invalid, reserved (`__*`) or repeated in one series, or `le` on
+/// anything but a histogram bucket.
+fn check_exposition(text: &str) -> Result<(), String> {
+    let valid = |s: &str, colon: bool| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, rest) = line.split_once(['{', ' ']).ok_or(format!("no value: {line}"))?;
+        if !valid(name, true) {
+            return Err(format!("metric name {name:?}: {line}"));
+        }
+        let Some(labels) = rest.rsplit_once('}').map(|(l, _)| l).filter(|_| line.contains('{'))
+        else {
+            continue;
+        };
+        let mut names: Vec<String> = Vec::new();
+        // name="value" pairs; values escape `\\`, `\"` and `\n`.
+        let mut chars = labels.chars().peekable();
+        while chars.peek().is_some() {
+            let k: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            if chars.next() != Some('"') {
+                return Err(format!("label {k:?} has no quoted value: {line}"));
+            }
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match (escaped, c) {
+                    (false, '\\') => escaped = true,
+                    (false, '"') => break,
+                    _ => escaped = false,
+                }
+            }
+            if chars.peek() == Some(&',') {
+                chars.next();
+            }
+            if !valid(&k, false) || k.starts_with("__") || names.contains(&k) {
+                return Err(format!("label name {k:?}: {line}"));
+            }
+            if k == "le" && !name.ends_with("_bucket") {
+                return Err(format!("le outside a bucket: {line}"));
+            }
+            names.push(k);
+        }
+    }
+    Ok(())
+}
+
 fn ignore_scrape_errors() -> bool {
     static IGNORE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *IGNORE.get_or_init(|| std::env::var_os("FUZZ_IGNORE_SCRAPE_ERRORS").is_some())
@@ -170,7 +219,7 @@ fuzz_target!(|script: Script| {
         for op in &mut operators {
             let _ = op.publish(&datasources, &publications);
         }
-        if let Err(e) = registry.render()
+        if let Err(e) = check_exposition(&registry.render())
             && !ignore_scrape_errors()
         {
             panic!("one guest's publication broke the scrape: {e}");

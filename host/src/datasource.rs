@@ -82,10 +82,16 @@ pub struct Publication {
 /// A label key as Prometheus will see it: every character outside `[a-zA-Z0-9_]` becomes `_`
 /// (one per character, as IG's Go exporter does per rune), and a leading digit gets a `_` prefix.
 pub fn label_name(key: &str) -> String {
-    let mut out: String = key
+    prometheus_name(key, false)
+}
+
+/// A name with every character outside `[a-zA-Z0-9_]` (and `:` if `colon`, for metric names)
+/// replaced by `_`, and a `_` in front of a leading digit.
+pub fn prometheus_name(name: &str, colon: bool) -> String {
+    let mut out: String = name
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
+            if c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':') {
                 c
             } else {
                 '_'

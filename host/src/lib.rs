@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod datasource;
 pub mod duration;
 pub mod ebpf;
+pub mod fsutil;
 pub mod gadget;
 pub mod image;
 pub mod instance;

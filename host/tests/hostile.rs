@@ -278,6 +278,19 @@ fn a_corrupt_saved_instance_is_listed_and_can_be_deleted_with_its_pins() {
         list.contains(&id[..12]) && list.contains("unreadable"),
         "listed with why: {list}"
     );
+    // Not root: told so, not that the daemon is down.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(gadget_bin())
+        .args(["list", "--socket"])
+        .arg(d.socket())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("only open to root"),
+        "{err}"
+    );
     d.ok(&["delete", &id[..12]]);
     assert_eq!(
         pins_of(std::slice::from_ref(&id)),

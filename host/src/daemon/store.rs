@@ -1,8 +1,7 @@
 //! Persisted instances: one JSON file per instance in `<state-dir>/instances/`, written
 //! atomically (temporary file, fsync, rename), so a crash never leaves a half-written spec.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,19 +54,8 @@ impl Store {
     }
 
     pub fn save(&self, inst: &SavedInstance) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{}.tmp", inst.id));
         let bytes = serde_json::to_vec_pretty(inst).map_err(std::io::Error::other)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.path(&inst.id))?;
-        // The rename itself must reach the disk too.
-        std::fs::File::open(&self.dir)?.sync_all()
+        crate::fsutil::write_atomic(&self.path(&inst.id), &bytes, 0o600)
     }
 
     pub fn remove(&self, id: &str) -> std::io::Result<()> {

@@ -4,7 +4,6 @@
 //! `Credentials` prints as `user:***`.
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -249,25 +248,7 @@ fn write_private(file: &Path, v: &Value) -> Result<(), ImageError> {
     }
     let bytes = serde_json::to_vec_pretty(v).map_err(|e| auth_err(file, &e.to_string()))?;
     // Created 0600 before any secret is written into it.
-    let tmp = file.with_extension("tmp");
-    let result = (|| {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ImageError::io(file, e)
-    })
+    crate::fsutil::write_atomic(file, &bytes, 0o600).map_err(|e| ImageError::io(file, e))
 }
 
 #[cfg(test)]
@@ -325,7 +306,9 @@ mod tests {
             password: "s3cr:et".into(),
         };
         store(&f, "reg.example:5000", &c).unwrap();
-        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).unwrap().permissions())
+                & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(lookup("reg.example:5000", &f).unwrap(), Some(c.clone()));
         assert_eq!(format!("{c:?}"), "alice:***");

@@ -26,20 +26,7 @@ const UNIT_WORDS: &[(&str, &str)] = &[
 /// Replaces every character outside `[a-zA-Z0-9_:]` by `_` (one per character, as Go does per
 /// rune), and prefixes `_` if the result would start with a digit.
 pub fn sanitize(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
+    crate::datasource::prometheus_name(name, true)
 }
 
 /// Label names allow no `:`; the data model owns the rule so guests are checked against it.
