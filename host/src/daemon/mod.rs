@@ -565,7 +565,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         path: state_dir.clone(),
         source,
     })?;
-    crate::ebpf::system::prepare().map_err(|e| DaemonError::Io {
+    crate::ebpf::system::prepare_daemon().map_err(|e| DaemonError::Io {
         path: PathBuf::from("/"),
         source: std::io::Error::other(e.to_string()),
     })?;
