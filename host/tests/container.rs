@@ -17,6 +17,8 @@ use common::*;
 
 const TOKEN: &str = "container-test-token-0123456789";
 const NODE: &str = "node-in-a-container";
+/// Instances running when the container's memory is measured.
+const MEASURED_INSTANCES: usize = 10;
 
 fn http(url: &str, extra: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
@@ -98,8 +100,9 @@ fn run_request(reference: &str, name: &str, disk: &str, scope: &str) -> serde_js
         ],
         "metrics_names": [format!("blockio:{scope}")],
         "interval_ms": 1000,
-        "guest_fuel": 0,
-        "guest_memory_mib": 0,
+        // The CLI's defaults (`gadget run --help`).
+        "guest_fuel": 1_000_000_000u64,
+        "guest_memory_mib": 64,
     }})
 }
 
@@ -301,28 +304,61 @@ fn daemonset_pod_in_podman_end_to_end() {
     let kernel = (dev.completed() - start) as f64;
     wait_both(kernel);
 
-    // Memory: what the daemon and its instances use, against the manifest's limit.
+    // Memory: what the daemon uses with MEASURED_INSTANCES instances, against the manifest's
+    // limit (the number written next to the limit in the manifest comes from this line).
     let cg = pod::memory_cgroup(&name).expect("the container's memory cgroup");
-    let peak: u64 = std::fs::read_to_string(cg.join("memory.max_usage_in_bytes"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let limit: u64 = std::fs::read_to_string(cg.join("memory.limit_in_bytes"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let read = |file: &str| -> u64 {
+        std::fs::read_to_string(cg.join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    eprintln!(
+        "container memory: peak {} MiB with 2 instances",
+        read("memory.max_usage_in_bytes") >> 20
+    );
+    let extra: Vec<String> = (2..MEASURED_INSTANCES)
+        .map(|i| {
+            let req = run_request(
+                "profile_blockio:v0.46.0",
+                &format!("extra-{i}"),
+                &dev.name,
+                &format!("extra-{i}"),
+            );
+            let (code, reply) = api(&pod, Some(TOKEN), &req);
+            assert_eq!(
+                (code, &reply["reply"]),
+                (200, &serde_json::json!("started")),
+                "{reply}"
+            );
+            reply["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    dev.write_direct(100);
+    // The extra instances count the same device; the two checked ones must still be exact.
+    wait_both((dev.completed() - start) as f64);
+    let (peak, limit) = (
+        read("memory.max_usage_in_bytes"),
+        read("memory.limit_in_bytes"),
+    );
     assert_eq!(
         limit, pod.memory_limit_bytes,
         "the manifest's limit is applied"
     );
     eprintln!(
-        "container memory peak with 2 instances: {} MiB (limit {} MiB)",
+        "container memory: peak {} MiB with {MEASURED_INSTANCES} instances (limit {} MiB)",
         peak >> 20,
         limit >> 20
     );
     assert!(peak < limit);
+    let (code, reply) = api(
+        &pod,
+        Some(TOKEN),
+        &serde_json::json!({"op": "delete", "targets": extra}),
+    );
+    assert_eq!(code, 200, "{reply}");
+    let kernel = (dev.completed() - start) as f64;
 
     // Killed as the kubelet kills a container past its grace period, or the OOM killer does.
     let out = podman_out(&["kill", "--signal", "KILL", &name]);
@@ -406,20 +442,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// The manifest without one of the container's volume mounts.
+fn drop_mount(mount: &'static str) -> impl Fn(&mut serde_yaml::Value) {
+    move |ds: &mut serde_yaml::Value| {
+        let mounts = pod::container_mut(ds)["volumeMounts"]
+            .as_sequence_mut()
+            .unwrap();
+        let before = mounts.len();
+        mounts.retain(|m| m["name"].as_str() != Some(mount));
+        assert_eq!(mounts.len(), before - 1, "the manifest mounts {mount}");
+    }
+}
+
 /// The manifest with one thing missing: the daemon names it and exits non-zero.
 #[test]
 fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
     assert!(is_root(), "needs root: run through `make test`");
-    let drop_mount = |mount: &'static str| {
-        move |ds: &mut serde_yaml::Value| {
-            let mounts = pod::container_mut(ds)["volumeMounts"]
-                .as_sequence_mut()
-                .unwrap();
-            let before = mounts.len();
-            mounts.retain(|m| m["name"] != serde_yaml::Value::from(mount));
-            assert_eq!(mounts.len(), before - 1, "the manifest mounts {mount}");
-        }
-    };
     type Change = Box<dyn Fn(&mut serde_yaml::Value)>;
     let cases: Vec<(&str, Change, &[&str])> = vec![
         (
@@ -448,7 +486,7 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
             Box::new(|ds: &mut serde_yaml::Value| {
                 let c = pod::container_mut(ds);
                 for m in c["volumeMounts"].as_sequence_mut().unwrap() {
-                    if m["name"] == serde_yaml::Value::from("state") {
+                    if m["name"].as_str() == Some("state") {
                         m["readOnly"] = true.into();
                     }
                 }

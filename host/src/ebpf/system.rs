@@ -131,8 +131,7 @@ fn shared_in(mountinfo: &str, path: &str) -> bool {
     // Fields: id parent major:minor root mount-point options [optional fields...] - type ...
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(path))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(path))
         .and_then(|l| l.split(" - ").next())
         .is_some_and(|head| head.split(' ').skip(6).any(|f| f.starts_with("shared:")))
 }

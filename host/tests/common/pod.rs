@@ -29,7 +29,10 @@ pub fn podman() -> Command {
 }
 
 pub fn podman_out(args: &[&str]) -> Output {
-    podman().args(args).output().expect("podman (make deps installs it)")
+    podman()
+        .args(args)
+        .output()
+        .expect("podman (make deps installs it)")
 }
 
 /// The image under test: what `make image` built.
@@ -166,15 +169,13 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
         "{MANIFEST}: the test has no service account token to mount"
     );
     let mut args: Vec<String> = Vec::new();
-    if pod["hostPID"] == Value::from(true) {
+    if pod["hostPID"].as_bool() == Some(true) {
         args.push("--pid=host".into());
     }
-    if pod["hostNetwork"] == Value::from(true) {
+    if pod["hostNetwork"].as_bool() == Some(true) {
         args.push("--network=host".into());
     }
-    let grace_seconds = pod["terminationGracePeriodSeconds"]
-        .as_u64()
-        .unwrap_or(30);
+    let grace_seconds = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
     args.push(format!("--stop-timeout={grace_seconds}"));
 
     let containers = pod["containers"].as_sequence().expect("containers");
@@ -255,7 +256,11 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
     let readiness = probe("readinessProbe");
 
     only_known(&c["resources"], "resources", &["requests", "limits"]);
-    only_known(&c["resources"]["limits"], "resources.limits", &["cpu", "memory"]);
+    only_known(
+        &c["resources"]["limits"],
+        "resources.limits",
+        &["cpu", "memory"],
+    );
     let memory_limit_bytes = bytes(&s(&c["resources"]["limits"]["memory"]));
     args.push(format!("--memory={memory_limit_bytes}"));
     let cpu = s(&c["resources"]["limits"]["cpu"]);
@@ -266,11 +271,15 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
     args.push(format!("--cpus={cpus}"));
 
     let sc = &c["securityContext"];
-    only_known(sc, "securityContext", &["privileged", "readOnlyRootFilesystem"]);
-    if sc["privileged"] == Value::from(true) {
+    only_known(
+        sc,
+        "securityContext",
+        &["privileged", "readOnlyRootFilesystem"],
+    );
+    if sc["privileged"].as_bool() == Some(true) {
         args.push("--privileged".into());
     }
-    if sc["readOnlyRootFilesystem"] == Value::from(true) {
+    if sc["readOnlyRootFilesystem"].as_bool() == Some(true) {
         // podman adds writable tmpfs on /tmp, /run and /var/tmp to --read-only containers
         // unless told not to; Kubernetes adds nothing.
         args.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
@@ -290,7 +299,7 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
         );
         let name = s(&m["name"]);
         let path = s(&m["mountPath"]);
-        let ro = m["readOnly"] == Value::from(true);
+        let ro = m["readOnly"].as_bool() == Some(true);
         let v = volumes
             .get(&name)
             .unwrap_or_else(|| panic!("{MANIFEST}: volumeMount {name} has no volume"));
@@ -334,17 +343,20 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
         } else if let Some(secret) = v.get("secret") {
             only_known(secret, "secret", &["secretName", "defaultMode"]);
             assert_eq!(s(&secret["secretName"]), "gadget-api-token");
-            // Kubernetes writes each key of the Secret as a file, owner-readable only here.
+            // Kubernetes writes each key of the Secret as a file with defaultMode, which YAML 1.1
+            // (Kubernetes) reads as octal; serde_yaml keeps the leading-zero form as written.
+            let mode = s(&secret["defaultMode"]);
+            assert!(
+                ["0400", "256", "0o400"].contains(&mode.as_str()),
+                "{MANIFEST}: the Secret's defaultMode {mode} is not 0400; translate the new one"
+            );
             for f in std::fs::read_dir(&node.secret_dir).unwrap() {
                 use std::os::unix::fs::PermissionsExt;
                 let f = f.unwrap().path();
                 std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o400)).unwrap();
             }
             assert!(ro, "{MANIFEST}: Secret volumes are read-only");
-            args.push(format!(
-                "--volume={}:{path}:ro",
-                node.secret_dir.display()
-            ));
+            args.push(format!("--volume={}:{path}:ro", node.secret_dir.display()));
         } else {
             panic!("{MANIFEST}: volume {name} is of a kind pod.rs does not translate: {v:?}");
         }
@@ -428,10 +440,10 @@ pub fn memory_cgroup(container: &str) -> Option<PathBuf> {
             if p.file_name()?.to_string_lossy().contains(want) {
                 return Some(p);
             }
-            if depth > 0 {
-                if let Some(found) = find(&p, want, depth - 1) {
-                    return Some(found);
-                }
+            if depth > 0
+                && let Some(found) = find(&p, want, depth - 1)
+            {
+                return Some(found);
             }
         }
         None
