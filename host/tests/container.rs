@@ -155,6 +155,29 @@ fn manifest_image_and_dockerfile_agree() {
         assert!(!v.is_empty() && v != "unknown", "label {key}: {labels}");
     }
 
+    // IG's short name resolves inside the image with no network and a read-only root.
+    let out = pod::podman()
+        .args([
+            "run",
+            "--rm",
+            "--network=none",
+            "--read-only",
+            "--read-only-tmpfs=false",
+        ])
+        .args(pod::runtime_ulimits())
+        .args([&pod::image(), "gadget", "image", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && list
+                .lines()
+                .any(|l| l.starts_with("profile_blockio ") && l.contains(" v0.46.0 ")),
+        "{list}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Probes and the Prometheus annotations point at the metrics listener of the command.
     let flag = |name: &str| {
         pod.command
@@ -530,4 +553,22 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
         }
         eprintln!("{what}: {}", log.lines().last().unwrap_or_default());
     }
+}
+
+/// A pod template field the translation does not know fails (the manifest and the test cannot
+/// drift apart silently).
+#[test]
+#[should_panic(expected = "hostIPC is not translated by host/tests/common/pod.rs")]
+fn an_untranslated_manifest_field_fails_the_test() {
+    let mut ds = pod::daemonset();
+    ds["spec"]["template"]["spec"]["hostIPC"] = true.into();
+    pod::translate(&ds, &Node::new(NODE, TOKEN));
+}
+
+#[test]
+#[should_panic(expected = "containers[0].lifecycle is not translated")]
+fn an_untranslated_container_field_fails_the_test() {
+    let mut ds = pod::daemonset();
+    pod::container_mut(&mut ds)["lifecycle"] = serde_yaml::Value::Mapping(Default::default());
+    pod::translate(&ds, &Node::new(NODE, TOKEN));
 }
