@@ -4,6 +4,8 @@
 #   make test     install deps, build, run the whole test suite (what .ci/run calls)
 #   make bench    BPF CPU per I/O against biolatency and bpftrace -> BENCHMARKS.md
 #   make fuzz     every fuzz target for FUZZ_SECONDS each (docs/fuzzing.md)
+#   make image    the DaemonSet's container image from deploy/Dockerfile, offline (podman)
+#   make image-test   runs that image as deploy/kubernetes/daemonset.yaml does (part of make test)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -12,13 +14,14 @@ GUEST_DIR := target/$(GUEST_TARGET)/release
 GADGET := target/release/gadget
 
 .PHONY: all deps guests gadgets host run test lint unit-test integration-test deploy-validate bench clean \
-	fuzz-deps fuzz-build fuzz fuzz-check fuzz-open
+	fuzz-deps fuzz-build fuzz fuzz-check fuzz-open image image-test
 all: host gadgets
 
 include ebpf/Makefile.inc
 
 # Debian packages and the Rust target the build and tests need; a no-op when present.
-APT_PACKAGES := clang clang-19 llvm bpftool libbpf-dev libbpf-tools bpftrace jq util-linux curl prometheus docker-registry skopeo
+APT_PACKAGES := clang clang-19 llvm bpftool libbpf-dev libbpf-tools bpftrace jq util-linux curl prometheus docker-registry skopeo \
+	podman runc debootstrap
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -54,8 +57,17 @@ unit-test: guests
 	$(CARGO) test --workspace --release --lib --bins
 	$(CARGO) test --release -p gadget-guest-sdk --doc
 
+# The container image (deploy/Dockerfile) from what `host gadgets` built: no second compile.
+# GADGET_IMAGE names it (default localhost/gadget:dev); see deploy/README.md.
+image: host gadgets
+	deploy/image/build.sh
+
+# The image run as the DaemonSet runs it (host/tests/container.rs); integration-test runs it too.
+image-test: image
+	$(CARGO) test --release -p gadget-host --test container -- --test-threads=1
+
 # Real eBPF on real block I/O: needs root (CI runs as root).
-integration-test: host gadgets ebpf-test-objects
+integration-test: host gadgets ebpf-test-objects image
 	$(CARGO) test --release -p gadget-host --test '*' -- --test-threads=1
 
 # Kubernetes manifests, offline against the OpenAPI schemas (no API server can run here).

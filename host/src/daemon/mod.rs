@@ -46,6 +46,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Metrics(#[from] server::ServerError),
+    #[error(transparent)]
+    System(#[from] crate::ebpf::system::SystemError),
 }
 
 pub struct DaemonConfig {
@@ -588,10 +590,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         path: state_dir.clone(),
         source,
     })?;
-    crate::ebpf::system::prepare().map_err(|e| DaemonError::Io {
-        path: PathBuf::from("/"),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    crate::ebpf::system::prepare_daemon()?;
     let daemon = Arc::new(Daemon {
         store,
         images: config.images.clone(),

@@ -17,9 +17,21 @@ const TRACEFS_MAGIC: i64 = 0x7472_6163;
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
     #[error(
-        "loading eBPF programs needs root, or the capabilities CAP_BPF and CAP_PERFMON (this process has neither CAP_SYS_ADMIN nor both of those); run it with sudo"
+        "loading eBPF programs needs root, or the capabilities CAP_BPF and CAP_PERFMON (this process has neither CAP_SYS_ADMIN nor both of those); run it with sudo, or in a container with securityContext.privileged: true (podman/docker run --privileged)"
     )]
     NoPrivilege,
+    #[error(
+        "{fstype} is not mounted at {path} and mounting it failed ({reason}): mount it on the node (`mount -t {fstype} {fstype} {path}`) and, in a container, mount the node's {path} into it (hostPath {path})"
+    )]
+    NotMounted {
+        fstype: &'static str,
+        path: &'static str,
+        reason: String,
+    },
+    #[error(
+        "bpffs is not mounted at {BPFFS_PATH}: the bpffs this daemon could mount there is private to its mount namespace, so its pinned instances would vanish when it restarts. Mount the node's bpffs there: in Kubernetes a hostPath volume {BPFFS_PATH} with mountPropagation: Bidirectional; with podman/docker -v {BPFFS_PATH}:{BPFFS_PATH}:rshared; on a host `mount -t bpf bpf {BPFFS_PATH}`"
+    )]
+    PrivateBpffs,
     #[error(
         "the kernel exposes no BTF at {BTF_PATH}: it needs CONFIG_DEBUG_INFO_BTF=y (every major distribution kernel since 2021 has it)"
     )]
@@ -73,17 +85,70 @@ pub fn prepare() -> Result<(), SystemError> {
     Ok(())
 }
 
-fn has_bpf_privileges() -> bool {
+/// The daemon's stricter checks: its instances outlive it in pinned maps, so bpffs must be one
+/// that outlives its mount namespace (the node's), and tracefs must be there (its instances
+/// may use classic tracepoints). A bpffs the daemon mounts itself is kept only when the mount
+/// propagates out of its namespace (a shared mount); otherwise it is unmounted again and the
+/// daemon refuses to start rather than losing every instance at its next restart.
+pub fn prepare_daemon() -> Result<(), SystemError> {
+    let had_bpffs = fs_magic(BPFFS_PATH) == Some(BPF_FS_MAGIC);
+    prepare()?;
+    if fs_magic(TRACEFS_PATH) != Some(TRACEFS_MAGIC) {
+        return Err(not_mounted("tracefs", TRACEFS_PATH));
+    }
+    if fs_magic(BPFFS_PATH) != Some(BPF_FS_MAGIC) {
+        return Err(not_mounted("bpf", BPFFS_PATH));
+    }
+    if !had_bpffs && !mount_is_shared(BPFFS_PATH) {
+        if let Ok(target) = CString::new(BPFFS_PATH) {
+            // SAFETY: a valid NUL-terminated path; undoes the mount made just above.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        return Err(SystemError::PrivateBpffs);
+    }
+    Ok(())
+}
+
+fn not_mounted(fstype: &'static str, path: &'static str) -> SystemError {
+    let reason = match std::fs::metadata(path) {
+        Err(e) => e.to_string(),
+        Ok(_) if has_cap(CAP_SYS_ADMIN) => format!("{path} holds another file system"),
+        Ok(_) => "no CAP_SYS_ADMIN to mount it".to_string(),
+    };
+    SystemError::NotMounted {
+        fstype,
+        path,
+        reason,
+    }
+}
+
+/// Whether the topmost mount at `path` propagates to peers ("shared:N" in /proc/self/mountinfo).
+fn mount_is_shared(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| shared_in(&info, path))
+}
+
+fn shared_in(mountinfo: &str, path: &str) -> bool {
+    // Fields: id parent major:minor root mount-point options [optional fields...] - type ...
+    mountinfo
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(path))
+        .and_then(|l| l.split(" - ").next())
+        .is_some_and(|head| head.split(' ').skip(6).any(|f| f.starts_with("shared:")))
+}
+
+fn has_cap(cap: u32) -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };
-    let caps = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |cap: u32| caps & (1u64 << cap) != 0;
-    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
+        .is_some_and(|caps| caps & (1u64 << cap) != 0)
+}
+
+fn has_bpf_privileges() -> bool {
+    has_cap(CAP_SYS_ADMIN) || (has_cap(CAP_BPF) && has_cap(CAP_PERFMON))
 }
 
 fn fs_magic(path: &str) -> Option<i64> {
@@ -155,5 +220,22 @@ mod tests {
         );
         assert_eq!(KernelVersion::parse("5.10.300").unwrap().code() & 0xff, 255);
         assert!(KernelVersion::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn shared_mounts_from_mountinfo() {
+        let info = "23 27 0:22 / /sys rw,relatime shared:7 - sysfs sysfs rw\n\
+                    43 23 0:39 / /sys/fs/bpf rw,relatime master:9 - bpf bpf rw\n";
+        assert!(shared_in(info, "/sys"));
+        assert!(
+            !shared_in(info, "/sys/fs/bpf"),
+            "a slave mount does not propagate out"
+        );
+        assert!(!shared_in(info, "/sys/kernel/tracing"), "not mounted");
+        let stacked = format!("{info}50 43 0:40 / /sys/fs/bpf rw shared:12 - bpf bpf rw\n");
+        assert!(
+            shared_in(&stacked, "/sys/fs/bpf"),
+            "the topmost mount counts"
+        );
     }
 }

@@ -98,9 +98,14 @@ impl Daemon {
 
     pub fn spawn(&self) -> Child {
         let mut cmd = match &self.netns {
+            // Only the network namespace: `ip netns exec` would also give the daemon a mount
+            // namespace with a fresh /sys, without the node's bpffs (and the daemon refuses a
+            // bpffs private to its namespace: the pins would vanish with it).
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(gadget_bin());
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(gadget_bin());
                 c
             }
             None => Command::new(gadget_bin()),
@@ -157,7 +162,7 @@ impl Daemon {
 
     pub fn kill9(&mut self) {
         let mut c = self.child.take().unwrap();
-        c.kill().unwrap(); // SIGKILL (through `ip netns exec`, which execs the daemon)
+        c.kill().unwrap(); // SIGKILL (through `nsenter`, which execs the daemon)
         c.wait().unwrap();
     }
 

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod memcg;
+pub mod pod;
 pub mod prometheus;
 pub mod registry;
 

@@ -27,10 +27,15 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `targets` (host:port) every second.
     pub fn start(targets: &[String]) -> Prometheus {
+        Self::start_scraping(targets, "/metrics")
+    }
+
+    /// Scrapes `targets` (host:port) at `metrics_path` every second.
+    pub fn start_scraping(targets: &[String], metrics_path: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: gadget\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: gadget\n    metrics_path: '{metrics_path}'\n    static_configs:\n      - targets: [{}]\n",
             list.join(", ")
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
