@@ -466,10 +466,10 @@ impl Drop for Cleanup {
 }
 
 /// The manifest without one of the container's volume mounts.
-fn drop_mount(mount: &'static str) -> impl Fn(&mut serde_yaml::Value) {
-    move |ds: &mut serde_yaml::Value| {
+fn drop_mount(mount: &'static str) -> impl Fn(&mut serde_json::Value) {
+    move |ds: &mut serde_json::Value| {
         let mounts = pod::container_mut(ds)["volumeMounts"]
-            .as_sequence_mut()
+            .as_array_mut()
             .unwrap();
         let before = mounts.len();
         mounts.retain(|m| m["name"].as_str() != Some(mount));
@@ -481,7 +481,7 @@ fn drop_mount(mount: &'static str) -> impl Fn(&mut serde_yaml::Value) {
 #[test]
 fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
     assert!(is_root(), "needs root: run through `make test`");
-    type Change = Box<dyn Fn(&mut serde_yaml::Value)>;
+    type Change = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Change, &[&str])> = vec![
         (
             "no bpffs volume",
@@ -493,7 +493,7 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
         ),
         (
             "no tracefs volume, capabilities instead of privileged",
-            Box::new(|ds: &mut serde_yaml::Value| {
+            Box::new(|ds: &mut serde_json::Value| {
                 drop_mount("tracefs")(ds);
                 let c = pod::container_mut(ds);
                 c["securityContext"]["privileged"] = false.into();
@@ -506,9 +506,9 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
         ),
         (
             "read-only state directory",
-            Box::new(|ds: &mut serde_yaml::Value| {
+            Box::new(|ds: &mut serde_json::Value| {
                 let c = pod::container_mut(ds);
-                for m in c["volumeMounts"].as_sequence_mut().unwrap() {
+                for m in c["volumeMounts"].as_array_mut().unwrap() {
                     if m["name"].as_str() == Some("state") {
                         m["readOnly"] = true.into();
                     }
@@ -523,7 +523,7 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
         ),
         (
             "not privileged",
-            Box::new(|ds: &mut serde_yaml::Value| {
+            Box::new(|ds: &mut serde_json::Value| {
                 pod::container_mut(ds)["securityContext"]["privileged"] = false.into();
             }),
             &[
@@ -569,6 +569,6 @@ fn an_untranslated_manifest_field_fails_the_test() {
 #[should_panic(expected = "containers[0].lifecycle is not translated")]
 fn an_untranslated_container_field_fails_the_test() {
     let mut ds = pod::daemonset();
-    pod::container_mut(&mut ds)["lifecycle"] = serde_yaml::Value::Mapping(Default::default());
+    pod::container_mut(&mut ds)["lifecycle"] = serde_json::Value::Object(Default::default());
     pod::translate(&ds, &Node::new(NODE, TOKEN));
 }

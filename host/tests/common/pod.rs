@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::repo_root;
 
@@ -43,7 +43,7 @@ pub fn image() -> String {
 /// The manifest's DaemonSet, parsed.
 pub fn daemonset() -> Value {
     let text = std::fs::read_to_string(repo_root().join(MANIFEST)).unwrap();
-    serde_yaml::from_str(&text).unwrap()
+    gadget::yaml::from_str(&text, &gadget::yaml::YamlLimits::default()).unwrap()
 }
 
 /// The pod template's only container, for tests that change the manifest before running it.
@@ -122,11 +122,10 @@ fn s(v: &Value) -> String {
 
 /// Fails on keys of `map` (at `at` in the manifest) that are not in `known`.
 fn only_known(map: &Value, at: &str, known: &[&str]) {
-    let Some(m) = map.as_mapping() else {
+    let Some(m) = map.as_object() else {
         panic!("{MANIFEST}: {at} is not a mapping");
     };
     for k in m.keys() {
-        let k = s(k);
         assert!(
             known.contains(&k.as_str()),
             "{MANIFEST}: {at}.{k} is not translated by host/tests/common/pod.rs; teach it what \
@@ -178,7 +177,7 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
     let grace_seconds = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
     args.push(format!("--stop-timeout={grace_seconds}"));
 
-    let containers = pod["containers"].as_sequence().expect("containers");
+    let containers = pod["containers"].as_array().expect("containers");
     assert_eq!(containers.len(), 1, "{MANIFEST}: one container per pod");
     let c = &containers[0];
     only_known(
@@ -200,13 +199,13 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
         ],
     );
     let command: Vec<String> = c["command"]
-        .as_sequence()
+        .as_array()
         .expect("command")
         .iter()
         .map(s)
         .collect();
 
-    for e in c["env"].as_sequence().into_iter().flatten() {
+    for e in c["env"].as_array().into_iter().flatten() {
         only_known(e, "env[]", &["name", "value", "valueFrom"]);
         let name = s(&e["name"]);
         let value = if let Some(v) = e.get("value") {
@@ -222,7 +221,7 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
     }
 
     let mut ports = BTreeMap::new();
-    for p in c["ports"].as_sequence().into_iter().flatten() {
+    for p in c["ports"].as_array().into_iter().flatten() {
         only_known(p, "ports[]", &["name", "containerPort", "protocol"]);
         assert_eq!(s(&p["protocol"]), "TCP");
         let container_port = p["containerPort"].as_u64().expect("containerPort") as u16;
@@ -286,12 +285,12 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
     }
 
     let volumes: BTreeMap<String, &Value> = pod["volumes"]
-        .as_sequence()
+        .as_array()
         .expect("volumes")
         .iter()
         .map(|v| (s(&v["name"]), v))
         .collect();
-    for m in c["volumeMounts"].as_sequence().expect("volumeMounts") {
+    for m in c["volumeMounts"].as_array().expect("volumeMounts") {
         only_known(
             m,
             "volumeMounts[]",
@@ -344,10 +343,11 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
             only_known(secret, "secret", &["secretName", "defaultMode"]);
             assert_eq!(s(&secret["secretName"]), "gadget-api-token");
             // Kubernetes writes each key of the Secret as a file with defaultMode, which YAML 1.1
-            // (Kubernetes) reads as octal; serde_yaml keeps the leading-zero form as written.
+            // (Kubernetes) reads as octal (256); the YAML 1.2 reader here reads the literal `0400` as
+            // the number 400. Both are the manifest's `0400`.
             let mode = s(&secret["defaultMode"]);
             assert!(
-                ["0400", "256", "0o400"].contains(&mode.as_str()),
+                ["0400", "256", "0o400", "400", "400.0"].contains(&mode.as_str()),
                 "{MANIFEST}: the Secret's defaultMode {mode} is not 0400; translate the new one"
             );
             for f in std::fs::read_dir(&node.secret_dir).unwrap() {
@@ -363,10 +363,10 @@ pub fn translate(ds: &Value, node: &Node) -> PodRun {
     }
 
     let annotations = template["metadata"]["annotations"]
-        .as_mapping()
+        .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (s(k), s(v)))
+        .map(|(k, v)| (k.clone(), s(v)))
         .collect();
     PodRun {
         args,
