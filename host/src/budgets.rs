@@ -48,8 +48,10 @@ impl Default for GuestBudget {
 /// What one daemon accepts from its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DaemonBudget {
-    /// Instances at once. One profile_blockio instance costs ≈ 12 MiB of RSS today
-    /// (BENCHMARKS.md), so 40 fit the DaemonSet's 512 MiB limit with room for the daemon itself.
+    /// Instances at once: a bound on what one careless client can start, not a fit to a memory
+    /// limit. One profile_blockio instance costs ≈ 12 MiB of the daemon's RSS (BENCHMARKS.md)
+    /// but ≈ 36 MiB of its cgroup's memory once its maps and page cache are counted
+    /// (deploy/kubernetes/daemonset.yaml): set this to what the node's limit holds.
     pub max_instances: usize,
     /// The most guest memory a client may ask for per instance (`--guest-memory-mib`).
     pub max_guest_memory_mib: u64,
