@@ -248,13 +248,7 @@ fn credentials_go_to_a_plain_http_realm_only_on_loopback_or_listed_hosts() {
 }
 
 fn gadget_cmd(store: &Path, args: &[&str]) -> Output {
-    Command::new(gadget_bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    gadget_in(store, args)
 }
 
 #[test]

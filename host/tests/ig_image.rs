@@ -9,27 +9,42 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::registry::{DockerRegistry, skopeo};
 use common::*;
+use sha2::Digest;
 
 const IG_REF: &str = "ghcr.io/inspektor-gadget/gadget/profile_blockio:v0.46.0";
 const WRITES: u32 = 2000;
 
+/// sha256 of IG's artifact (host/tests/fixtures/ig-v0.46.0/README.md).
+const FIXTURE_SHA256: &str = "63eb7ea601c890af6c2de01844a8bd94041f84ab41a4bc2eda22bc1d671914bc";
+
+/// IG's artifact as the project shares it (`../shared/fixtures`) where that exists, else the
+/// byte-identical copy in this repository; either way checked against its known digest.
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ig-v0.46.0/profile_blockio.oci.tar")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../../shared/fixtures/ig-v0.46.0/profile_blockio.oci.tar");
+    let path = if shared.is_file() {
+        shared
+    } else {
+        root.join("tests/fixtures/ig-v0.46.0/profile_blockio.oci.tar")
+    };
+    let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        FIXTURE_SHA256,
+        "{} is not IG's artifact",
+        path.display()
+    );
+    path
 }
 
 fn gadget(store: &Path, args: &[&str]) -> Output {
-    Command::new(gadget_bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    gadget_in(store, args)
 }
 
 fn imported_store() -> tempfile::TempDir {

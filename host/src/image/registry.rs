@@ -149,21 +149,10 @@ impl<'a> Session<'a> {
             limit,
             setting: "limits.manifest-bytes",
         };
-        if let Some(len) = resp.content_length()
-            && len > limit
-        {
-            return Err(too_large(len));
-        }
-        let mut body = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk
-                .map_err(|e| self.err(format!("reading {url}: {}", crate::error_chain(&e))))?;
-            if body.len() + chunk.len() > limit as usize {
-                return Err(too_large((body.len() + chunk.len()) as u64));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(resp, limit, too_large, |e| {
+            self.err(format!("reading {url}: {}", crate::error_chain(&e)))
+        })
+        .await?;
         let digest = sha256_digest(&body);
         let mismatch = |expected: &str| ImageError::DigestMismatch {
             what: format!("manifest {reference}"),
@@ -297,6 +286,32 @@ async fn authenticate(
     Ok(Some(token))
 }
 
+/// A reply's body, at most `limit` bytes: refused before reading when its length is announced
+/// larger, and as soon as the bytes read pass the limit (a chunked reply announces nothing).
+async fn read_capped(
+    resp: reqwest::Response,
+    limit: u64,
+    too_large: impl Fn(u64) -> ImageError,
+    read_err: impl Fn(reqwest::Error) -> ImageError,
+) -> Result<Vec<u8>, ImageError> {
+    if let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(too_large(len));
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&read_err)?;
+        let total = body.len() as u64 + chunk.len() as u64;
+        if total > limit {
+            return Err(too_large(total));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// The token of a Bearer challenge, from its realm: credentials only where
 /// [`auth::check_realm`] allows, the reply capped at `limits.token-bytes`.
 async fn fetch_token(
@@ -348,21 +363,10 @@ async fn fetch_token(
         limit,
         setting: "limits.token-bytes",
     };
-    if let Some(len) = resp.content_length()
-        && len > limit
-    {
-        return Err(too_large(len));
-    }
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| registry_err(r, format!("reading {what}: {}", crate::error_chain(&e))))?;
-        if body.len() + chunk.len() > limit as usize {
-            return Err(too_large((body.len() + chunk.len()) as u64));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_capped(resp, limit, too_large, |e| {
+        registry_err(r, format!("reading {what}: {}", crate::error_chain(&e)))
+    })
+    .await?;
     #[derive(serde::Deserialize)]
     struct TokenReply {
         #[serde(default)]

@@ -675,6 +675,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 mod tests {
     use super::*;
 
+    fn index_entry(digest: &str, size: usize, media_type: &str) -> ImageIndexEntry {
+        ImageIndexEntry {
+            media_type: media_type.into(),
+            digest: digest.into(),
+            size: size as i64,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        }
+    }
+
     #[test]
     fn blobs_are_verified_before_they_exist() {
         let dir = tempfile::tempdir().unwrap();
@@ -704,20 +715,12 @@ mod tests {
         // A bare blob is not an image: what index.json names must be an index or a manifest.
         let mut st = s.staging().unwrap();
         st.put_blob(b"hello").unwrap();
-        let entry = |media_type: &str, digest: &str, size: i64| ImageIndexEntry {
-            media_type: media_type.into(),
-            digest: digest.into(),
-            size,
-            platform: None,
-            annotations: None,
-            artifact_type: None,
-        };
         let err = s
             .publish(
                 st,
                 vec![(
                     "r.io/blob:1".into(),
-                    entry("application/octet-stream", &good, 5),
+                    index_entry(&good, 5, "application/octet-stream"),
                 )],
             )
             .unwrap_err()
@@ -733,7 +736,7 @@ mod tests {
             r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{good}","size":5}},"layers":[]}}"#
         );
         let m = st.put_blob(manifest.as_bytes()).unwrap();
-        let entry = entry(super::super::OCI_MANIFEST, &m, manifest.len() as i64);
+        let entry = index_entry(&m, manifest.len(), super::super::OCI_MANIFEST);
         s.publish(st, vec![("r.io/blob:1".into(), entry)]).unwrap();
         let names: Vec<_> = fs::read_dir(dir.path().join("blobs/sha256"))
             .unwrap()
@@ -762,14 +765,7 @@ mod tests {
             manifest.len()
         );
         let i = st.put_blob(index.as_bytes()).unwrap();
-        let entry = |d: &str, n: usize, t: &str| ImageIndexEntry {
-            media_type: t.into(),
-            digest: d.into(),
-            size: n as i64,
-            platform: None,
-            annotations: None,
-            artifact_type: None,
-        };
+        let entry = index_entry;
         s.publish(
             st,
             vec![("r.io/a:1".into(), entry(&i, index.len(), OCI_INDEX))],
@@ -802,14 +798,7 @@ mod tests {
     fn descriptor_sizes_are_verified_and_unreferenced_blobs_stay_out() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let entry = |d: &str, n: usize| ImageIndexEntry {
-            media_type: super::super::OCI_MANIFEST.into(),
-            digest: d.into(),
-            size: n as i64,
-            platform: None,
-            annotations: None,
-            artifact_type: None,
-        };
+        let entry = |d: &str, n: usize| index_entry(d, n, super::super::OCI_MANIFEST);
         let manifest_with_config_size = |st: &mut Staging, size: usize| {
             let cfg = st.put_blob(b"name: x").unwrap();
             let m = format!(
@@ -870,14 +859,7 @@ mod tests {
         );
         let m = st.put_blob(manifest.as_bytes()).unwrap();
         let stray = st.put_blob(b"unreferenced").unwrap();
-        let entry = |d: &str, n: usize| ImageIndexEntry {
-            media_type: super::super::OCI_MANIFEST.into(),
-            digest: d.into(),
-            size: n as i64,
-            platform: None,
-            annotations: None,
-            artifact_type: None,
-        };
+        let entry = |d: &str, n: usize| index_entry(d, n, super::super::OCI_MANIFEST);
         s.publish(st, vec![("r.io/a:1".into(), entry(&m, manifest.len()))])
             .unwrap();
         s.set_ref("r.io/a:2", entry(&m, manifest.len())).unwrap();

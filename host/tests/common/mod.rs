@@ -290,6 +290,17 @@ pub fn start_on_with_env(
     g
 }
 
+/// `gadget --store STORE args…` to the end, stdin closed: the image tests' own store.
+pub fn gadget_in(store: &Path, args: &[&str]) -> Output {
+    Command::new(gadget_bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 pub fn run_to_end(args: &[&str]) -> Output {
     Command::new(gadget_bin()).args(args).output().unwrap()
 }
