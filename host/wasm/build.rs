@@ -8,7 +8,7 @@ fn main() {
         Some(p) => PathBuf::from(p),
         None => {
             let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-            root.join("../target/wasm32-wasip2/release/default_guest.wasm")
+            root.join("../../target/wasm32-wasip2/release/default_guest.wasm")
         }
     };
     println!("cargo:rerun-if-env-changed=GADGET_DEFAULT_GUEST_WASM");

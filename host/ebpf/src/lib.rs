@@ -1,13 +1,13 @@
-//! The kernel side of a gadget: check the system, read the ELF, load and attach with aya, and
-//! snapshot the datasource maps.
+//! The kernel side of a gadget: check the system ([`system`]), load and attach with aya
+//! ([`loader`]), and snapshot the datasource maps ([`snapshot`]). Reading the object itself is
+//! `gadget-object`'s (pure); this crate is the one that makes syscalls.
+//!
+//! May depend on: gadget-model, gadget-object, aya. The one `unsafe` (the raw `SYS_bpf` map walk
+//! in [`snapshot`]) keeps its SAFETY note.
 
-pub mod btf;
-pub mod core_relo;
-pub mod elf;
 pub mod loader;
 pub mod snapshot;
 pub mod system;
-pub mod types;
 
+pub use gadget_model::MapSnapshot;
 pub use loader::{AttachMode, LoadError, LoadOptions, LoadedGadget};
-pub use snapshot::MapSnapshot;

@@ -13,12 +13,13 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use super::btf::Btf as KernelBtf;
-use super::core_relo::{self, CoreError};
-use super::elf::{ElfInfo, MapIter, ProgramSection};
-use super::snapshot::{self, MapSnapshot};
+use gadget_object::btf::Btf as KernelBtf;
+use gadget_object::core_relo::{self, CoreError};
+use gadget_object::elf::{ElfInfo, MapIter, ProgramSection};
+use super::snapshot;
+use gadget_model::MapSnapshot;
 use super::system::KernelVersion;
-use crate::error_chain;
+use gadget_model::error_chain;
 
 /// Global the host sets, when the object declares it, to `KERNEL_VERSION(a, b, c)` of the running
 /// kernel, so programs can pick tracepoint prototypes that changed between kernels.
@@ -344,7 +345,7 @@ fn special_map_notices(info: &ElfInfo) -> Vec<String> {
     let Some(btf) = &info.btf else {
         return Vec::new();
     };
-    let maps = super::types::map_names(btf);
+    let maps = gadget_object::types::map_names(btf);
     IG_SPECIAL_MAPS
         .iter()
         .filter(|(m, _)| maps.iter().any(|n| n == m))
@@ -359,7 +360,7 @@ fn map_sizes(info: &ElfInfo, overrides: &[(String, Vec<u8>)]) -> Vec<(String, u3
     let Some(btf) = &info.btf else {
         return Vec::new();
     };
-    super::types::map_names(btf)
+    gadget_object::types::map_names(btf)
         .into_iter()
         .filter_map(|map| {
             let var = format!("{map}_max_entries");

@@ -22,17 +22,6 @@ struct MapElemAttr {
     flags: u64,
 }
 
-/// One map read, host side. The Wasm layer converts it to the WIT type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapSnapshot {
-    pub datasource: String,
-    pub map_name: String,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    pub taken_at_ns: u64,
-}
-
 fn bpf(cmd: libc::c_long, attr: &mut MapElemAttr) -> io::Result<()> {
     // SAFETY: attr is a valid, initialised bpf_attr prefix that lives across the call; the
     // kernel reads only size_of::<MapElemAttr>() bytes and the pointers inside point at

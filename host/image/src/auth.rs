@@ -248,7 +248,7 @@ fn write_private(file: &Path, v: &Value) -> Result<(), ImageError> {
     }
     let bytes = serde_json::to_vec_pretty(v).map_err(|e| auth_err(file, &e.to_string()))?;
     // Created 0600 before any secret is written into it.
-    crate::fsutil::write_atomic(file, &bytes, 0o600).map_err(|e| ImageError::io(file, e))
+    gadget_model::fsutil::write_atomic(file, &bytes, 0o600).map_err(|e| ImageError::io(file, e))
 }
 
 #[cfg(test)]

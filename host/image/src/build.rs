@@ -20,7 +20,7 @@ use super::{
     ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CREATED_ANNOTATION, EBPF_LAYER, ImageError, ImageRef,
     OCI_INDEX, OCI_MANIFEST, WASM_LAYER,
 };
-use crate::gadget::GadgetMetadata;
+use gadget_model::GadgetMetadata;
 
 /// The headers gadgets include as `<gadget/…>`.
 const HEADERS: &[(&str, &str)] = &[
@@ -99,15 +99,15 @@ pub fn compile(opts: &BuildOptions) -> Result<Built, ImageError> {
         .build_file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("build.yaml"));
-    let limits = crate::budgets::Budgets::current().yaml;
+    let limits = gadget_model::budgets::Budgets::current().yaml;
     // "{}" gives every key its serde default.
     let bf: BuildFile = match std::fs::read(&build_path) {
         Ok(text) if text.iter().all(u8::is_ascii_whitespace) => {
-            crate::yaml::from_str("{}", &limits)
+            gadget_model::yaml::from_str("{}", &limits)
         }
-        Ok(text) => crate::yaml::from_slice(&text, &limits),
+        Ok(text) => gadget_model::yaml::from_slice(&text, &limits),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() => {
-            crate::yaml::from_str("{}", &limits)
+            gadget_model::yaml::from_str("{}", &limits)
         }
         Err(e) => return Err(ImageError::io(&build_path, e)),
     }
@@ -134,7 +134,7 @@ pub fn compile(opts: &BuildOptions) -> Result<Built, ImageError> {
         CFlags::Many(v) => v,
     };
     let ebpf = compile_ebpf(dir, &source, &cflags)?;
-    crate::ebpf::elf::ElfInfo::parse(&ebpf).map_err(|e| {
+    gadget_object::elf::ElfInfo::parse(&ebpf).map_err(|e| {
         err(
             dir,
             format!("clang produced an object the loader rejects: {e}"),

@@ -34,7 +34,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             manifest_bytes: 4 << 20,
-            config_bytes: crate::gadget::metadata::MAX_METADATA_BYTES as u64,
+            config_bytes: gadget_model::metadata::MAX_METADATA_BYTES as u64,
             layer_bytes: 64 << 20,
             token_bytes: 1 << 20,
             pull_timeout_seconds: 600,
@@ -133,7 +133,7 @@ impl ImageConfig {
         let file: FileConfig = if text.iter().all(u8::is_ascii_whitespace) {
             FileConfig::default()
         } else {
-            crate::yaml::from_slice(&text, &crate::budgets::Budgets::current().yaml).map_err(|e| {
+            gadget_model::yaml::from_slice(&text, &gadget_model::budgets::Budgets::current().yaml).map_err(|e| {
                 ImageError::invalid(
                     path.display().to_string(),
                     format!(

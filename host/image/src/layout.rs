@@ -1,5 +1,6 @@
-//! What makes an OCI manifest a gadget image, and how a stored image becomes the bundle that
-//! `gadget run` executes. Layers are chosen by media type, never by position.
+//! What makes an OCI manifest a gadget image, and which bytes of a stored image make the gadget
+//! `gadget run` executes (the bundle itself is gadget-runtime's). Layers are chosen by media
+//! type, never by position.
 
 use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest};
 
@@ -8,7 +9,6 @@ use super::{
     BTFGEN_LAYER, CONFIG_MEDIA_TYPE, DOCKER_MANIFEST_LIST, EBPF_LAYER, ImageError, Limits,
     OCI_INDEX, WASM_LAYER,
 };
-use crate::gadget::{GadgetBundle, GadgetMetadata};
 
 /// The layers of a gadget image, picked out of a manifest.
 #[derive(Debug)]
@@ -176,6 +176,18 @@ pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
 
+/// The bytes of a gadget image that running it needs.
+#[derive(Debug, Clone)]
+pub struct GadgetBlobs {
+    /// The image's name, for messages.
+    pub origin: String,
+    /// The config blob: gadget.yaml.
+    pub config: Vec<u8>,
+    pub ebpf_object: Vec<u8>,
+    /// `None`: the host's built-in default guest runs instead.
+    pub wasm: Option<Vec<u8>>,
+}
+
 /// A stored image, resolved down to its platform manifest.
 #[derive(Debug, Clone)]
 pub struct LocalImage {
@@ -222,13 +234,12 @@ impl LocalImage {
         })
     }
 
-    /// The bundle `gadget run` executes: gadget.yaml from the config, eBPF and Wasm by media type.
-    pub fn bundle(&self, store: &Store, limits: &Limits) -> Result<GadgetBundle, ImageError> {
+    /// What `gadget run` executes, as bytes: the config (gadget.yaml), the eBPF and Wasm layers
+    /// by media type, each read verified and capped.
+    pub fn gadget_blobs(&self, store: &Store, limits: &Limits) -> Result<GadgetBlobs, ImageError> {
         let origin = self.entry.name.as_str();
         let layers = gadget_layers(&self.manifest, origin, limits)?;
         let config = store.read_blob(&self.manifest.config.digest, limits.config_bytes)?;
-        let metadata = GadgetMetadata::parse(&config, &format!("{origin} (gadget.yaml)"))
-            .map_err(|e| ImageError::invalid(origin, e.to_string()))?;
         let ebpf_object = store.read_blob(&layers.ebpf.digest, limits.layer_bytes)?;
         let wasm = match layers.wasm {
             Some(w) => Some(store.read_blob(&w.digest, limits.layer_bytes)?),
@@ -237,9 +248,9 @@ impl LocalImage {
                 None
             }
         };
-        Ok(GadgetBundle {
+        Ok(GadgetBlobs {
             origin: origin.to_string(),
-            metadata,
+            config,
             ebpf_object,
             wasm,
         })

@@ -2,7 +2,10 @@
 //! other's images. The data's path: a [`reference`] names an image; [`registry`] moves it between
 //! a registry and the local [`store`] (an OCI image layout on disk), verifying every byte on the
 //! way in; [`build`] makes one from a gadget folder; [`archive`] moves it as an OCI layout
-//! tarball; [`layout`] turns a stored image into the gadget bundle `gadget run` executes.
+//! tarball; [`layout`] picks out of a stored image the bytes `gadget run` executes.
+//!
+//! May depend on: gadget-model, gadget-object (reading the eBPF object at build time). Returns
+//! bytes and descriptors; knows nothing of running gadgets (no aya, no wasmtime).
 
 pub mod archive;
 pub mod auth;
@@ -95,7 +98,7 @@ impl ImageError {
         }
     }
 
-    pub(crate) fn invalid(origin: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(origin: impl Into<String>, message: impl Into<String>) -> Self {
         ImageError::Invalid {
             origin: origin.into(),
             message: message.into(),
@@ -148,7 +151,7 @@ pub fn is_path(reference: &str) -> bool {
 }
 
 /// Makes `reference` available locally according to the pull policy: the step before
-/// [`crate::gadget::GadgetBundle::open`]. Gadget directories pass through untouched.
+/// `gadget_runtime::GadgetBundle::open`. Gadget directories pass through untouched.
 pub async fn ensure(
     cfg: &ImageConfig,
     reference: &str,

@@ -124,7 +124,7 @@ impl<'a> Session<'a> {
         let resp = req
             .send()
             .await
-            .map_err(|e| self.err(format!("GET {url}: {}", crate::error_chain(&e))))?;
+            .map_err(|e| self.err(format!("GET {url}: {}", gadget_model::error_chain(&e))))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(self.err(http_failure(status, &url, &self.r, resp).await));
@@ -150,7 +150,7 @@ impl<'a> Session<'a> {
             setting: "limits.manifest-bytes",
         };
         let body = read_capped(resp, limit, too_large, |e| {
-            self.err(format!("reading {url}: {}", crate::error_chain(&e)))
+            self.err(format!("reading {url}: {}", gadget_model::error_chain(&e)))
         })
         .await?;
         let digest = sha256_digest(&body);
@@ -255,7 +255,7 @@ async fn authenticate(
                 r.registry
             )
         };
-        registry_err(r, format!("GET {url}: {}{hint}", crate::error_chain(&e)))
+        registry_err(r, format!("GET {url}: {}{hint}", gadget_model::error_chain(&e)))
     })?;
     let challenge = resp
         .headers()
@@ -347,7 +347,7 @@ async fn fetch_token(
     let resp = req
         .send()
         .await
-        .map_err(|e| registry_err(r, format!("{what}: {}", crate::error_chain(&e))))?;
+        .map_err(|e| registry_err(r, format!("{what}: {}", gadget_model::error_chain(&e))))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(registry_err(
@@ -364,7 +364,7 @@ async fn fetch_token(
         setting: "limits.token-bytes",
     };
     let body = read_capped(resp, limit, too_large, |e| {
-        registry_err(r, format!("reading {what}: {}", crate::error_chain(&e)))
+        registry_err(r, format!("reading {what}: {}", gadget_model::error_chain(&e)))
     })
     .await?;
     #[derive(serde::Deserialize)]
@@ -568,7 +568,7 @@ pub async fn check_login(
         .get(&url)
         .send()
         .await
-        .map_err(|e| s.err(format!("GET {url}: {}", crate::error_chain(&e))))?;
+        .map_err(|e| s.err(format!("GET {url}: {}", gadget_model::error_chain(&e))))?;
     if resp.status().is_success() {
         Ok(())
     } else {
@@ -636,7 +636,7 @@ async fn http_failure(
 /// oci-client's errors, with the hint a user needs for the common ones.
 fn describe(e: &oci_client::errors::OciDistributionError, r: &ImageRef) -> String {
     use oci_client::errors::OciDistributionError as E;
-    let base = crate::error_chain(e);
+    let base = gadget_model::error_chain(e);
     match e {
         E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => format!(
             "{base} — check the credentials for {} (`gadget login {}`)",

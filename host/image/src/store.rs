@@ -736,7 +736,7 @@ mod tests {
             r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{good}","size":5}},"layers":[]}}"#
         );
         let m = st.put_blob(manifest.as_bytes()).unwrap();
-        let entry = index_entry(&m, manifest.len(), super::super::OCI_MANIFEST);
+        let entry = index_entry(&m, manifest.len(), crate::OCI_MANIFEST);
         s.publish(st, vec![("r.io/blob:1".into(), entry)]).unwrap();
         let names: Vec<_> = fs::read_dir(dir.path().join("blobs/sha256"))
             .unwrap()
@@ -761,7 +761,7 @@ mod tests {
         let other = sha256_digest(b"arm64 manifest, not pulled");
         let index = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{0}","digest":"{m}","size":{1}}},{{"mediaType":"{0}","digest":"{other}","size":9}}]}}"#,
-            super::super::OCI_MANIFEST,
+            crate::OCI_MANIFEST,
             manifest.len()
         );
         let i = st.put_blob(index.as_bytes()).unwrap();
@@ -781,7 +781,7 @@ mod tests {
                 st,
                 vec![(
                     "r.io/b:1".into(),
-                    entry(&b, broken.len(), super::super::OCI_MANIFEST),
+                    entry(&b, broken.len(), crate::OCI_MANIFEST),
                 )],
             )
             .unwrap_err()
@@ -798,7 +798,7 @@ mod tests {
     fn descriptor_sizes_are_verified_and_unreferenced_blobs_stay_out() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let entry = |d: &str, n: usize| index_entry(d, n, super::super::OCI_MANIFEST);
+        let entry = |d: &str, n: usize| index_entry(d, n, crate::OCI_MANIFEST);
         let manifest_with_config_size = |st: &mut Staging, size: usize| {
             let cfg = st.put_blob(b"name: x").unwrap();
             let m = format!(
@@ -855,11 +855,11 @@ mod tests {
         let cfg = st.put_blob(b"name: x").unwrap();
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"c","digest":"{cfg}","size":7}},"layers":[]}}"#,
-            super::super::OCI_MANIFEST
+            crate::OCI_MANIFEST
         );
         let m = st.put_blob(manifest.as_bytes()).unwrap();
         let stray = st.put_blob(b"unreferenced").unwrap();
-        let entry = |d: &str, n: usize| index_entry(d, n, super::super::OCI_MANIFEST);
+        let entry = |d: &str, n: usize| index_entry(d, n, crate::OCI_MANIFEST);
         s.publish(st, vec![("r.io/a:1".into(), entry(&m, manifest.len()))])
             .unwrap();
         s.set_ref("r.io/a:2", entry(&m, manifest.len())).unwrap();

@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn every_budget_is_documented_with_its_default() {
-        let doc = include_str!("../../docs/budgets.md");
+        let doc = include_str!("../../../docs/budgets.md");
         let defaults = Budgets::default();
         for k in KEYS {
             let row = doc

@@ -1,32 +1,31 @@
-//! The gadget host library. The modules follow the data's path:
+//! The gadget model: pure data and the rules on it, shared by every layer above. No I/O stack
+//! (no aya, wasmtime, tokio, kube, hyper, HTTP clients): it builds and tests fast, without root.
 //!
-//! - [`gadget`]: the gadget bundle (gadget.yaml, eBPF object, Wasm guest) and where it comes from;
-//!   params and annotations.
-//! - [`image`]: gadget images (OCI, IG's format): references, the local store, registries, build.
-//! - [`ebpf`]: system checks, loading and attaching with aya, map snapshots.
-//! - [`wasm`]: the guest runtime (wasmtime components, limits, the built-in default guest).
-//! - [`datasource`]: what guests publish and operators consume.
-//! - [`operators`]: outputs (the terminal printer; metrics next).
-//! - [`instance`]: one running gadget, tying the above together on a timer.
-//! - [`daemon`]: detached instances, the local API, persistence and pinning.
-//! - [`cluster`]: the kube-based client that drives every node's daemon.
-//! - [`cli`]: the `gadget` command line.
+//! - [`metadata`]: gadget.yaml; [`params`] and [`annotations`]: what the user sets on top;
+//!   [`guest_config`]: what the guest's `init` receives; [`capability`]: what a guest may touch.
+//! - [`datasource`]: what guests publish and operators consume; [`snapshot`]: what guests read.
+//! - [`budgets`]: the host's limits; [`yaml`]: bounded YAML parsing; [`duration`]: durations as
+//!   IG writes them; [`fsutil`]: atomic file writes.
+//! - Text helpers for messages users read: [`error_chain`], [`printable`], [`printable_lines`].
+//!
+//! Invariant: nothing here prints; everything returns data or typed errors.
 
+pub mod annotations;
 pub mod budgets;
-pub mod cli;
-pub mod cluster;
-pub mod daemon;
+pub mod capability;
 pub mod datasource;
 pub mod duration;
-pub mod ebpf;
 pub mod fsutil;
-pub mod gadget;
-pub mod image;
-pub mod instance;
-pub mod net;
-pub mod operators;
-pub mod wasm;
+pub mod guest_config;
+pub mod metadata;
+pub mod params;
+pub mod snapshot;
 pub mod yaml;
+
+pub use capability::Capability;
+pub use guest_config::{DatasourceConfig, GuestConfig};
+pub use metadata::{GadgetMetadata, MetadataError};
+pub use snapshot::MapSnapshot;
 
 /// An error with its whole chain of causes on one line, for messages users act on.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -17,7 +17,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 
-use crate::ebpf::types::{FieldType, ObjectDatasource};
+use gadget_object::types::{FieldType, ObjectDatasource};
 
 /// Hostile-input bound: a gadget.yaml is a few KiB; refuse anything absurd before parsing.
 pub const MAX_METADATA_BYTES: usize = 1 << 20;
@@ -391,10 +391,10 @@ impl GadgetMetadata {
             return Err(invalid("field `name`: must not be empty".into()));
         }
         for c in &meta.capabilities {
-            if crate::wasm::Capability::parse(c).is_none() {
+            if crate::Capability::parse(c).is_none() {
                 return Err(invalid(format!(
                     "field `capabilities`: unknown capability {c:?} (expected {})",
-                    crate::wasm::Capability::NAMES
+                    crate::Capability::NAMES
                 )));
             }
         }

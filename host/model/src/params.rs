@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::metadata::{GadgetMetadata, ParamSpec};
-use crate::ebpf::btf::Btf;
-use crate::ebpf::elf::ElfInfo;
-use crate::ebpf::types::{self, FieldType, GlobalType, TypeError};
+use gadget_object::btf::Btf;
+use gadget_object::elf::ElfInfo;
+use gadget_object::types::{self, FieldType, GlobalType, TypeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParamError {
@@ -165,7 +165,7 @@ pub fn declared_with_object(
 }
 
 fn has_var(btf: &Btf, name: &str) -> bool {
-    btf.find_by_name(name, crate::ebpf::btf::Kind::Var)
+    btf.find_by_name(name, gadget_object::btf::Kind::Var)
         .next()
         .is_some()
 }

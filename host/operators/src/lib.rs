@@ -1,11 +1,14 @@
 //! Operators consume what guests publish. Each subscribes to datasources by their annotations
 //! (IG's model): adding an output never touches a gadget, adding a gadget never touches an output.
+//!
+//! May depend on: gadget-model (datasources), gadget-net (the metrics endpoint's serving loop).
+//! Operators return data or errors; the terminal printer renders text for the CLI to write.
 
 pub mod env;
 pub mod metrics;
 pub mod printer;
 
-use crate::datasource::{DatasourceSpec, Publication};
+use gadget_model::datasource::{DatasourceSpec, Publication};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {

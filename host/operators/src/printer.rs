@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use super::{Operator, OperatorError};
-use crate::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
+use gadget_model::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
 
 /// Width of the `*` bar, as in IG and biolatency.
 const BAR_WIDTH: u64 = 40;
@@ -123,12 +123,12 @@ impl Operator for Printer {
 pub fn render_histogram(h: &Histogram, unit: &str) -> String {
     let mut s = String::new();
     // Names and labels come from the guest: escaped, so they cannot drive the terminal.
-    s.push_str(&crate::printable(&h.field));
+    s.push_str(&gadget_model::printable(&h.field));
     if !h.labels.is_empty() {
         let labels: Vec<String> = h
             .labels
             .iter()
-            .map(|(k, v)| format!("{}={v:?}", crate::printable(k)))
+            .map(|(k, v)| format!("{}={v:?}", gadget_model::printable(k)))
             .collect();
         s.push_str(&format!("{{{}}}", labels.join(",")));
     }
@@ -136,7 +136,7 @@ pub fn render_histogram(h: &Histogram, unit: &str) -> String {
     s.push_str(&format!(
         "{:8}{:<16} : count    distribution\n",
         "",
-        crate::printable(unit)
+        gadget_model::printable(unit)
     ));
     let max = h.counts.iter().copied().max().unwrap_or(0);
     let mut low = 0u64;
@@ -193,7 +193,7 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
     let header: Vec<String> = keys
         .iter()
         .chain(&values)
-        .map(|c| crate::printable(c).to_uppercase())
+        .map(|c| gadget_model::printable(c).to_uppercase())
         .collect();
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -202,7 +202,7 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
                 labels
                     .iter()
                     .find(|(l, _)| l == k)
-                    .map(|(_, v)| crate::printable(v).into_owned())
+                    .map(|(_, v)| gadget_model::printable(v).into_owned())
                     .unwrap_or_default()
             };
             let value = |f: &String| {
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn samples_print_as_a_table_of_label_sets() {
-        use crate::datasource::FieldSpec;
+        use gadget_model::datasource::FieldSpec;
         let field = |name: &str, kind| FieldSpec {
             name: name.into(),
             kind,

@@ -1,10 +1,10 @@
 //! Generated bindings for `wit/gadget.wit` and the conversions to and from the host's own types.
 
-use crate::datasource as model;
-use crate::ebpf::MapSnapshot;
+use gadget_model::datasource as model;
+use gadget_model::MapSnapshot;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../wit",
     world: "gadget",
 });
 
@@ -74,7 +74,7 @@ pub fn sample_from_wit(s: types::Sample) -> model::Sample {
     }
 }
 
-pub fn config_to_wit(c: &crate::gadget::GuestConfig) -> types::GadgetConfig {
+pub fn config_to_wit(c: &gadget_model::GuestConfig) -> types::GadgetConfig {
     types::GadgetConfig {
         gadget_name: c.gadget_name.clone(),
         datasources: c

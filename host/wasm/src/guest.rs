@@ -7,10 +7,10 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Gadget, GadgetPre, types};
-use crate::budgets::{Budgets, GuestBudget};
-use crate::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
-use crate::ebpf::MapSnapshot;
-use crate::gadget::GuestConfig;
+use gadget_model::budgets::{Budgets, GuestBudget};
+use gadget_model::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
+use gadget_model::{Capability, MapSnapshot};
+use gadget_model::GuestConfig;
 
 /// The host side of the guest API without wasmtime, for the fuzz target `guest_publish`.
 #[doc(hidden)]
@@ -65,27 +65,6 @@ pub struct GuestLimits {
     pub capabilities: Capabilities,
     /// What the guest may hand the host per call and per snapshot.
     pub budget: GuestBudget,
-}
-
-/// Something a guest can only have when gadget.yaml asks for it and the user grants it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capability {
-    /// The real wall and monotonic clocks (otherwise both are frozen at zero).
-    Clock,
-    /// TCP and UDP to any address, and name lookups (otherwise every socket call fails).
-    Network,
-}
-
-impl Capability {
-    pub const NAMES: &str = "clock or network";
-
-    pub fn parse(s: &str) -> Option<Capability> {
-        match s {
-            "clock" => Some(Capability::Clock),
-            "network" => Some(Capability::Network),
-            _ => None,
-        }
-    }
 }
 
 /// The capabilities a guest runs with; none by default. There is no filesystem capability:
@@ -517,7 +496,7 @@ impl bindings::gadget::api::host::Host for HostState {
         }
         self.spent.log_bytes += message.len();
         // One line per call: a guest cannot forge log lines or drive the terminal.
-        let message = crate::printable(&message);
+        let message = gadget_model::printable(&message);
         match level {
             types::LogLevel::Error => tracing::error!("{origin}: {message}"),
             types::LogLevel::Warn => tracing::warn!("{origin}: {message}"),

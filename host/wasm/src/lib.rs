@@ -1,9 +1,12 @@
 //! The Wasm side of a gadget: one wasmtime engine, guests instantiated as components of the
 //! `gadget:api` world (`wit/gadget.wit`), run under fuel and memory limits, restarted after a trap.
-//! The generated bindings stay inside this module.
+//! The generated bindings stay inside this crate.
+//!
+//! May depend on: gadget-model only (a guest never touches the kernel: it sees map snapshots as
+//! plain data). build.rs embeds the built-in default guest (host/default-guest).
 
 mod bindings;
 pub mod default_guest;
 pub mod guest;
 
-pub use guest::{Capabilities, Capability, GuestError, GuestInstance, GuestLimits, GuestRuntime};
+pub use guest::{Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime};

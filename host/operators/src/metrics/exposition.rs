@@ -31,7 +31,7 @@ use std::fmt::Write;
 
 use super::naming;
 use super::{SCOPE_LABEL, ScopeSnapshot, histogram_sum};
-use crate::datasource::{FieldKind, Histogram, reserved_label};
+use gadget_model::datasource::{FieldKind, Histogram, reserved_label};
 
 pub const SCOPE_VERSION_LABEL: &str = "otel_scope_version";
 pub const SCOPE_SCHEMA_LABEL: &str = "otel_scope_schema_url";
@@ -387,7 +387,7 @@ mod tests {
     /// HELP with its trailing space, the three scope labels, `le` last.
     #[test]
     fn igs_exposition_for_known_counts_line_by_line() {
-        use crate::datasource::{DatasourceSpec, FieldSpec, Publication};
+        use gadget_model::datasource::{DatasourceSpec, FieldSpec, Publication};
         let mut counts = vec![0u64; 27];
         counts[1] = 2;
         counts[2] = 3;

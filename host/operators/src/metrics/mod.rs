@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::env::ENV_VAR_ANNOTATION;
 use super::{Operator, OperatorError};
-use crate::datasource::{DatasourceSpec, Histogram, Publication};
+use gadget_model::datasource::{DatasourceSpec, Histogram, Publication};
 
 pub const SCOPE_LABEL: &str = "otel_scope_name";
 
@@ -258,7 +258,7 @@ pub fn is_env_field(ds: &DatasourceSpec, label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasource::{FieldKind, FieldSpec, Sample};
+    use gadget_model::datasource::{FieldKind, FieldSpec, Sample};
 
     fn blockio(collect: bool) -> DatasourceSpec {
         DatasourceSpec {

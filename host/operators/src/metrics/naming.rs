@@ -2,7 +2,7 @@
 //! an instrument's name and unit, so dashboards written against IG work unchanged:
 //! `latency` with unit `µs` becomes `latency__s` (unit appended, `µ` not a valid name character).
 
-use crate::datasource::FieldKind;
+use gadget_model::datasource::FieldKind;
 
 /// Units the exporter spells out as words (UCUM → Prometheus conventions).
 const UNIT_WORDS: &[(&str, &str)] = &[
@@ -26,11 +26,11 @@ const UNIT_WORDS: &[(&str, &str)] = &[
 /// Replaces every character outside `[a-zA-Z0-9_:]` by `_` (one per character, as Go does per
 /// rune), and prefixes `_` if the result would start with a digit.
 pub fn sanitize(name: &str) -> String {
-    crate::datasource::prometheus_name(name, true)
+    gadget_model::datasource::prometheus_name(name, true)
 }
 
 /// Label names allow no `:`; the data model owns the rule so guests are checked against it.
-pub use crate::datasource::label_name;
+pub use gadget_model::datasource::label_name;
 
 /// The metric family name for a field: name, unit suffix, and `_total` for counters.
 pub fn metric_name(field: &str, unit: &str, kind: FieldKind) -> String {

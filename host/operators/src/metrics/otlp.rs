@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use super::{MetricsRegistry, ScopeSnapshot, histogram_sum};
-use crate::datasource::FieldKind;
+use gadget_model::datasource::FieldKind;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -186,7 +186,7 @@ pub fn push_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasource::{DatasourceSpec, FieldSpec, Publication};
+    use gadget_model::datasource::{DatasourceSpec, FieldSpec, Publication};
 
     #[test]
     fn histogram_in_otlps_model() {
@@ -205,7 +205,7 @@ mod tests {
             },
             publication: Publication {
                 datasource: 0,
-                histograms: vec![crate::datasource::Histogram {
+                histograms: vec![gadget_model::datasource::Histogram {
                     field: "latency".into(),
                     labels: vec![("node".into(), "a".into())],
                     upper_bounds: vec![1, 2, 4],

@@ -1,5 +1,5 @@
 //! The Prometheus endpoint (IG's default `0.0.0.0:2224`, path `/metrics`), served within the
-//! connection budgets of [`crate::net`].
+//! connection budgets of [`gadget_net`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::routing::get;
 
 use super::MetricsRegistry;
-use crate::net::{self, ConnectionLimits};
+use gadget_net::{self as net, ConnectionLimits};
 
 /// Prometheus's text exposition format, version 0.0.4 (what IG's exporter serves).
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
