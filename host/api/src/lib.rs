@@ -1,20 +1,23 @@
 //! The daemon's local API: one JSON request per connection on a Unix socket, answered by JSON
 //! lines (several for `attach`, one per refreshed frame). Only root can connect (socket mode 0600).
+//! The same requests and replies travel through the cluster API (HTTP, gadget-daemon).
+//!
+//! May depend on: gadget-model (text helpers), serde. Both ends of the protocol: the
+//! types, the checks on names and tags, and the blocking socket client the CLI uses. Error
+//! replies carry an [`ErrorCode`]: no client matches message text.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ebpf::AttachMode;
-use crate::instance::InstanceSpec;
-use crate::operators::metrics::MetricsName;
-use crate::wasm::GuestLimits;
-
 pub const DEFAULT_SOCKET: &str = "/run/gadget/gadget.sock";
+/// The daemon's cluster API (HTTP, behind the Kubernetes API server's pod proxy): the path
+/// requests are POSTed to, and the header carrying the bearer token.
+pub const CLUSTER_API_PATH: &str = "/api/v1";
+pub const CLUSTER_TOKEN_HEADER: &str = "x-gadget-token";
 /// Bound on one request line: a spec is a few KiB.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
@@ -38,8 +41,8 @@ pub enum ClientError {
     },
     #[error("the gadget daemon sent a reply this client does not understand: {0}")]
     BadReply(String),
-    #[error("{0}")]
-    Daemon(String),
+    #[error("{message}")]
+    Daemon { code: ErrorCode, message: String },
 }
 
 /// Everything needed to (re)start an instance; what the daemon persists.
@@ -65,62 +68,6 @@ pub struct RunRequest {
     pub guest_memory_mib: u64,
     #[serde(default)]
     pub grants: Vec<String>,
-}
-
-impl RunRequest {
-    pub fn to_spec(&self) -> Result<(InstanceSpec, Vec<MetricsName>), String> {
-        let attach_mode = self
-            .attach_mode
-            .as_deref()
-            .map(str::parse::<AttachMode>)
-            .transpose()?;
-        let names = self
-            .metrics_names
-            .iter()
-            .map(|n| n.parse::<MetricsName>().map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        if self.interval_ms == 0 {
-            return Err("interval must be positive".into());
-        }
-        if let Some(name) = &self.name {
-            check_instance_name(name)?;
-        }
-        if self.tags.len() > MAX_TAGS {
-            return Err(format!("{} tags: at most {MAX_TAGS}", self.tags.len()));
-        }
-        for tag in &self.tags {
-            check_tag(tag)?;
-        }
-        let budget = crate::budgets::Budgets::current().daemon;
-        if self.guest_memory_mib > budget.max_guest_memory_mib {
-            return Err(format!(
-                "--guest-memory-mib {} is over the budget daemon.max-guest-memory-mib = {}",
-                self.guest_memory_mib, budget.max_guest_memory_mib
-            ));
-        }
-        if self.guest_fuel > budget.max_guest_fuel {
-            return Err(format!(
-                "--guest-fuel {} is over the budget daemon.max-guest-fuel = {}",
-                self.guest_fuel, budget.max_guest_fuel
-            ));
-        }
-        let spec = InstanceSpec {
-            reference: self.reference.clone(),
-            params: self.params.clone(),
-            annotations: self.annotations.clone(),
-            interval: Duration::from_millis(self.interval_ms),
-            timeout: None,
-            grants: self.grants.clone(),
-            attach_mode,
-            limits: GuestLimits {
-                fuel_per_call: self.guest_fuel,
-                memory_bytes: usize::try_from(self.guest_memory_mib.saturating_mul(1 << 20))
-                    .unwrap_or(usize::MAX),
-                ..GuestLimits::default()
-            },
-        };
-        Ok((spec, names))
-    }
 }
 
 /// Longest instance name or tag: Kubernetes' label-value length, so names carry over.
@@ -183,11 +130,56 @@ pub struct InstanceInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum Reply {
-    Started { id: String },
-    Instances { instances: Vec<InstanceInfo> },
-    Deleted { ids: Vec<String> },
-    Frame { text: String },
-    Error { message: String },
+    Started {
+        id: String,
+    },
+    Instances {
+        instances: Vec<InstanceInfo>,
+    },
+    Deleted {
+        ids: Vec<String>,
+    },
+    Frame {
+        text: String,
+    },
+    Error {
+        /// What kind of failure, for clients to act on (never the message's text).
+        #[serde(default)]
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl Reply {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The kind of an error reply. Clients decide on this (the cluster client skips nodes that do
+/// not have an instance); the message is for people.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// Anything else: the request was understood and failed (a gadget that does not load, a
+    /// budget exceeded, …). Also what a reply without a code means.
+    #[default]
+    Failed,
+    /// No instance has that ID, ID prefix or name.
+    NotFound,
+    /// An ID prefix that matches several instances.
+    Ambiguous,
+    /// The request itself is malformed or not allowed here.
+    BadRequest,
+    /// The cluster API's token is missing or wrong.
+    Unauthorized,
+    /// The request did not arrive in time.
+    Timeout,
+    /// The daemon itself failed (a task panicked).
+    Internal,
 }
 
 /// Sends one request and calls `on_reply` for each reply line until the daemon closes the
@@ -219,10 +211,11 @@ pub fn call(
     stream.write_all(line.as_bytes()).map_err(io)?;
     for reply in BufReader::new(stream).lines() {
         let reply = reply.map_err(io)?;
-        let reply: Reply = serde_json::from_str(&reply)
-            .map_err(|e| ClientError::BadReply(format!("{e}: {}", crate::printable(&reply))))?;
-        if let Reply::Error { message } = reply {
-            return Err(ClientError::Daemon(message));
+        let reply: Reply = serde_json::from_str(&reply).map_err(|e| {
+            ClientError::BadReply(format!("{e}: {}", gadget_model::printable(&reply)))
+        })?;
+        if let Reply::Error { code, message } = reply {
+            return Err(ClientError::Daemon { code, message });
         }
         if !on_reply(reply) {
             break;

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use gadget::cli::{self, Verb};
+mod cli;
+
+use cli::Verb;
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
     if let Some(target) = cli::run_target(&argv).filter(|t| !t.cluster)
         && let Err(e) = runtime.block_on(cli::run::prefetch(&target))
     {
-        eprintln!("error: {}", gadget::error_chain(&e));
+        eprintln!("error: {}", gadget_model::error_chain(&e));
         return ExitCode::FAILURE;
     }
     let cli = match cli::parse(argv) {
@@ -66,7 +68,7 @@ fn main() -> ExitCode {
             Verb::Login(args) => cli::image::login(args, &images).await,
             Verb::Logout(args) => cli::image::logout(args, &images),
             Verb::New(args) => cli::new::execute(args),
-            Verb::Daemon(args) => gadget::daemon::run(gadget::daemon::DaemonConfig {
+            Verb::Daemon(args) => gadget_daemon::run(gadget_daemon::DaemonConfig {
                 connections: args.connection_limits(),
                 state_dir: args.state_dir,
                 socket,
@@ -104,7 +106,7 @@ fn main() -> ExitCode {
 
 /// `--cluster`: the verb on every node's daemon, through the Kubernetes API server.
 async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
-    use gadget::cluster;
+    use gadget_cluster as cluster;
     let c = cluster::Cluster::connect(&cli.namespace, cli.context.as_deref()).await?;
     // Only `run -f URL` needs them: a bad config file fails only that.
     let limits = cli.images().map(|i| i.limits);
@@ -115,10 +117,10 @@ async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
                 "--cluster runs instances detached on every node: add --detach"
             );
             let limits = limits?;
-            cluster::run(&c, &cli.nodes, cli::run::requests(&args, false, &limits)?).await?
+            cli::cluster::run(&c, &cli.nodes, cli::run::requests(&args, false, &limits)?).await?
         }
-        Verb::List(args) => cluster::list(&c, &cli.nodes, args.output == "json").await?,
-        Verb::Delete(args) => cluster::delete(&c, &cli.nodes, args.targets).await?,
+        Verb::List(args) => cli::cluster::list(&c, &cli.nodes, args.output == "json").await?,
+        Verb::Delete(args) => cli::cluster::delete(&c, &cli.nodes, args.targets).await?,
         Verb::Attach(_)
         | Verb::Daemon(_)
         | Verb::Image(_)

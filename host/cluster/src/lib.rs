@@ -1,14 +1,18 @@
 //! The cluster CLI (`gadget --cluster …`): finds the daemon pods through the Kubernetes API
 //! server (kubeconfig and context taken the usual way, or the in-cluster service account) and
 //! talks to each node's daemon through the API server's pod proxy.
+//!
+//! May depend on: gadget-api (the protocol), gadget-model, kube. Returns data (per-node results,
+//! skipped pods); the CLI prints them. Decisions use the reply's [`ErrorCode`], never its text.
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
 use kube::{Api, Client, Config};
 
-use crate::daemon::api::{InstanceInfo, Reply, Request, RunRequest};
-use crate::daemon::cluster_api;
+use gadget_api::{
+    CLUSTER_API_PATH, CLUSTER_TOKEN_HEADER, ErrorCode, InstanceInfo, Reply, Request, RunRequest,
+};
 
 pub const DEFAULT_NAMESPACE: &str = "gadget";
 /// The labels of deploy/kubernetes/daemonset.yaml's pods.
@@ -36,6 +40,45 @@ pub enum ClusterError {
     SomeNodesFailed { failed: usize, total: usize },
 }
 
+/// Why one node did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The node's daemon answered with an error.
+    #[error("{message}")]
+    Daemon { code: ErrorCode, message: String },
+    /// The node's daemon could not be reached or answered something unexpected.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A daemon pod that is not running, so no request went to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedPod {
+    pub pod: DaemonPod,
+    pub phase: String,
+}
+
+/// What one request did on every selected node, in node order.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    pub results: Vec<(DaemonPod, Result<T, NodeError>)>,
+    pub skipped: Vec<SkippedPod>,
+}
+
+impl<T> Outcome<T> {
+    /// [`ClusterError::SomeNodesFailed`] when any node failed (the caller has shown each).
+    pub fn check(&self) -> Result<(), ClusterError> {
+        let failed = self.results.iter().filter(|(_, r)| r.is_err()).count();
+        if failed > 0 {
+            return Err(ClusterError::SomeNodesFailed {
+                failed,
+                total: self.results.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A daemon pod and the node it runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonPod {
@@ -56,13 +99,27 @@ pub fn describe(e: &kube::Error) -> String {
             s
         }
         other => {
-            let mut s = crate::error_chain(other);
-            if s.contains("Connection refused") || s.contains("connection refused") {
+            let mut s = gadget_model::error_chain(other);
+            if refused(other) {
                 s.push_str(" (is the API server in your kubeconfig reachable?)");
             }
             s
         }
     }
+}
+
+/// Whether a connection was refused somewhere down the error's chain of causes.
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 pub struct Cluster {
@@ -90,8 +147,11 @@ impl Cluster {
         })
     }
 
-    /// Running daemon pods, limited to `nodes` when given. Pods not running are reported and skipped.
-    pub async fn daemons(&self, nodes: &[String]) -> Result<Vec<DaemonPod>, ClusterError> {
+    /// Running daemon pods, limited to `nodes` when given, and the pods skipped as not running.
+    pub async fn daemons(
+        &self,
+        nodes: &[String],
+    ) -> Result<(Vec<DaemonPod>, Vec<SkippedPod>), ClusterError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let list = pods
             .list(&ListParams::default().labels(DAEMON_SELECTOR))
@@ -101,6 +161,7 @@ impl Cluster {
                 reason: describe(&e),
             })?;
         let mut out = Vec::new();
+        let mut skipped = Vec::new();
         for p in list.items {
             let pod = p.metadata.name.unwrap_or_default();
             let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
@@ -109,7 +170,10 @@ impl Cluster {
                 continue;
             }
             if phase != "Running" {
-                eprintln!("skipping node {node}: daemon pod {pod} is {phase}");
+                skipped.push(SkippedPod {
+                    pod: DaemonPod { pod, node },
+                    phase,
+                });
                 continue;
             }
             out.push(DaemonPod { pod, node });
@@ -126,7 +190,7 @@ impl Cluster {
                 which,
             });
         }
-        Ok(out)
+        Ok((out, skipped))
     }
 
     async fn token(&self) -> Result<String, ClusterError> {
@@ -149,16 +213,31 @@ impl Cluster {
     }
 
     /// One request to one node's daemon, through the pod proxy.
-    async fn call(&self, pod: &DaemonPod, token: &str, request: &Request) -> Result<Reply, String> {
+    async fn call(
+        &self,
+        pod: &DaemonPod,
+        token: &str,
+        request: &Request,
+    ) -> Result<Reply, NodeError> {
+        self.call_text(pod, token, request)
+            .await
+            .map_err(NodeError::Transport)?
+    }
+
+    /// [`Cluster::call`]: the outer error is the transport's, the inner the daemon's reply.
+    async fn call_text(
+        &self,
+        pod: &DaemonPod,
+        token: &str,
+        request: &Request,
+    ) -> Result<Result<Reply, NodeError>, String> {
         let path = format!(
             "/api/v1/namespaces/{}/pods/{}:{API_PORT}/proxy{}",
-            self.namespace,
-            pod.pod,
-            cluster_api::PATH
+            self.namespace, pod.pod, CLUSTER_API_PATH
         );
         let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         let req = http::Request::post(path)
-            .header(cluster_api::TOKEN_HEADER, token)
+            .header(CLUSTER_TOKEN_HEADER, token)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .map_err(|e| e.to_string())?;
@@ -169,10 +248,10 @@ impl Cluster {
             .map_err(|e| describe(&e))?;
         let reply: Reply =
             serde_json::from_str(&text).map_err(|e| format!("unexpected reply ({e}): {text}"))?;
-        match reply {
-            Reply::Error { message } => Err(message),
+        Ok(match reply {
+            Reply::Error { code, message } => Err(NodeError::Daemon { code, message }),
             r => Ok(r),
-        }
+        })
     }
 
     /// The same request on every selected node, concurrently; per-node results in node order.
@@ -180,94 +259,77 @@ impl Cluster {
         &self,
         nodes: &[String],
         request: &Request,
-    ) -> Result<Vec<(DaemonPod, Result<Reply, String>)>, ClusterError> {
-        let daemons = self.daemons(nodes).await?;
+    ) -> Result<Outcome<Reply>, ClusterError> {
+        let (daemons, skipped) = self.daemons(nodes).await?;
         let token = self.token().await?;
         let calls = daemons.iter().map(|d| self.call(d, &token, request));
         let results = futures::future::join_all(calls).await;
-        Ok(daemons.into_iter().zip(results).collect())
+        Ok(Outcome {
+            results: daemons.into_iter().zip(results).collect(),
+            skipped,
+        })
     }
 }
 
-/// Prints per-node outcomes; errors go to stderr and make the command fail at the end.
-fn report<T>(results: &[(DaemonPod, Result<T, String>)]) -> Result<(), ClusterError> {
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    for (d, r) in results {
-        if let Err(e) = r {
-            eprintln!("node {} (pod {}): {e}", d.node, d.pod);
-        }
-    }
-    if failed > 0 {
-        return Err(ClusterError::SomeNodesFailed {
-            failed,
-            total: results.len(),
-        });
-    }
-    Ok(())
-}
-
+/// Starts each request on every selected node: the instance ID per node.
 pub async fn run(
     cluster: &Cluster,
     nodes: &[String],
     requests: Vec<RunRequest>,
-) -> Result<(), ClusterError> {
-    let mut all = Vec::new();
+) -> Result<Outcome<String>, ClusterError> {
+    let mut all = Outcome {
+        results: Vec::new(),
+        skipped: Vec::new(),
+    };
     for spec in requests {
-        for (d, r) in cluster.broadcast(nodes, &Request::Run { spec }).await? {
-            if let Ok(Reply::Started { id }) = &r {
-                println!("{}\t{id}", d.node);
-            }
-            all.push((d, r.map(|_| ())));
-        }
+        let o = cluster.broadcast(nodes, &Request::Run { spec }).await?;
+        all.skipped = o.skipped;
+        all.results.extend(o.results.into_iter().map(|(d, r)| {
+            let id = r.and_then(|reply| match reply {
+                Reply::Started { id } => Ok(id),
+                other => Err(unexpected(&other)),
+            });
+            (d, id)
+        }));
     }
-    report(&all)
+    Ok(all)
 }
 
-pub async fn list(cluster: &Cluster, nodes: &[String], json: bool) -> Result<(), ClusterError> {
-    let results = cluster.broadcast(nodes, &Request::List).await?;
-    let mut rows: Vec<(String, InstanceInfo)> = Vec::new();
-    let mut outcomes = Vec::new();
-    for (d, r) in results {
-        if let Ok(Reply::Instances { instances }) = &r {
-            rows.extend(instances.iter().map(|i| (d.node.clone(), i.clone())));
-        }
-        outcomes.push((d, r.map(|_| ())));
-    }
-    if json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(node, i)| {
-                let mut v = serde_json::to_value(i).unwrap_or_default();
-                v["node"] = serde_json::Value::String(node.clone());
-                v
+/// Every node's instances.
+pub async fn list(
+    cluster: &Cluster,
+    nodes: &[String],
+) -> Result<Outcome<Vec<InstanceInfo>>, ClusterError> {
+    let o = cluster.broadcast(nodes, &Request::List).await?;
+    Ok(Outcome {
+        results: o
+            .results
+            .into_iter()
+            .map(|(d, r)| {
+                let r = r.and_then(|reply| match reply {
+                    Reply::Instances { instances } => Ok(instances),
+                    other => Err(unexpected(&other)),
+                });
+                (d, r)
             })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        let infos: Vec<InstanceInfo> = rows.iter().map(|(_, i)| i.clone()).collect();
-        let table = crate::cli::instances::render_table(&infos);
-        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(4);
-        for (i, line) in table.lines().enumerate() {
-            let node = if i == 0 {
-                "NODE"
-            } else {
-                rows[i - 1].0.as_str()
-            };
-            println!("{node:<width$}  {line}");
-        }
-    }
-    report(&outcomes)
+            .collect(),
+        skipped: o.skipped,
+    })
 }
 
+/// Deletes each target on the nodes that have it: the deleted IDs per node. A node without the
+/// target is not a failure when another node had it.
 pub async fn delete(
     cluster: &Cluster,
     nodes: &[String],
     targets: Vec<String>,
-) -> Result<(), ClusterError> {
-    // Each target is deleted on the nodes that have it.
-    let mut outcomes = Vec::new();
+) -> Result<Outcome<Vec<String>>, ClusterError> {
+    let mut all = Outcome {
+        results: Vec::new(),
+        skipped: Vec::new(),
+    };
     for target in targets {
-        let results = cluster
+        let o = cluster
             .broadcast(
                 nodes,
                 &Request::Delete {
@@ -275,16 +337,27 @@ pub async fn delete(
                 },
             )
             .await?;
-        let found = results.iter().any(|(_, r)| r.is_ok());
-        for (d, r) in results {
+        all.skipped = o.skipped;
+        let found = o.results.iter().any(|(_, r)| r.is_ok());
+        for (d, r) in o.results {
             match r {
-                Ok(Reply::Deleted { ids }) => {
-                    ids.iter().for_each(|id| println!("{}\t{id}", d.node))
+                Err(NodeError::Daemon {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) if found => {}
+                r => {
+                    let r = r.and_then(|reply| match reply {
+                        Reply::Deleted { ids } => Ok(ids),
+                        other => Err(unexpected(&other)),
+                    });
+                    all.results.push((d, r));
                 }
-                Err(e) if found && e.starts_with("no instance with ID or name") => {}
-                other => outcomes.push((d, other.map(|_| ()))),
             }
         }
     }
-    report(&outcomes)
+    Ok(all)
+}
+
+fn unexpected(reply: &Reply) -> NodeError {
+    NodeError::Transport(format!("unexpected reply: {reply:?}"))
 }

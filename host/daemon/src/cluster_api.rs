@@ -13,11 +13,10 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 
 use super::Daemon;
-use super::api::{MAX_REQUEST_BYTES, Reply, Request};
-use crate::net::{self, ConnectionLimits};
+use gadget_api::{ErrorCode, MAX_REQUEST_BYTES, Reply, Request};
+use gadget_net::{self as net, ConnectionLimits};
 
-pub const PATH: &str = "/api/v1";
-pub const TOKEN_HEADER: &str = "x-gadget-token";
+use gadget_api::{CLUSTER_API_PATH as PATH, CLUSTER_TOKEN_HEADER as TOKEN_HEADER};
 
 /// Compares without an early exit, so timing does not reveal how much of a guess was right.
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -49,7 +48,10 @@ pub async fn serve(
                 if !same(given.as_bytes(), token.as_bytes()) {
                     let message =
                         format!("missing or wrong {TOKEN_HEADER} (the gadget-api-token Secret)");
-                    return reply(StatusCode::UNAUTHORIZED, &Reply::Error { message });
+                    return reply(
+                        StatusCode::UNAUTHORIZED,
+                        &Reply::error(ErrorCode::Unauthorized, message),
+                    );
                 }
                 // Read only once authorized, capped, and within the idle timeout.
                 let body = match tokio::time::timeout(
@@ -62,14 +64,20 @@ pub async fn serve(
                     Ok(Err(e)) => {
                         let message =
                             format!("reading the request: {e} (at most {MAX_REQUEST_BYTES} bytes)");
-                        return reply(StatusCode::BAD_REQUEST, &Reply::Error { message });
+                        return reply(
+                            StatusCode::BAD_REQUEST,
+                            &Reply::error(ErrorCode::BadRequest, message),
+                        );
                     }
                     Err(_) => {
                         let message = format!(
                             "the request body did not arrive within {} s (the idle timeout)",
                             limits.idle_timeout.as_secs_f64()
                         );
-                        return reply(StatusCode::REQUEST_TIMEOUT, &Reply::Error { message });
+                        return reply(
+                            StatusCode::REQUEST_TIMEOUT,
+                            &Reply::error(ErrorCode::Timeout, message),
+                        );
                     }
                 };
                 let request: Request = match serde_json::from_slice(&body) {
@@ -77,9 +85,7 @@ pub async fn serve(
                     Err(e) => {
                         return reply(
                             StatusCode::BAD_REQUEST,
-                            &Reply::Error {
-                                message: format!("bad request: {e}"),
-                            },
+                            &Reply::error(ErrorCode::BadRequest, format!("bad request: {e}")),
                         );
                     }
                 };

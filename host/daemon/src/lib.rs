@@ -6,7 +6,6 @@
 //! and Prometheus sees no counter reset. Removing all state: stop the daemon, then
 //! `rm -rf <state-dir> /sys/fs/bpf/gadget`.
 
-pub mod api;
 pub mod cluster_api;
 pub mod store;
 
@@ -22,13 +21,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
-use api::{InstanceInfo, Reply, Request, RunRequest};
+use gadget_api::{ErrorCode, InstanceInfo, Reply, Request, RunRequest};
 use store::{SavedInstance, Store};
 
-use crate::instance::{self, Hooks};
-use crate::operators::Operator;
-use crate::operators::metrics::{MetricsOperator, MetricsRegistry, server};
-use crate::operators::printer::Printer;
+use gadget_operators::Operator;
+use gadget_operators::metrics::{MetricsOperator, MetricsRegistry, server};
+use gadget_operators::printer::Printer;
+use gadget_runtime::instance::{self, Hooks};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/gadget";
 const PIN_ROOT: &str = "/sys/fs/bpf/gadget";
@@ -44,10 +43,12 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("listening for SIGTERM: {0}")]
+    Signal(#[source] std::io::Error),
     #[error(transparent)]
     Metrics(#[from] server::ServerError),
     #[error(transparent)]
-    System(#[from] crate::ebpf::system::SystemError),
+    System(#[from] gadget_ebpf::system::SystemError),
 }
 
 pub struct DaemonConfig {
@@ -57,9 +58,9 @@ pub struct DaemonConfig {
     /// The cluster CLI's API: address and the file holding its bearer token.
     pub cluster_api: Option<(String, PathBuf)>,
     /// Where image references are found (and pulled into when missing).
-    pub images: crate::image::ImageConfig,
+    pub images: gadget_image::ImageConfig,
     /// Budgets of each listener: the socket, the metrics endpoint, the cluster API.
-    pub connections: crate::net::ConnectionLimits,
+    pub connections: gadget_net::ConnectionLimits,
 }
 
 /// The last frame and the live stream of an instance's terminal view.
@@ -124,7 +125,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub struct Daemon {
     store: Store,
-    images: crate::image::ImageConfig,
+    images: gadget_image::ImageConfig,
     pin_root: PathBuf,
     registry: MetricsRegistry,
     instances: Mutex<BTreeMap<String, Managed>>,
@@ -176,7 +177,7 @@ impl Daemon {
     /// only once running; restored ones that fail stay listed with their error.
     fn start(&self, saved: SavedInstance, restoring: bool) -> Result<String, String> {
         let id = saved.id.clone();
-        let (spec, names) = saved.request.to_spec()?;
+        let (spec, names) = instance::spec_from_request(&saved.request)?;
         let frames = Frames {
             last: Arc::new(Mutex::new(String::new())),
             live: broadcast::channel(16).0,
@@ -184,7 +185,9 @@ impl Daemon {
         let status = Arc::new(Mutex::new("Starting".to_string()));
         {
             let mut map = lock(&self.instances);
-            let max = crate::budgets::Budgets::current().daemon.max_instances;
+            let max = gadget_model::budgets::Budgets::current()
+                .daemon
+                .max_instances;
             if map.len() >= max {
                 return Err(format!(
                     "this daemon already runs {} instances (budget daemon.max-instances = {max}); delete one, or start the daemon with --budget daemon.max-instances=N if the node has the memory",
@@ -261,7 +264,7 @@ impl Daemon {
             drop(map);
             drop(stop_tx);
             let _ = thread.join();
-            crate::ebpf::loader::remove_pins(&self.pin_dir(&id));
+            gadget_ebpf::loader::remove_pins(&self.pin_dir(&id));
             return Err("deleted while starting".into());
         };
         m.stop = Some(stop_tx);
@@ -294,7 +297,7 @@ impl Daemon {
     fn remove(&self, id: &str) -> Option<String> {
         let mut m = lock(&self.instances).remove(id)?;
         m.stop();
-        crate::ebpf::loader::remove_pins(&self.pin_dir(id));
+        gadget_ebpf::loader::remove_pins(&self.pin_dir(id));
         if let Err(e) = self.store.remove(id) {
             tracing::error!("removing the saved spec of {id}: {e}");
         }
@@ -302,7 +305,7 @@ impl Daemon {
     }
 
     /// An ID, a unique ID prefix or a name.
-    fn resolve(&self, target: &str) -> Result<String, String> {
+    fn resolve(&self, target: &str) -> Result<String, (ErrorCode, String)> {
         let map = lock(&self.instances);
         if map.contains_key(target) {
             return Ok(target.to_string());
@@ -321,11 +324,13 @@ impl Daemon {
             .collect();
         match by_prefix.as_slice() {
             [id] => Ok((*id).clone()),
-            [] => Err(format!(
-                "no instance with ID or name {target:?} (see `gadget list`)"
+            [] => Err((
+                ErrorCode::NotFound,
+                format!("no instance with ID or name {target:?} (see `gadget list`)"),
             )),
-            _ => Err(format!(
-                "{target:?} matches several instance IDs; give more characters"
+            _ => Err((
+                ErrorCode::Ambiguous,
+                format!("{target:?} matches several instance IDs; give more characters"),
             )),
         }
     }
@@ -402,45 +407,63 @@ impl Daemon {
         match request {
             Request::Run { spec } => {
                 // A reference the CLI pulled is local already; a remote CLI's may not be.
-                if let Err(e) = crate::image::ensure(&self.images, &spec.reference, crate::image::PullPolicy::Missing).await {
-                    return Reply::Error { message: crate::error_chain(&e) };
+                if let Err(e) = gadget_image::ensure(
+                    &self.images,
+                    &spec.reference,
+                    gadget_image::PullPolicy::Missing,
+                )
+                .await
+                {
+                    return Reply::error(ErrorCode::Failed, gadget_model::error_chain(&e));
                 }
                 let me = self.clone();
-                let saved = SavedInstance { id: new_id(), created_ms: now_ms(), request: spec };
+                let saved = SavedInstance {
+                    id: new_id(),
+                    created_ms: now_ms(),
+                    request: spec,
+                };
                 match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
                     Ok(Ok(id)) => Reply::Started { id },
-                    Ok(Err(message)) => Reply::Error { message },
-                    Err(e) => Reply::Error { message: format!("internal error: {e}") },
+                    Ok(Err(message)) => Reply::error(ErrorCode::Failed, message),
+                    Err(e) => Reply::error(ErrorCode::Internal, format!("internal error: {e}")),
                 }
             }
-            Request::List => Reply::Instances { instances: self.list() },
+            Request::List => Reply::Instances {
+                instances: self.list(),
+            },
             Request::Delete { targets } => {
-                let ids: Result<Vec<String>, String> = targets.iter().map(|t| self.resolve(t)).collect();
+                let ids: Result<Vec<String>, (ErrorCode, String)> =
+                    targets.iter().map(|t| self.resolve(t)).collect();
                 match ids {
-                    Err(message) => Reply::Error { message },
+                    Err((code, message)) => Reply::error(code, message),
                     Ok(ids) => {
                         let me = self.clone();
-                        let done =
-                            tokio::task::spawn_blocking(move || ids.iter().filter_map(|id| me.remove(id)).collect()).await;
-                        Reply::Deleted { ids: done.unwrap_or_default() }
+                        let done = tokio::task::spawn_blocking(move || {
+                            ids.iter().filter_map(|id| me.remove(id)).collect()
+                        })
+                        .await;
+                        Reply::Deleted {
+                            ids: done.unwrap_or_default(),
+                        }
                     }
                 }
             }
-            Request::Attach { .. } => Reply::Error {
-                message: "attach is only available on the node (gadget attach, through kubectl exec in a cluster)".into(),
-            },
+            Request::Attach { .. } => Reply::error(
+                ErrorCode::BadRequest,
+                "attach is only available on the node (gadget attach, through kubectl exec in a cluster)",
+            ),
         }
     }
 
     /// One connection on the socket: the request line within the header timeout (or the gate
     /// closes it to make room), then busy until the reply is written; every write must make
     /// progress within the idle timeout.
-    async fn handle(self: Arc<Self>, stream: UnixStream, permit: crate::net::Permit) {
+    async fn handle(self: Arc<Self>, stream: UnixStream, permit: gadget_net::Permit) {
         let limits = permit.limits();
         let (read, write) = stream.into_split();
-        let mut write = crate::net::StallTimeout::new(write, limits.idle_timeout);
+        let mut write = gadget_net::StallTimeout::new(write, limits.idle_timeout);
         let mut line = String::new();
-        let mut reader = BufReader::new(read.take(api::MAX_REQUEST_BYTES));
+        let mut reader = BufReader::new(read.take(gadget_api::MAX_REQUEST_BYTES));
         let reply = |r: &Reply| {
             let mut s = serde_json::to_string(r)
                 .unwrap_or_else(|e| format!("{{\"reply\":\"error\",\"message\":\"{e}\"}}"));
@@ -457,7 +480,7 @@ impl Daemon {
                             "no complete request within {} s (the header timeout)",
                             limits.header_timeout.as_secs_f64()
                         );
-                        let _ = write.write_all(reply(&Reply::Error { message }).as_bytes()).await;
+                        let _ = write.write_all(reply(&Reply::error(ErrorCode::Timeout, message)).as_bytes()).await;
                         return;
                     }
                 }
@@ -470,9 +493,10 @@ impl Daemon {
             Err(e) => {
                 let _ = write
                     .write_all(
-                        reply(&Reply::Error {
-                            message: format!("bad request: {e}"),
-                        })
+                        reply(&Reply::error(
+                            ErrorCode::BadRequest,
+                            format!("bad request: {e}"),
+                        ))
                         .as_bytes(),
                     )
                     .await;
@@ -483,9 +507,9 @@ impl Daemon {
             Request::Attach { target } => {
                 let frames = match self.resolve(&target) {
                     Ok(id) => lock(&self.instances).get(&id).map(|m| m.frames.clone()),
-                    Err(message) => {
+                    Err((code, message)) => {
                         let _ = write
-                            .write_all(reply(&Reply::Error { message }).as_bytes())
+                            .write_all(reply(&Reply::error(code, message)).as_bytes())
                             .await;
                         return;
                     }
@@ -590,7 +614,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         path: state_dir.clone(),
         source,
     })?;
-    crate::ebpf::system::prepare_daemon()?;
+    gadget_ebpf::system::prepare_daemon()?;
     let daemon = Arc::new(Daemon {
         store,
         images: config.images.clone(),
@@ -639,22 +663,20 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| DaemonError::Io {
-            path: PathBuf::from("SIGTERM"),
-            source,
-        })?;
-    let refusal = serde_json::to_string(&Reply::Error {
-        message: format!(
+        .map_err(DaemonError::Signal)?;
+    let refusal = serde_json::to_string(&Reply::error(
+        ErrorCode::Failed,
+        format!(
             "the daemon has {} connections on its socket, all busy (--max-connections); try again",
             config.connections.max_connections
         ),
-    })
+    ))
     .unwrap_or_default()
         + "\n";
     let d = daemon.clone();
-    let accepting = tokio::spawn(crate::net::accept_loop(
+    let accepting = tokio::spawn(gadget_net::accept_loop(
         listener,
-        crate::net::Gate::new("daemon socket", config.connections),
+        gadget_net::Gate::new("daemon socket", config.connections),
         refusal.into_bytes(),
         move |stream, permit| d.clone().handle(stream, permit),
     ));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::api::RunRequest;
+use gadget_api::RunRequest;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +55,7 @@ impl Store {
 
     pub fn save(&self, inst: &SavedInstance) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(inst).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(&self.path(&inst.id), &bytes, 0o600)
+        gadget_model::fsutil::write_atomic(&self.path(&inst.id), &bytes, 0o600)
     }
 
     pub fn remove(&self, id: &str) -> std::io::Result<()> {

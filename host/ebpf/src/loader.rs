@@ -13,13 +13,13 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use super::snapshot;
+use super::system::KernelVersion;
+use gadget_model::MapSnapshot;
+use gadget_model::error_chain;
 use gadget_object::btf::Btf as KernelBtf;
 use gadget_object::core_relo::{self, CoreError};
 use gadget_object::elf::{ElfInfo, MapIter, ProgramSection};
-use super::snapshot;
-use gadget_model::MapSnapshot;
-use super::system::KernelVersion;
-use gadget_model::error_chain;
 
 /// Global the host sets, when the object declares it, to `KERNEL_VERSION(a, b, c)` of the running
 /// kernel, so programs can pick tracepoint prototypes that changed between kernels.

@@ -255,7 +255,10 @@ async fn authenticate(
                 r.registry
             )
         };
-        registry_err(r, format!("GET {url}: {}{hint}", gadget_model::error_chain(&e)))
+        registry_err(
+            r,
+            format!("GET {url}: {}{hint}", gadget_model::error_chain(&e)),
+        )
     })?;
     let challenge = resp
         .headers()
@@ -364,7 +367,10 @@ async fn fetch_token(
         setting: "limits.token-bytes",
     };
     let body = read_capped(resp, limit, too_large, |e| {
-        registry_err(r, format!("reading {what}: {}", gadget_model::error_chain(&e)))
+        registry_err(
+            r,
+            format!("reading {what}: {}", gadget_model::error_chain(&e)),
+        )
     })
     .await?;
     #[derive(serde::Deserialize)]

@@ -2,8 +2,8 @@
 //! process's environment variable VAR (e.g. `node` from NODE_NAME, set by the DaemonSet's
 //! downward API). With `<ds>.<field>:metrics.type=key` the field becomes a metric label.
 
-use gadget_model::datasource::{DatasourceSpec, FieldKind, FieldSpec, Publication, reserved_label};
 use gadget_model::GuestConfig;
+use gadget_model::datasource::{DatasourceSpec, FieldKind, FieldSpec, Publication, reserved_label};
 
 const PREFIX: &str = "env.fields.";
 /// Marks fields this operator added, so the printer can leave them out of its titles.
@@ -112,8 +112,8 @@ impl EnvFields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gadget_model::datasource::Histogram;
     use gadget_model::DatasourceConfig;
+    use gadget_model::datasource::Histogram;
 
     #[test]
     fn node_label_from_the_environment() {

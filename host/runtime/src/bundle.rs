@@ -2,16 +2,11 @@
 //! directory, or an image in the local store): gadget.yaml metadata, the eBPF object and an
 //! optional Wasm guest.
 
-pub mod annotations;
-pub mod metadata;
-pub mod params;
-
 use std::path::{Path, PathBuf};
 
-pub use metadata::{GadgetMetadata, MetadataError};
-
-use crate::image::layout::LocalImage;
-use crate::image::{ImageConfig, ImageError, Store};
+use gadget_image::layout::LocalImage;
+use gadget_image::{ImageConfig, ImageError, Limits, Store};
+use gadget_model::{GadgetMetadata, MetadataError};
 
 /// Bound on a Wasm guest read from outside (ours are ~100 KiB).
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
@@ -38,7 +33,7 @@ pub enum SourceError {
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(#[from] gadget_image::ImageError),
 }
 
 /// One gadget, ready to run.
@@ -60,13 +55,13 @@ pub const WASM_FILE: &str = "program.wasm";
 impl GadgetBundle {
     /// Resolves what the user typed after `gadget run`: a gadget directory, else an image
     /// reference looked up in the local store (pulling is the caller's step, see
-    /// [`crate::image::ensure`]).
+    /// [`gadget_image::ensure`]).
     pub fn open(reference: &str, images: &ImageConfig) -> Result<Self, SourceError> {
         let path = Path::new(reference);
         if path.is_dir() {
             return Self::from_dir(path);
         }
-        if crate::image::is_path(reference) {
+        if gadget_image::is_path(reference) {
             return Err(SourceError::Read {
                 path: path.to_path_buf(),
                 source: std::io::Error::new(
@@ -80,7 +75,26 @@ impl GadgetBundle {
         let entry = store.resolve(&r)?.ok_or_else(|| {
             ImageError::NotLocal(r.to_string(), images.store.display().to_string())
         })?;
-        Ok(LocalImage::load(&store, entry, &images.limits)?.bundle(&store, &images.limits)?)
+        let image = LocalImage::load(&store, entry, &images.limits)?;
+        Ok(Self::from_image(&image, &store, &images.limits)?)
+    }
+
+    /// A stored image: gadget.yaml from the config, eBPF and Wasm by media type.
+    pub fn from_image(
+        image: &LocalImage,
+        store: &Store,
+        limits: &Limits,
+    ) -> Result<Self, ImageError> {
+        let blobs = image.gadget_blobs(store, limits)?;
+        let origin = blobs.origin;
+        let metadata = GadgetMetadata::parse(&blobs.config, &format!("{origin} (gadget.yaml)"))
+            .map_err(|e| ImageError::invalid(&origin, e.to_string()))?;
+        Ok(GadgetBundle {
+            origin,
+            metadata,
+            ebpf_object: blobs.ebpf_object,
+            wasm: blobs.wasm,
+        })
     }
 
     /// A gadget directory: gadget.yaml, program.bpf.o and optionally program.wasm.
@@ -97,7 +111,7 @@ impl GadgetBundle {
                 file: obj_path,
             });
         }
-        let ebpf_object = read_capped(&obj_path, crate::ebpf::elf::MAX_OBJECT_BYTES as u64)?;
+        let ebpf_object = read_capped(&obj_path, gadget_object::elf::MAX_OBJECT_BYTES as u64)?;
         let wasm_path = dir.join(WASM_FILE);
         let wasm = if wasm_path.is_file() {
             Some(read_capped(&wasm_path, MAX_WASM_BYTES)?)

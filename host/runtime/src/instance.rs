@@ -1,17 +1,19 @@
 //! One running gadget: bundle → eBPF loaded and attached → on every tick, snapshot the maps →
 //! guest → operators. The daemon runs this same loop for each detached instance.
 
-pub mod manifest;
-
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::ebpf::{self, AttachMode, LoadOptions};
-use crate::gadget::{GadgetBundle, GuestConfig, annotations, params};
-use crate::operators::env::EnvFields;
-use crate::operators::{Operator, OperatorError};
-use crate::wasm::{
+use crate::GadgetBundle;
+use gadget_api::RunRequest;
+use gadget_ebpf::{self as ebpf, AttachMode, LoadOptions};
+use gadget_model::{GuestConfig, annotations, params};
+use gadget_object as object;
+use gadget_operators::env::EnvFields;
+use gadget_operators::metrics::MetricsName;
+use gadget_operators::{Operator, OperatorError};
+use gadget_wasm::{
     Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest,
 };
 
@@ -21,9 +23,9 @@ const MAX_CONSECUTIVE_GUEST_FAILURES: u32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     #[error(transparent)]
-    Source(#[from] crate::gadget::SourceError),
+    Source(#[from] crate::SourceError),
     #[error(transparent)]
-    Elf(#[from] ebpf::elf::ElfError),
+    Elf(#[from] object::elf::ElfError),
     #[error(transparent)]
     Annotation(#[from] annotations::AnnotationError),
     #[error(transparent)]
@@ -44,9 +46,9 @@ pub enum InstanceError {
     #[error(transparent)]
     Operator(#[from] OperatorError),
     #[error(transparent)]
-    Env(#[from] crate::operators::env::EnvError),
+    Env(#[from] gadget_operators::env::EnvError),
     #[error(transparent)]
-    MetricsEndpoint(#[from] crate::operators::metrics::server::ServerError),
+    MetricsEndpoint(#[from] gadget_operators::metrics::server::ServerError),
     #[error("reading the eBPF maps: {0}")]
     Snapshot(ebpf::LoadError),
     #[error("{0}")]
@@ -78,7 +80,7 @@ pub struct Hooks {
     /// Called once everything is attached and the first snapshot can be taken.
     pub on_attached: Option<Box<dyn FnOnce() + Send>>,
     /// Where image references are looked up (the caller pulled them already).
-    pub images: crate::image::ImageConfig,
+    pub images: gadget_image::ImageConfig,
     /// Receives the gadget's warnings (ignored gadget.yaml keys, datasources the object does
     /// not define, …) before it starts; without it they are logged.
     pub on_warning: Option<WarningSink>,
@@ -103,7 +105,7 @@ pub fn run(
     mut hooks: Hooks,
 ) -> Result<Ended, InstanceError> {
     let mut bundle = GadgetBundle::open(&spec.reference, &hooks.images)?;
-    let elf = ebpf::elf::ElfInfo::parse(&bundle.ebpf_object)?;
+    let elf = object::elf::ElfInfo::parse(&bundle.ebpf_object)?;
     bundle.metadata = bundle
         .metadata
         .with_object(&elf.datasources, &bundle.origin);
@@ -213,4 +215,63 @@ pub fn run(
             return Ok(ended);
         }
     }
+}
+
+/// What the daemon starts for a request (checked against the daemon's budgets).
+pub fn spec_from_request(request: &RunRequest) -> Result<(InstanceSpec, Vec<MetricsName>), String> {
+    let attach_mode = request
+        .attach_mode
+        .as_deref()
+        .map(str::parse::<AttachMode>)
+        .transpose()?;
+    let names = request
+        .metrics_names
+        .iter()
+        .map(|n| n.parse::<MetricsName>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if request.interval_ms == 0 {
+        return Err("interval must be positive".into());
+    }
+    if let Some(name) = &request.name {
+        gadget_api::check_instance_name(name)?;
+    }
+    if request.tags.len() > gadget_api::MAX_TAGS {
+        return Err(format!(
+            "{} tags: at most {}",
+            request.tags.len(),
+            gadget_api::MAX_TAGS
+        ));
+    }
+    for tag in &request.tags {
+        gadget_api::check_tag(tag)?;
+    }
+    let budget = gadget_model::budgets::Budgets::current().daemon;
+    if request.guest_memory_mib > budget.max_guest_memory_mib {
+        return Err(format!(
+            "--guest-memory-mib {} is over the budget daemon.max-guest-memory-mib = {}",
+            request.guest_memory_mib, budget.max_guest_memory_mib
+        ));
+    }
+    if request.guest_fuel > budget.max_guest_fuel {
+        return Err(format!(
+            "--guest-fuel {} is over the budget daemon.max-guest-fuel = {}",
+            request.guest_fuel, budget.max_guest_fuel
+        ));
+    }
+    let spec = InstanceSpec {
+        reference: request.reference.clone(),
+        params: request.params.clone(),
+        annotations: request.annotations.clone(),
+        interval: Duration::from_millis(request.interval_ms),
+        timeout: None,
+        grants: request.grants.clone(),
+        attach_mode,
+        limits: GuestLimits {
+            fuel_per_call: request.guest_fuel,
+            memory_bytes: usize::try_from(request.guest_memory_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+            ..GuestLimits::default()
+        },
+    };
+    Ok((spec, names))
 }

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::budgets::Budgets;
-
-use crate::daemon::api::RunRequest;
+use gadget_api::RunRequest;
+use gadget_model::budgets::Budgets;
 
 /// Bound on a manifest read from a file, stdin or a URL.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
@@ -64,7 +63,7 @@ pub fn parse(
     }
     // Errors carry the line, which names the document in a multi-document file.
     let docs: Vec<Option<Manifest>> =
-        crate::yaml::from_str_multiple(text, &Budgets::current().yaml)
+        gadget_model::yaml::from_str_multiple(text, &Budgets::current().yaml)
             .map_err(|e| fail(String::new(), e.message))?;
     let many = docs.len() > 1;
     let mut out = Vec::new();
@@ -111,7 +110,7 @@ pub fn parse(
                         .filter(|s| !s.is_empty()),
                 );
             } else if key == PRINT_INTERVAL {
-                let d = crate::duration::parse_positive(&value)
+                let d = gadget_model::duration::parse_positive(&value)
                     .map_err(|e| fail(label.clone(), format!("field `paramValues.{key}`: {e}")))?;
                 req.interval_ms = d.as_millis().max(1) as u64;
             } else if let Some(p) = key

@@ -1,7 +1,7 @@
 //! Generated bindings for `wit/gadget.wit` and the conversions to and from the host's own types.
 
-use gadget_model::datasource as model;
 use gadget_model::MapSnapshot;
+use gadget_model::datasource as model;
 
 wasmtime::component::bindgen!({
     path: "../../wit",

@@ -7,10 +7,10 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Gadget, GadgetPre, types};
+use gadget_model::GuestConfig;
 use gadget_model::budgets::{Budgets, GuestBudget};
 use gadget_model::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
 use gadget_model::{Capability, MapSnapshot};
-use gadget_model::GuestConfig;
 
 /// The host side of the guest API without wasmtime, for the fuzz target `guest_publish`.
 #[doc(hidden)]

@@ -1,4 +1,4 @@
-//! `gadget image …`, `gadget login` and `gadget logout`: thin verbs over [`crate::image`].
+//! `gadget image …`, `gadget login` and `gadget logout`: thin verbs over [`gadget_image`].
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::image::layout::LocalImage;
-use crate::image::registry::{self, human};
-use crate::image::store::Entry;
-use crate::image::{ImageConfig, ImageRef, Store, archive, auth, build, reference::DEFAULT_PREFIX};
+use gadget_image::layout::LocalImage;
+use gadget_image::registry::{self, human};
+use gadget_image::store::Entry;
+use gadget_image::{ImageConfig, ImageRef, Store, archive, auth, build, reference::DEFAULT_PREFIX};
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -121,7 +121,11 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                 &store.read_blob(&image.manifest.config.digest, cfg.limits.config_bytes)?,
             )
             .into_owned();
-            let gadget = describe_gadget(&image.bundle(&store, &cfg.limits)?);
+            let gadget = describe_gadget(&gadget_runtime::GadgetBundle::from_image(
+                &image,
+                &store,
+                &cfg.limits,
+            )?);
             if json_out {
                 println!(
                     "{}",
@@ -137,11 +141,14 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                 );
             } else {
                 // Image contents are the publisher's text: escaped before the terminal sees them.
-                println!("Reference: {}", crate::printable(&entry.name));
+                println!("Reference: {}", gadget_model::printable(&entry.name));
                 println!("Digest:    {}", entry.digest);
                 println!("Manifest:  {}", image.manifest_digest);
                 println!("{}", serde_json::to_string_pretty(&image.manifest)?);
-                println!("gadget.yaml:\n{}", crate::printable_lines(&gadget_yaml));
+                println!(
+                    "gadget.yaml:\n{}",
+                    gadget_model::printable_lines(&gadget_yaml)
+                );
                 print_gadget(&gadget);
             }
         }
@@ -208,7 +215,7 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
 
 fn local(store: &Store, r: &ImageRef, cfg: &ImageConfig) -> anyhow::Result<Entry> {
     Ok(store.resolve(r)?.ok_or_else(|| {
-        crate::image::ImageError::NotLocal(r.to_string(), cfg.store.display().to_string())
+        gadget_image::ImageError::NotLocal(r.to_string(), cfg.store.display().to_string())
     })?)
 }
 
@@ -231,7 +238,7 @@ fn list(cfg: &ImageConfig, store: &Store, json_out: bool) -> anyhow::Result<()> 
                 img.manifest
                     .annotations
                     .as_ref()
-                    .and_then(|a| a.get(crate::image::CREATED_ANNOTATION))
+                    .and_then(|a| a.get(gadget_image::CREATED_ANNOTATION))
                     .cloned()
                     .unwrap_or_default(),
             ),
@@ -353,9 +360,9 @@ pub fn logout(args: LogoutArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
 
 /// What the host makes of an image's gadget, as IG would: name, datasources from the object
 /// (fields, types, annotations), parameters from BTF and gadget.yaml, and warnings.
-fn describe_gadget(bundle: &crate::gadget::GadgetBundle) -> serde_json::Value {
-    use crate::ebpf::elf::ElfInfo;
-    use crate::gadget::params;
+fn describe_gadget(bundle: &gadget_runtime::GadgetBundle) -> serde_json::Value {
+    use gadget_model::params;
+    use gadget_object::elf::ElfInfo;
     let elf = match ElfInfo::parse(&bundle.ebpf_object) {
         Ok(e) => e,
         Err(e) => return json!({ "name": bundle.metadata.name, "error": e.to_string() }),
@@ -408,7 +415,7 @@ fn describe_gadget(bundle: &crate::gadget::GadgetBundle) -> serde_json::Value {
 
 /// Every string comes from the image: escaped before the terminal sees it.
 fn print_gadget(g: &serde_json::Value) {
-    let s = |v: &serde_json::Value| crate::printable(v.as_str().unwrap_or("")).into_owned();
+    let s = |v: &serde_json::Value| gadget_model::printable(v.as_str().unwrap_or("")).into_owned();
     println!("Gadget: {}", s(&g["name"]));
     if let Some(e) = g.get("error") {
         println!("  eBPF object: {}", s(e));
@@ -423,12 +430,12 @@ fn print_gadget(g: &serde_json::Value) {
             s(&ds["valueType"])
         );
         for (k, v) in ds["annotations"].as_object().into_iter().flatten() {
-            println!("  {}: {}", crate::printable(k), s(v));
+            println!("  {}: {}", gadget_model::printable(k), s(v));
         }
         for f in ds["fields"].as_array().into_iter().flatten() {
             println!("  field {} ({})", s(&f["name"]), s(&f["cType"]));
             for (k, v) in f["annotations"].as_object().into_iter().flatten() {
-                println!("    {}: {}", crate::printable(k), s(v));
+                println!("    {}: {}", gadget_model::printable(k), s(v));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::daemon::api::{self, InstanceInfo, Reply, Request};
+use gadget_api::{self as api, InstanceInfo, Reply, Request};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -30,13 +30,13 @@ pub struct AttachArgs {
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Where instances are persisted.
-    #[arg(long, env = "GADGET_STATE_DIR", default_value = crate::daemon::DEFAULT_STATE_DIR)]
+    #[arg(long, env = "GADGET_STATE_DIR", default_value = gadget_daemon::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// Serve the Prometheus endpoint (and /healthz, /readyz).
     #[arg(long = "otel-metrics-listen", default_value_t = true, action = clap::ArgAction::Set)]
     pub otel_metrics_listen: bool,
     /// Address of the Prometheus endpoint.
-    #[arg(long = "otel-metrics-listen-address", default_value = crate::operators::metrics::server::DEFAULT_ADDRESS)]
+    #[arg(long = "otel-metrics-listen-address", default_value = gadget_operators::metrics::server::DEFAULT_ADDRESS)]
     pub otel_metrics_listen_address: String,
     /// Serve the cluster CLI's API (reached through the API server's pod proxy) on this address.
     #[arg(long = "api-listen-address", requires = "api_token_file")]
@@ -46,20 +46,20 @@ pub struct DaemonArgs {
     pub api_token_file: Option<PathBuf>,
     /// Open connections allowed on each listener (socket, metrics, cluster API); at the cap the
     /// oldest idle one is closed, or the new one refused if all are busy.
-    #[arg(long, default_value_t = crate::net::ConnectionLimits::default().max_connections, value_parser = clap::value_parser!(usize))]
+    #[arg(long, default_value_t = gadget_net::ConnectionLimits::default().max_connections, value_parser = clap::value_parser!(usize))]
     pub max_connections: usize,
     /// Time a client has to send a complete request (HTTP head or socket request line);
     /// idle keep-alive connections close after it too.
-    #[arg(long, default_value = "10s", value_parser = crate::duration::parse_positive)]
+    #[arg(long, default_value = "10s", value_parser = gadget_model::duration::parse_positive)]
     pub header_timeout: std::time::Duration,
     /// Time a reply or a request body may make no progress before the connection is closed.
-    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_positive)]
+    #[arg(long, default_value = "60s", value_parser = gadget_model::duration::parse_positive)]
     pub idle_timeout: std::time::Duration,
 }
 
 impl DaemonArgs {
-    pub fn connection_limits(&self) -> crate::net::ConnectionLimits {
-        crate::net::ConnectionLimits {
+    pub fn connection_limits(&self) -> gadget_net::ConnectionLimits {
+        gadget_net::ConnectionLimits {
             max_connections: self.max_connections.max(1),
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
@@ -80,7 +80,7 @@ pub fn render_table(instances: &[InstanceInfo]) -> String {
                 i.gadget.clone(),
                 i.status.lines().next().unwrap_or("").to_string(),
             ]
-            .map(|c| crate::printable(&c).into_owned())
+            .map(|c| gadget_model::printable(&c).into_owned())
         })
         .collect();
     let header = ["ID", "NAME", "TAGS", "GADGET", "STATUS"].map(str::to_string);

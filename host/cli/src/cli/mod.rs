@@ -1,6 +1,7 @@
 //! The `gadget` command line: one file per verb. Gadget parameters become flags of `run` at
 //! parse time (read from the gadget's gadget.yaml), as in IG: `gadget run profile_blockio --disk loop0`.
 
+pub mod cluster;
 pub mod image;
 pub mod instances;
 pub mod new;
@@ -12,8 +13,9 @@ use clap::{
     Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand,
 };
 
-use crate::gadget::{GadgetBundle, params};
-use crate::image::ImageConfig;
+use gadget_image::ImageConfig;
+use gadget_model::params;
+use gadget_runtime::GadgetBundle;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,13 +34,13 @@ pub struct Cli {
     #[arg(long = "node", global = true)]
     pub nodes: Vec<String>,
     /// With --cluster: the daemons' namespace.
-    #[arg(long, global = true, default_value = crate::cluster::DEFAULT_NAMESPACE)]
+    #[arg(long, global = true, default_value = gadget_cluster::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// With --cluster: the kubeconfig context (default: the current one).
     #[arg(long, global = true)]
     pub context: Option<String>,
     /// The daemon's local API socket.
-    #[arg(long, global = true, env = "GADGET_SOCKET", default_value = crate::daemon::api::DEFAULT_SOCKET)]
+    #[arg(long, global = true, env = "GADGET_SOCKET", default_value = gadget_api::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
     /// Config file for images and registries (default /etc/gadget/config.yaml, if present).
     #[arg(long, global = true, env = "GADGET_CONFIG")]
@@ -90,7 +92,7 @@ pub enum Verb {
 
 impl Cli {
     /// Image settings: the config file, then these flags (and their environment variables).
-    pub fn images(&self) -> Result<ImageConfig, crate::image::ImageError> {
+    pub fn images(&self) -> Result<ImageConfig, gadget_image::ImageError> {
         image_config(
             self.config.as_deref(),
             self.store.clone(),
@@ -105,7 +107,7 @@ fn image_config(
     store: Option<std::path::PathBuf>,
     prefix: Option<String>,
     insecure: &[String],
-) -> Result<ImageConfig, crate::image::ImageError> {
+) -> Result<ImageConfig, gadget_image::ImageError> {
     let mut cfg = ImageConfig::load(file)?;
     if let Some(s) = store {
         cfg.store = s;
@@ -122,7 +124,7 @@ fn image_config(
 /// the image settings (the gadget's parameters become flags, so its image must be local first).
 pub struct RunTarget {
     pub reference: String,
-    pub pull: crate::image::PullPolicy,
+    pub pull: gadget_image::PullPolicy,
     pub images: ImageConfig,
     /// `--cluster`: each node's daemon pulls the image; the client only reads a local copy
     /// (for the gadget's flags) if it has one, and never pulls.
@@ -156,7 +158,9 @@ pub fn log_level(argv: &[OsString]) -> String {
 
 /// The process's budgets from `--budget` flags, read before the full parse (which already reads
 /// gadget.yaml for `run`'s flags, so the YAML budgets must be in force first).
-pub fn budgets(argv: &[OsString]) -> Result<crate::budgets::Budgets, crate::budgets::BudgetError> {
+pub fn budgets(
+    argv: &[OsString],
+) -> Result<gadget_model::budgets::Budgets, gadget_model::budgets::BudgetError> {
     let overrides: Vec<String> = Cli::command()
         .ignore_errors(true)
         .try_get_matches_from(argv)
@@ -166,7 +170,7 @@ pub fn budgets(argv: &[OsString]) -> Result<crate::budgets::Budgets, crate::budg
                 .map(|v| v.cloned().collect())
         })
         .unwrap_or_default();
-    crate::budgets::Budgets::default().with_overrides(&overrides)
+    gadget_model::budgets::Budgets::default().with_overrides(&overrides)
 }
 
 pub fn run_target(argv: &[OsString]) -> Option<RunTarget> {
@@ -206,7 +210,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
         .and_then(|b| {
             // An object that does not parse still gets gadget.yaml's flags; `run` then
             // reports the object's error.
-            let elf = crate::ebpf::elf::ElfInfo::parse(&b.ebpf_object).unwrap_or_default();
+            let elf = gadget_object::elf::ElfInfo::parse(&b.ebpf_object).unwrap_or_default();
             params::declared_with_object(&b.metadata, &elf).ok()
         })
         .unwrap_or_default();

@@ -9,32 +9,32 @@ use clap::Args;
 const TEMPLATE: &[(&str, &str)] = &[
     (
         "program.bpf.c",
-        include_str!("../../../templates/gadget/program.bpf.c"),
+        include_str!("../../../../templates/gadget/program.bpf.c"),
     ),
     (
         "gadget.yaml",
-        include_str!("../../../templates/gadget/gadget.yaml"),
+        include_str!("../../../../templates/gadget/gadget.yaml"),
     ),
     (
         "build.yaml",
-        include_str!("../../../templates/gadget/build.yaml"),
+        include_str!("../../../../templates/gadget/build.yaml"),
     ),
     (
         "README.md",
-        include_str!("../../../templates/gadget/README.md"),
+        include_str!("../../../../templates/gadget/README.md"),
     ),
     (
         "guest/Cargo.toml",
-        include_str!("../../../templates/gadget/guest/Cargo.toml"),
+        include_str!("../../../../templates/gadget/guest/Cargo.toml"),
     ),
     (
         "guest/src/lib.rs",
-        include_str!("../../../templates/gadget/guest/src/lib.rs"),
+        include_str!("../../../../templates/gadget/guest/src/lib.rs"),
     ),
 ];
 
 /// Where this binary's repository keeps the SDK, if it is still there (a source build).
-const BUILT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+const BUILT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest-sdk");
 
 #[derive(Debug, Args)]
 pub struct NewArgs {

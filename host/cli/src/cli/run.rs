@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::daemon::{
-    self,
-    api::{Reply, Request, RunRequest},
-};
-use crate::ebpf::AttachMode;
-use crate::image::{self, ImageConfig};
-use crate::instance::{self, Ended, InstanceError, InstanceSpec, manifest};
-use crate::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, otlp, server};
-use crate::operators::{Operator, printer::Printer};
-use crate::wasm::GuestLimits;
+use gadget_api::{Reply, Request, RunRequest};
+use gadget_daemon as daemon;
+use gadget_ebpf::AttachMode;
+use gadget_image::{self as image, ImageConfig};
+use gadget_operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, otlp, server};
+use gadget_operators::{Operator, printer::Printer};
+use gadget_runtime::instance::{self, Ended, InstanceError, InstanceSpec};
+use gadget_runtime::manifest;
+use gadget_wasm::GuestLimits;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -25,8 +24,8 @@ pub struct RunArgs {
     pub reference: Option<String>,
 
     /// When to pull the image: always, missing (not in the local store) or never, as in IG.
-    #[arg(long, default_value = "missing", value_parser = |s: &str| s.parse::<crate::image::PullPolicy>())]
-    pub pull: crate::image::PullPolicy,
+    #[arg(long, default_value = "missing", value_parser = |s: &str| s.parse::<gadget_image::PullPolicy>())]
+    pub pull: gadget_image::PullPolicy,
 
     /// Run the instance specs of an IG manifest (a file, `-` for stdin, or an http(s) URL).
     #[arg(
@@ -50,11 +49,11 @@ pub struct RunArgs {
     pub tags: Vec<String>,
 
     /// How often to read the maps and refresh the output (IG's otel-metrics-print-interval).
-    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_positive)]
+    #[arg(long, default_value = "1s", value_parser = gadget_model::duration::parse_positive)]
     pub interval: Duration,
 
     /// Stop after this long (e.g. 10s, 2m); default: until Ctrl+C.
-    #[arg(long, value_parser = crate::duration::parse_positive)]
+    #[arg(long, value_parser = gadget_model::duration::parse_positive)]
     pub timeout: Option<Duration>,
 
     /// Annotations: <datasource>[.<field>]:<key>=<value>[,…] (repeatable), as in IG.
@@ -80,7 +79,7 @@ pub struct RunArgs {
     pub otel_metrics_otlp_endpoint: Option<String>,
 
     /// How often to push OTLP metrics.
-    #[arg(long = "otel-metrics-otlp-interval", default_value = "10s", value_parser = crate::duration::parse_positive)]
+    #[arg(long = "otel-metrics-otlp-interval", default_value = "10s", value_parser = gadget_model::duration::parse_positive)]
     pub otel_metrics_otlp_interval: Duration,
 
     /// Gadget parameter as KEY=VALUE (same as --KEY VALUE; repeatable).
@@ -217,10 +216,10 @@ pub fn requests(
 /// daemon checks again: other clients exist). The messages escape what they quote.
 fn check_names(r: &RunRequest) -> anyhow::Result<()> {
     if let Some(name) = &r.name {
-        daemon::api::check_instance_name(name).map_err(anyhow::Error::msg)?;
+        gadget_api::check_instance_name(name).map_err(anyhow::Error::msg)?;
     }
     for tag in &r.tags {
-        daemon::api::check_tag(tag).map_err(anyhow::Error::msg)?;
+        gadget_api::check_tag(tag).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }
@@ -245,7 +244,7 @@ pub async fn execute(
     }
     if args.detach {
         for req in requests {
-            match daemon::api::call_one(socket, &Request::Run { spec: req })? {
+            match gadget_api::call_one(socket, &Request::Run { spec: req })? {
                 Reply::Started { id } => println!("{id}"),
                 other => anyhow::bail!("unexpected reply from the daemon: {other:?}"),
             }
@@ -258,7 +257,7 @@ pub async fn execute(
             requests.len()
         );
     };
-    let (mut spec, names) = req.to_spec().map_err(|e| anyhow::anyhow!(e))?;
+    let (mut spec, names) = instance::spec_from_request(req).map_err(|e| anyhow::anyhow!(e))?;
     spec.timeout = args.timeout;
     foreground(spec, names, &args, images.clone()).await?;
     Ok(())

@@ -5,9 +5,9 @@
 //! Nothing else uses it; it adds no behaviour of its own beyond converting to the WIT types.
 
 use super::{GuestLimits, HostState, Spent};
-use gadget_model::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
 use crate::bindings::gadget::api::host::Host;
 use crate::bindings::types;
+use gadget_model::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
 
 /// One guest's host-side state, as after instantiation (`init` still running).
 pub struct HostCalls(HostState);
