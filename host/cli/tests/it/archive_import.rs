@@ -4,14 +4,12 @@
 //! files and path tricks are refused. Runs under an address-space cap (`prlimit --as`; import
 //! never starts wasmtime).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
-use gadget::image::sha256_digest;
+use crate::common::*;
+use gadget_image::sha256_digest;
 use serde_json::Value;
 
 const AS_CAP: &str = "1073741824";

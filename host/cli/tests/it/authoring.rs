@@ -5,17 +5,16 @@
 //!
 //! Needs root, the built gadgets (`make gadgets`) and docker-registry; `make test` provides all.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::prometheus::free_port;
-use common::registry::DockerRegistry;
-use common::*;
+use crate::common::prometheus::free_port;
+use crate::common::registry::DockerRegistry;
+use crate::common::*;
 
 #[test]
+#[ignore = "needs root"]
 fn a_gadget_made_with_gadget_new_builds_pushes_and_runs_with_metrics() {
     assert!(is_root(), "needs root: run through `make test`");
     let reg = DockerRegistry::start();
@@ -198,6 +197,7 @@ fn inf_bucket_sum(addr: &str, scope: &str) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn runqlat_counts_every_wakeup_of_a_process_that_sleeps_a_known_number_of_times() {
     let (hists, _, sleeps, err) = runqlat_on_sleeper(&[]);
     let h = final_histogram(&hists, &err);
@@ -217,6 +217,7 @@ fn runqlat_counts_every_wakeup_of_a_process_that_sleeps_a_known_number_of_times(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn runqlat_per_process_labels_the_busiest_process_with_comm_and_pid() {
     let (hists, pid, sleeps, err) = runqlat_on_sleeper(&["--per-process", "--top", "3"]);
     let last = hists

@@ -6,16 +6,14 @@
 //!
 //! Needs root (the daemon prepares bpffs): `make test` runs it so.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
-use common::*;
+use crate::common::daemon::Daemon;
+use crate::common::*;
 
 const TOKEN: &str = "0123456789abcdef-connections";
 const CAP: usize = 32;
@@ -155,6 +153,7 @@ fn wait_all_closed(conns: &mut Vec<Conn>, trickle: Option<&[u8]>, what: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_listener_keeps_serving_past_its_cap_and_drops_idle_connections() {
     let d = daemon();
     let pid = d.pid();
@@ -180,6 +179,7 @@ fn every_listener_keeps_serving_past_its_cap_and_drops_idle_connections() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn slowloris_clients_are_closed_after_the_header_timeout() {
     let d = daemon();
     let api = d.cluster_api.clone().unwrap();
@@ -214,6 +214,7 @@ fn slowloris_clients_are_closed_after_the_header_timeout() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn running_out_of_descriptors_backs_off_instead_of_spinning() {
     assert!(is_root(), "needs root: run through `make test`");
     let d = Daemon::with_flags(&[], None);

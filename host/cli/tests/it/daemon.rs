@@ -2,15 +2,13 @@
 //! `kill -9` in the middle of real I/O, and 20 parallel CLI processes. Each test has its own
 //! state directory, socket and metrics port.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, pins_of};
-use common::prometheus::free_port;
-use common::*;
+use crate::common::daemon::{Daemon, pins_of};
+use crate::common::prometheus::free_port;
+use crate::common::*;
 
 /// IDs of the loaded BPF programs whose name contains `name` (`bpftool prog show`).
 fn programs(name: &str) -> BTreeSet<u32> {
@@ -43,6 +41,7 @@ fn wait_new_programs(before: &BTreeSet<u32>, want: usize) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn detach_list_attach_delete_and_manifests() {
     assert!(is_root(), "needs root: run through `make test`");
     let before = programs("tpbtf_");
@@ -169,6 +168,7 @@ fn detach_list_attach_delete_and_manifests() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_9_loses_no_io_and_no_instance() {
     assert!(is_root(), "needs root: run through `make test`");
     let mut d = Daemon::new();
@@ -218,6 +218,7 @@ fn kill_9_loses_no_io_and_no_instance() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn twenty_parallel_clients_leak_nothing() {
     assert!(is_root(), "needs root: run through `make test`");
     let before = programs("tpbtf_");
@@ -300,6 +301,7 @@ fn run_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn manifests_from_stdin_and_url_and_bad_ones_lose_nothing() {
     assert!(is_root(), "needs root: run through `make test`");
     let d = Daemon::new();

@@ -4,15 +4,13 @@
 //! memory-sensitive cases run under an address-space cap (`prlimit --as`: these paths never
 //! start wasmtime), so a regression fails the test instead of the machine.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::registry::{FakeRegistry, Reply};
-use common::*;
-use gadget::image::{ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EBPF_LAYER, OCI_MANIFEST, sha256_digest};
+use crate::common::registry::{FakeRegistry, Reply};
+use crate::common::*;
+use gadget_image::{ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EBPF_LAYER, OCI_MANIFEST, sha256_digest};
 use serde_json::json;
 
 /// Far below what reading the hostile replies below would take.

@@ -2,11 +2,9 @@
 //! clear error, never a panic or a hang, and a trapped guest is re-instantiated.
 //! Uses the purpose-built guest in host/tests/guests/misbehaving (built by `make guests`).
 
-mod common;
-
-use gadget::ebpf::MapSnapshot;
-use gadget::gadget::{DatasourceConfig, GuestConfig};
-use gadget::wasm::{Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime};
+use gadget_model::MapSnapshot;
+use gadget_model::{DatasourceConfig, GuestConfig};
+use gadget_wasm::{Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime};
 
 fn config(mode: &str) -> GuestConfig {
     GuestConfig {
@@ -21,7 +19,7 @@ fn config(mode: &str) -> GuestConfig {
 }
 
 fn start(mode: &str, limits: GuestLimits) -> Result<GuestInstance, GuestError> {
-    let wasm = std::fs::read(common::guest_wasm("misbehaving_guest")).unwrap();
+    let wasm = std::fs::read(crate::common::guest_wasm("misbehaving_guest")).unwrap();
     GuestInstance::start(
         &GuestRuntime::new().unwrap(),
         &wasm,
@@ -114,7 +112,7 @@ fn garbage_is_not_a_component() {
 
 #[test]
 fn a_guest_of_another_major_api_version_is_refused_naming_both() {
-    let wasm = std::fs::read(common::guest_wasm("wrong_major_guest")).unwrap();
+    let wasm = std::fs::read(crate::common::guest_wasm("wrong_major_guest")).unwrap();
     let err = GuestInstance::start(
         &GuestRuntime::new().unwrap(),
         &wasm,
@@ -137,7 +135,7 @@ fn probe(capabilities: Capabilities) -> (f64, f64) {
     let mut cfg = config("probe");
     cfg.params
         .push(("addr".into(), listener.local_addr().unwrap().to_string()));
-    let wasm = std::fs::read(common::guest_wasm("misbehaving_guest")).unwrap();
+    let wasm = std::fs::read(crate::common::guest_wasm("misbehaving_guest")).unwrap();
     let limits = GuestLimits {
         capabilities,
         ..GuestLimits::default()

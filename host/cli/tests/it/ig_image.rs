@@ -6,14 +6,12 @@
 //!
 //! Needs root, docker-registry and skopeo (`make test` provides them).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::registry::{DockerRegistry, skopeo};
-use common::*;
+use crate::common::registry::{DockerRegistry, skopeo};
+use crate::common::*;
 use sha2::Digest;
 
 const IG_REF: &str = "ghcr.io/inspektor-gadget/gadget/profile_blockio:v0.46.0";
@@ -25,12 +23,12 @@ const FIXTURE_SHA256: &str = "63eb7ea601c890af6c2de01844a8bd94041f84ab41a4bc2eda
 /// IG's artifact as the project shares it (`../shared/fixtures`) where that exists, else the
 /// byte-identical copy in this repository; either way checked against its known digest.
 fn fixture() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../../shared/fixtures/ig-v0.46.0/profile_blockio.oci.tar");
+    let root = repo_root();
+    let shared = root.join("../shared/fixtures/ig-v0.46.0/profile_blockio.oci.tar");
     let path = if shared.is_file() {
         shared
     } else {
-        root.join("tests/fixtures/ig-v0.46.0/profile_blockio.oci.tar")
+        root.join("host/tests/fixtures/ig-v0.46.0/profile_blockio.oci.tar")
     };
     let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -94,7 +92,7 @@ fn wait_all_quiet() {
     }
 }
 
-/// Recursion misses (runs the kernel skipped, see common::program_misses) of the programs
+/// Recursion misses (runs the kernel skipped, see crate::common::program_misses) of the programs
 /// loaded after `existing` was taken, by program name.
 fn misses_by_name(
     existing: &std::collections::BTreeSet<u64>,
@@ -262,6 +260,7 @@ fn igs_image_imports_and_inspects_with_igs_metadata() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn igs_image_counts_every_completed_request() {
     let store = imported_store();
     let err = assert_counts_every_disk(store.path(), IG_REF, &[]);
@@ -273,6 +272,7 @@ fn igs_image_counts_every_completed_request() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn igs_image_pushed_with_skopeo_runs_by_reference() {
     let reg = DockerRegistry::start();
     let store = tempfile::tempdir().unwrap();
@@ -320,6 +320,7 @@ fn igs_le() -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn igs_image_exposition_has_igs_shape_and_the_kernels_total() {
     assert!(
         is_root(),
@@ -327,7 +328,7 @@ fn igs_image_exposition_has_igs_shape_and_the_kernels_total() {
     );
     let store = imported_store();
     let dev = LoopDevice::new("igprom");
-    let listen = format!("127.0.0.1:{}", common::prometheus::free_port());
+    let listen = format!("127.0.0.1:{}", crate::common::prometheus::free_port());
     let store_s = store.path().to_str().unwrap().to_string();
     let mut g = Running::start(&[
         "--store",

@@ -5,14 +5,12 @@
 //! Needs root and the built gadget (`make gadgets`); `make test` provides both and installs
 //! docker-registry and skopeo.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::registry::{DockerRegistry, FakeRegistry, Reply, skopeo};
-use common::*;
-use gadget::image::{
+use crate::common::registry::{DockerRegistry, FakeRegistry, Reply, skopeo};
+use crate::common::*;
+use gadget_image::{
     ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EBPF_LAYER, OCI_INDEX, OCI_MANIFEST, WASM_LAYER,
     sha256_digest,
 };
@@ -112,6 +110,7 @@ fn run_counts_io(store: &Path, reference: &str, extra: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn built_image_travels_through_a_real_registry_and_runs_by_reference() {
     let reg = DockerRegistry::start();
     let store_dir = tempfile::tempdir().unwrap();
@@ -138,7 +137,7 @@ fn built_image_travels_through_a_real_registry_and_runs_by_reference() {
     assert_eq!(index["mediaType"], OCI_INDEX);
     let platform = &index["manifests"][0]["platform"];
     assert_eq!(platform["os"], "linux");
-    assert_eq!(platform["architecture"], gadget::image::host_architecture());
+    assert_eq!(platform["architecture"], gadget_image::host_architecture());
     let manifest_digest = index["manifests"][0]["digest"]
         .as_str()
         .unwrap()
@@ -375,6 +374,7 @@ fn hand_made_layout(dir: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn image_written_by_skopeo_without_wasm_runs_through_the_default_guest() {
     let reg = DockerRegistry::start();
     let layout = tempfile::tempdir().unwrap();
@@ -497,7 +497,7 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
 
     let good = manifest_of(&p.config, &[&p.ebpf]);
     // IG publishes amd64 and arm64: only this machine's platform is fetched.
-    let other_arch = if gadget::image::host_architecture() == "amd64" {
+    let other_arch = if gadget_image::host_architecture() == "amd64" {
         "arm64"
     } else {
         "amd64"
@@ -509,7 +509,7 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
             {"mediaType": OCI_MANIFEST, "digest": sha256_digest(b"never served"), "size": 12,
              "platform": {"os": "linux", "architecture": other_arch}},
             {"mediaType": OCI_MANIFEST, "digest": sha256_digest(&good), "size": good.len(),
-             "platform": {"os": "linux", "architecture": gadget::image::host_architecture()}},
+             "platform": {"os": "linux", "architecture": gadget_image::host_architecture()}},
         ],
     }))
     .unwrap();
@@ -781,9 +781,10 @@ fn plain_http_only_for_loopback_or_listed_registries() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn detached_instances_run_images_named_in_ig_manifests_and_survive_a_daemon_restart() {
     assert!(is_root(), "needs root: run through `make test`");
-    let mut d = common::daemon::Daemon::new();
+    let mut d = crate::common::daemon::Daemon::new();
     let src = repo_root().join("gadgets/profile_blockio");
     // Built locally under IG's own name: the short name resolves to it, no registry involved.
     d.ok(&[

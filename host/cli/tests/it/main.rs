@@ -1,1 +1,24 @@
+//! Every integration test of the host in one crate, one link (`cargo test -p gadget-host --test
+//! it`; one module: `-- daemon::`). Tests that need root are `#[ignore = "needs root"]`: the
+//! Makefile runs them with `--include-ignored` (CI runs as root).
+
 mod common;
+
+mod archive_import;
+mod authoring;
+mod bad_input;
+mod cluster;
+mod connections;
+mod container;
+mod core_relo;
+mod daemon;
+mod fetch_budgets;
+mod guest_limits;
+mod hostile;
+mod ig_image;
+mod image;
+mod metrics_export;
+mod metrics_prometheus;
+mod multinode;
+mod object_model;
+mod real_io;

@@ -3,12 +3,10 @@
 //! users' Grafana dashboards run (deploy/dashboards, copied from the dashboards users import)
 //! must return the right label sets and a `+Inf` bucket equal to the kernel's own count.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::prometheus::{Prometheus, free_port, inf};
-use common::*;
+use crate::common::prometheus::{Prometheus, free_port, inf};
+use crate::common::*;
 use serde_json::Value;
 
 const PLAIN: &str = "blockio-metrics";
@@ -68,6 +66,7 @@ fn start_instance(tag: &str, name: &str, node: Option<&str>) -> Instance {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn prometheus_sees_what_the_terminal_and_the_kernel_see() {
     assert!(is_root(), "needs root: run through `make test`");
     let plain = start_instance("prom-plain", PLAIN, None);

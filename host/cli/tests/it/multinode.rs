@@ -3,13 +3,11 @@
 //! Prometheus at their namespace addresses, as the DaemonSet's pods are in a cluster.
 //! Tracepoints are kernel-wide, so each node's gadget filters to its own device (`--disk`).
 
-mod common;
-
 use std::process::Command;
 
-use common::daemon::Daemon;
-use common::prometheus::Prometheus;
-use common::*;
+use crate::common::daemon::Daemon;
+use crate::common::prometheus::Prometheus;
+use crate::common::*;
 
 const NAME: &str = "blockio-metrics-with-nodeinfo";
 
@@ -68,6 +66,7 @@ impl Drop for Netns {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn three_nodes_one_prometheus_per_node_latency() {
     assert!(is_root(), "needs root: run through `make test`");
     let dir = profile_blockio_dir();

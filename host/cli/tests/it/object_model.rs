@@ -2,18 +2,16 @@
 //! parameters from `GADGET_PARAM` typed by BTF), and the bad-input cases, on real objects
 //! compiled from ebpf/tests/bad_objects.bpf.c (`make ebpf-test-objects`).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gadget::ebpf::elf::{ElfError, ElfInfo};
-use gadget::ebpf::types::{FieldType, Place};
-use gadget::gadget::GadgetMetadata;
-use gadget::gadget::params::{self, ParamError};
+use gadget_model::GadgetMetadata;
+use gadget_model::params::{self, ParamError};
+use gadget_object::elf::{ElfError, ElfInfo};
+use gadget_object::types::{FieldType, Place};
 
 fn object(case: &str) -> Vec<u8> {
-    let p = common::repo_root().join(format!("build/ebpf-tests/bad_objects-{case}.bpf.o"));
+    let p = crate::common::repo_root().join(format!("build/ebpf-tests/bad_objects-{case}.bpf.o"));
     std::fs::read(&p).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build it with `make ebpf-test-objects`",

@@ -4,9 +4,7 @@
 //!
 //! Needs root (CAP_BPF) and the built gadget (`make gadgets`); `make test` provides both.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const WRITES: u32 = 3000;
 
@@ -62,11 +60,13 @@ fn check_mode(extra: &[&str], expect_notice: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn default_mode_counts_every_completed_request() {
     check_mode(&[], "with tp_btf (the cheapest mode");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn raw_tracepoint_mode_gives_the_same_total() {
     check_mode(
         &["--attach-mode", "raw_tp"],
@@ -75,6 +75,7 @@ fn raw_tracepoint_mode_gives_the_same_total() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn classic_tracepoint_mode_gives_the_same_total() {
     check_mode(
         &["--attach-mode", "tracepoint"],
@@ -83,6 +84,7 @@ fn classic_tracepoint_mode_gives_the_same_total() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn start_map_fallback_gives_the_same_total() {
     // The path used on queues that do not timestamp requests themselves.
     check_mode(&["--force-start-map"], "with tp_btf");
@@ -93,6 +95,7 @@ fn start_map_fallback_gives_the_same_total() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn per_device_splits_by_operation_without_changing_the_total() {
     if !is_root() {
         panic!("this test needs root: run it through `make test`");
@@ -122,6 +125,7 @@ fn per_device_splits_by_operation_without_changing_the_total() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctrl_c_detaches_every_program() {
     if !is_root() {
         panic!("this test needs root: run it through `make test`");
@@ -153,6 +157,7 @@ fn ctrl_c_detaches_every_program() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn timeout_ends_the_run_with_a_final_histogram() {
     if !is_root() {
         panic!("this test needs root: run it through `make test`");
@@ -184,6 +189,7 @@ fn timeout_ends_the_run_with_a_final_histogram() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_tracefs_is_mounted_by_the_host() {
     if !is_root() {
         panic!("this test needs root: run it through `make test`");

@@ -43,7 +43,7 @@ pub fn image() -> String {
 /// The manifest's DaemonSet, parsed.
 pub fn daemonset() -> Value {
     let text = std::fs::read_to_string(repo_root().join(MANIFEST)).unwrap();
-    gadget::yaml::from_str(&text, &gadget::yaml::YamlLimits::default()).unwrap()
+    gadget_model::yaml::from_str(&text, &gadget_model::yaml::YamlLimits::default()).unwrap()
 }
 
 /// The pod template's only container, for tests that change the manifest before running it.
