@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gadget::gadget::metadata::GadgetMetadata;
-use gadget::gadget::{GuestConfig, annotations, params};
-use gadget::operators::metrics::MetricsName;
+use gadget_model::metadata::GadgetMetadata;
+use gadget_model::{GuestConfig, annotations, params};
+use gadget_operators::metrics::MetricsName;
 use gadget_fuzz::{SAMPLE_GADGET_YAML, split2};
 use libfuzzer_sys::fuzz_target;
 
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, k)| (k.clone(), [1, 2, 4, 8][i % 4]))
         .collect();
-    let elf = gadget::ebpf::elf::ElfInfo {
+    let elf = gadget_object::elf::ElfInfo {
         globals: globals.clone(),
         ..Default::default()
     };

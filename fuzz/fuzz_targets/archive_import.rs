@@ -1,15 +1,15 @@
 //! `gadget image import FILE`: a tar (an OCI image layout, as `image export` and skopeo write
 //! it) imported into an empty store (`image::archive::import`); what it stores is then read
-//! back as `gadget run` would (`Store::entries`, `LocalImage::load`, `bundle`).
+//! back as `gadget run` would (`Store::entries`, `LocalImage::load`, `GadgetBundle::from_image`).
 //!
 //! Properties: an import that succeeds leaves only complete, verified images, whose
 //! descriptors give each blob's true size, and no blob that nothing references (issue 11,
 //! finding 8); one that fails leaves no reference behind.
 #![no_main]
 
-use gadget::image::archive;
-use gadget::image::layout::{LocalImage, all_blobs};
-use gadget::image::{ImageConfig, Limits, Store};
+use gadget_image::archive;
+use gadget_image::layout::{LocalImage, all_blobs};
+use gadget_image::{ImageConfig, Limits, Store};
 use gadget_fuzz::fresh_dir;
 use libfuzzer_sys::fuzz_target;
 
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
                         d.size
                     );
                 }
-                let _ = image.bundle(&store, &cfg.limits);
+                let _ = gadget_runtime::GadgetBundle::from_image(&image, &store, &cfg.limits);
             }
             let index = store
                 .read_index()

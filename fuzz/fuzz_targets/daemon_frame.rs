@@ -8,8 +8,8 @@
 //! saved instance.
 #![no_main]
 
-use gadget::daemon::api::{MAX_REQUEST_BYTES, Reply, Request};
-use gadget::daemon::store::SavedInstance;
+use gadget_api::{MAX_REQUEST_BYTES, Reply, Request};
+use gadget_daemon::store::SavedInstance;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(request) = serde_json::from_str::<Request>(line)
     {
         if let Request::Run { spec } = &request
-            && let Ok((s, _names)) = spec.to_spec()
+            && let Ok((s, _names)) = gadget_runtime::instance::spec_from_request(&spec)
         {
             assert!(!s.interval.is_zero(), "a zero interval was accepted");
         }
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     for line in data.split(|&b| b == b'\n') {
         let _ = serde_json::from_slice::<Reply>(line);
         if let Ok(saved) = serde_json::from_slice::<SavedInstance>(line) {
-            let _ = saved.request.to_spec();
+            let _ = gadget_runtime::instance::spec_from_request(&saved.request);
         }
     }
 });

@@ -1,4 +1,4 @@
-//! An image's eBPF layer, before anything reaches the kernel: `ebpf::elf::ElfInfo::parse`,
+//! An image's eBPF layer, before anything reaches the kernel: `gadget_object::elf::ElfInfo::parse`,
 //! the host's scan (mapiter symbols, program sections, globals) which also runs the object
 //! parse aya's loader starts with (`aya_obj::Object::parse`: sections, maps, `.BTF` and
 //! `.BTF.ext`), its panics caught.
@@ -9,7 +9,7 @@
 //! guard go, they reach libfuzzer-sys's own `catch_unwind` and still fail the run.
 #![no_main]
 
-use gadget::ebpf::elf::ElfInfo;
+use gadget_object::elf::ElfInfo;
 use libfuzzer_sys::fuzz_target;
 
 fn let_aya_obj_panics_unwind() {

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gadget::gadget::metadata::GadgetMetadata;
-use gadget::gadget::{GuestConfig, params};
+use gadget_model::metadata::GadgetMetadata;
+use gadget_model::{GuestConfig, params};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     // the annotate target's business). No /sys lookups: devices resolve against a path
     // that does not exist.
     let globals: BTreeMap<String, u64> = meta.params.ebpf.keys().map(|k| (k.clone(), 4)).collect();
-    let elf = gadget::ebpf::elf::ElfInfo {
+    let elf = gadget_object::elf::ElfInfo {
         globals,
         ..Default::default()
     };

@@ -11,11 +11,11 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use gadget::datasource::{DatasourceSpec, FieldKind, FieldSpec, Histogram, Sample};
-use gadget::operators::Operator;
-use gadget::operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry};
-use gadget::operators::printer::Printer;
-use gadget::wasm::guest::host_calls::HostCalls;
+use gadget_model::datasource::{DatasourceSpec, FieldKind, FieldSpec, Histogram, Sample};
+use gadget_operators::Operator;
+use gadget_operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry};
+use gadget_operators::printer::Printer;
+use gadget_wasm::guest::host_calls::HostCalls;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

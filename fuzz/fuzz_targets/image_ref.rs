@@ -6,8 +6,8 @@
 //! Property: what parses prints as a full reference that parses back to the same value.
 #![no_main]
 
-use gadget::image::ImageRef;
-use gadget::image::reference::DEFAULT_PREFIX;
+use gadget_image::ImageRef;
+use gadget_image::reference::DEFAULT_PREFIX;
 use gadget_fuzz::split2;
 use libfuzzer_sys::fuzz_target;
 

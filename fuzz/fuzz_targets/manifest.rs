@@ -1,10 +1,10 @@
 //! IG instance manifests (`gadget run -f FILE|-|URL`): `instance::manifest::parse`, then each
-//! accepted document as the daemon receives it (`RunRequest::to_spec`).
+//! accepted document as the daemon receives it (`gadget_runtime::instance::spec_from_request`).
 //! Inputs that are not UTF-8 are fed lossily converted: the CLI reads files as text.
 #![no_main]
 
-use gadget::daemon::api::RunRequest;
-use gadget::instance::manifest;
+use gadget_api::RunRequest;
+use gadget_runtime::manifest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +20,6 @@ fuzz_target!(|data: &[u8]| {
     };
     for r in requests {
         assert!(!r.reference.trim().is_empty());
-        let _ = r.to_spec();
+        let _ = gadget_runtime::instance::spec_from_request(&r);
     }
 });

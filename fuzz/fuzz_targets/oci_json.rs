@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use gadget::image::layout::{self, LocalImage};
-use gadget::image::store::Entry;
-use gadget::image::{ImageError, Limits, OCI_INDEX, OCI_MANIFEST, sha256_digest};
+use gadget_image::layout::{self, LocalImage};
+use gadget_image::store::Entry;
+use gadget_image::{ImageError, Limits, OCI_INDEX, OCI_MANIFEST, sha256_digest};
 use libfuzzer_sys::fuzz_target;
 use oci_client::manifest::{OciImageIndex, OciImageManifest, Versioned};
 

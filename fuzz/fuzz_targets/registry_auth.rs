@@ -8,7 +8,7 @@
 //! Input: challenge, NUL, token JSON, NUL, config.json, NUL, registry name.
 #![no_main]
 
-use gadget::image::auth;
+use gadget_image::auth;
 use gadget_fuzz::{fresh_dir, split2};
 use http_auth::parser::ChallengeParser;
 use libfuzzer_sys::fuzz_target;

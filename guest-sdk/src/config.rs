@@ -122,12 +122,12 @@ impl DatasourceConfig {
     /// ```
     pub fn spec(&self) -> Result<DatasourceSpec, String> {
         let mut annotations = self.annotations.clone();
-        if annotations.annotation("metrics.print").is_none() {
-            annotations.push(("metrics.print".into(), "true".into()));
+        if annotations.annotation(gadget_keys::METRICS_PRINT).is_none() {
+            annotations.push((gadget_keys::METRICS_PRINT.into(), "true".into()));
         }
         // Validate early so a typo is reported at start, not on the first snapshot.
-        annotations.annotation_bool("metrics.print", true)?;
-        annotations.annotation_bool("metrics.collect", false)?;
+        annotations.annotation_bool(gadget_keys::METRICS_PRINT, true)?;
+        annotations.annotation_bool(gadget_keys::METRICS_COLLECT, false)?;
         Ok(DatasourceSpec {
             name: self.name.clone(),
             fields: Vec::new(),
@@ -148,11 +148,11 @@ impl DatasourceConfig {
             name: field.to_string(),
             kind: FieldKind::Histogram,
             unit: annotations
-                .annotation("metrics.unit")
+                .annotation(gadget_keys::METRICS_UNIT)
                 .unwrap_or("")
                 .to_string(),
             description: annotations
-                .annotation("metrics.description")
+                .annotation(gadget_keys::METRICS_DESCRIPTION)
                 .or(annotations.annotation("description"))
                 .unwrap_or("")
                 .to_string(),
@@ -192,7 +192,7 @@ impl DatasourceSpec {
             kind,
             unit: unit.to_string(),
             description: description.to_string(),
-            annotations: vec![("metrics.type".into(), metrics_type.into())],
+            annotations: vec![(gadget_keys::METRICS_TYPE.into(), metrics_type.into())],
         });
         self
     }

@@ -30,7 +30,7 @@ struct Layout {
 impl Layout {
     fn of(f: &FieldConfig) -> Result<Option<Layout>, String> {
         let a = &f.annotations;
-        let Some(offset) = a.annotation("ebpf.offset") else {
+        let Some(offset) = a.annotation(gadget_keys::EBPF_OFFSET) else {
             return Ok(None);
         };
         let num = |k: &str, v: Option<&str>| -> Result<usize, String> {
@@ -39,10 +39,13 @@ impl Layout {
                 .map_err(|_| format!("field {}: annotation {k} is not a number", f.name))
         };
         Ok(Some(Layout {
-            in_key: a.annotation("ebpf.place") == Some("key"),
-            offset: num("ebpf.offset", Some(offset))?,
-            size: num("ebpf.size", a.annotation("ebpf.size"))?,
-            ty: a.annotation("ebpf.type").unwrap_or("").to_string(),
+            in_key: a.annotation(gadget_keys::EBPF_PLACE) == Some("key"),
+            offset: num(gadget_keys::EBPF_OFFSET, Some(offset))?,
+            size: num(gadget_keys::EBPF_SIZE, a.annotation(gadget_keys::EBPF_SIZE))?,
+            ty: a
+                .annotation(gadget_keys::EBPF_TYPE)
+                .unwrap_or("")
+                .to_string(),
         }))
     }
 
@@ -91,8 +94,14 @@ struct Output {
 
 fn histogram_field(ds: &DatasourceConfig) -> Result<&FieldConfig, String> {
     let by = |pred: &dyn Fn(&FieldConfig) -> bool| ds.fields.iter().find(|f| pred(f));
-    by(&|f| f.annotations.annotation("metrics.type") == Some("histogram"))
-        .or_else(|| by(&|f| f.annotations.annotation("metrics.unit").is_some()))
+    by(&|f| f.annotations.annotation(gadget_keys::METRICS_TYPE) == Some("histogram"))
+        .or_else(|| {
+            by(&|f| {
+                f.annotations
+                    .annotation(gadget_keys::METRICS_UNIT)
+                    .is_some()
+            })
+        })
         .or_else(|| by(&|_| true))
         .ok_or_else(|| {
             format!(
@@ -111,7 +120,7 @@ impl Gadget for DefaultGuest {
             let mut labels = Vec::new();
             let mut spec = ds.histogram_spec(&hist.name)?;
             for f in &ds.fields {
-                if f.annotations.annotation("metrics.type") != Some("key") {
+                if f.annotations.annotation(gadget_keys::METRICS_TYPE) != Some("key") {
                     continue;
                 }
                 // Key fields without a layout come from elsewhere (the host's env fields).

@@ -111,18 +111,20 @@ pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>,
 /// Values of the annotations the host's operators understand; others pass through to the guest.
 fn check_value(key: &str, value: &str) -> Result<(), String> {
     match key {
-        "metrics.collect" | "metrics.print" | "cli.clear-screen-before" => match value {
+        gadget_keys::METRICS_COLLECT
+        | gadget_keys::METRICS_PRINT
+        | gadget_keys::CLI_CLEAR_SCREEN_BEFORE => match value {
             "true" | "false" => Ok(()),
             _ => Err(format!("{key} must be true or false, not {value:?}")),
         },
-        "metrics.type" => match value {
+        gadget_keys::METRICS_TYPE => match value {
             "key" | "counter" | "gauge" | "histogram" => Ok(()),
             _ => Err(format!(
                 "metrics.type must be one of key, counter, gauge, histogram, not {value:?}"
             )),
         },
-        k if k.starts_with("env.fields.") => {
-            let field = &k["env.fields.".len()..];
+        k if k.starts_with(gadget_keys::ENV_FIELDS_PREFIX) => {
+            let field = &k[gadget_keys::ENV_FIELDS_PREFIX.len()..];
             let var_ok = !value.is_empty()
                 && !value.starts_with(|c: char| c.is_ascii_digit())
                 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');

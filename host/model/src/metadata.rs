@@ -439,7 +439,7 @@ impl GadgetMetadata {
                 let mut annotations: BTreeMap<String, String> =
                     f.annotations().into_iter().collect();
                 if matches!(f.ty, FieldType::Histogram { .. }) {
-                    annotations.insert("metrics.type".into(), "histogram".into());
+                    annotations.insert(gadget_keys::METRICS_TYPE.into(), "histogram".into());
                 }
                 if let Some((_, y)) = yaml.fields.0.iter().find(|(n, _)| n == &f.name) {
                     annotations.extend(y.annotations.clone());

@@ -70,19 +70,19 @@ impl ObjectField {
     pub fn annotations(&self) -> Vec<(String, String)> {
         let mut a = vec![
             (
-                "ebpf.place".to_string(),
+                gadget_keys::EBPF_PLACE.to_string(),
                 match self.place {
                     Place::Key => "key",
                     Place::Value => "value",
                 }
                 .to_string(),
             ),
-            ("ebpf.offset".into(), self.offset.to_string()),
-            ("ebpf.size".into(), self.size.to_string()),
-            ("ebpf.type".into(), self.ty.name()),
+            (gadget_keys::EBPF_OFFSET.into(), self.offset.to_string()),
+            (gadget_keys::EBPF_SIZE.into(), self.size.to_string()),
+            (gadget_keys::EBPF_TYPE.into(), self.ty.name()),
         ];
         if let FieldType::Histogram { slots, .. } = self.ty {
-            a.push(("ebpf.slots".into(), slots.to_string()));
+            a.push((gadget_keys::EBPF_SLOTS.into(), slots.to_string()));
         }
         a
     }

@@ -5,9 +5,9 @@
 use gadget_model::GuestConfig;
 use gadget_model::datasource::{DatasourceSpec, FieldKind, FieldSpec, Publication, reserved_label};
 
-const PREFIX: &str = "env.fields.";
+const PREFIX: &str = gadget_keys::ENV_FIELDS_PREFIX;
 /// Marks fields this operator added, so the printer can leave them out of its titles.
-pub const ENV_VAR_ANNOTATION: &str = "env.var";
+pub const ENV_VAR_ANNOTATION: &str = gadget_keys::ENV_VAR;
 
 /// An env field that would break the metrics of every instance on the endpoint.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl EnvFields {
                 let is_key = field_annotations
                     .iter()
                     .rev()
-                    .find(|(k, _)| k == "metrics.type")
+                    .find(|(k, _)| k == gadget_keys::METRICS_TYPE)
                     .is_some_and(|(_, v)| v == "key");
                 let value = lookup(var).unwrap_or_else(|| {
                     tracing::warn!(

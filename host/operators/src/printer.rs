@@ -50,14 +50,14 @@ impl Operator for Printer {
     fn start(&mut self, datasources: &[DatasourceSpec]) -> Result<(), OperatorError> {
         self.selected = datasources
             .iter()
-            .map(|d| d.flag("metrics.print"))
+            .map(|d| d.flag(gadget_keys::METRICS_PRINT))
             .collect();
         // IG's rendered metrics datasource defaults `cli.clear-screen-before` to true; the
         // gadget's own annotation can turn it off.
         self.clear = self.terminal
             && datasources.iter().zip(&self.selected).any(|(d, sel)| {
                 *sel && !d
-                    .annotation("cli.clear-screen-before")
+                    .annotation(gadget_keys::CLI_CLEAR_SCREEN_BEFORE)
                     .is_some_and(|v| v.eq_ignore_ascii_case("false"))
             });
         Ok(())

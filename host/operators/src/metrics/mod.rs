@@ -212,7 +212,7 @@ impl Operator for MetricsOperator {
         }
         for (i, ds) in datasources.iter().enumerate() {
             let name = self.names.iter().find(|n| n.datasource == ds.name);
-            match (ds.flag("metrics.collect"), name) {
+            match (ds.flag(gadget_keys::METRICS_COLLECT), name) {
                 (true, Some(n)) => {
                     let guard = self.registry.claim(&n.name, ds.clone()).map_err(failed)?;
                     self.scopes.push((i, guard));
