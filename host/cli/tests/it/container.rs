@@ -560,7 +560,7 @@ fn a_pod_missing_a_mount_or_privilege_is_refused_with_the_reason() {
 /// drift apart silently).
 #[test]
 #[ignore = "needs root"]
-#[should_panic(expected = "hostIPC is not translated by host/tests/common/pod.rs")]
+#[should_panic(expected = "hostIPC is not translated by host/cli/tests/it/common/pod.rs")]
 fn an_untranslated_manifest_field_fails_the_test() {
     let mut ds = pod::daemonset();
     ds["spec"]["template"]["spec"]["hostIPC"] = true.into();

@@ -128,7 +128,7 @@ fn only_known(map: &Value, at: &str, known: &[&str]) {
     for k in m.keys() {
         assert!(
             known.contains(&k.as_str()),
-            "{MANIFEST}: {at}.{k} is not translated by host/tests/common/pod.rs; teach it what \
+            "{MANIFEST}: {at}.{k} is not translated by host/cli/tests/it/common/pod.rs; teach it what \
              `{k}` means for the container (or name it as not applying to one node) so the \
              container test keeps running the pod as the manifest says"
         );
