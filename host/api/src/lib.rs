@@ -235,3 +235,31 @@ pub fn call_one(socket: &Path, request: &Request) -> Result<Reply, ClientError> 
         ClientError::BadReply("the daemon closed the connection without replying".into())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ErrorCode, Reply};
+
+    #[test]
+    fn error_replies_carry_a_code_and_a_reply_without_one_reads_as_failed() {
+        let r = Reply::error(ErrorCode::NotFound, "no instance with ID or name \"x\"");
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"code\":\"not-found\""), "{text}");
+        let back: Reply = serde_json::from_str(&text).unwrap();
+        assert!(matches!(
+            back,
+            Reply::Error {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ));
+        let old: Reply = serde_json::from_str(r#"{"reply":"error","message":"m"}"#).unwrap();
+        assert!(matches!(
+            old,
+            Reply::Error {
+                code: ErrorCode::Failed,
+                ..
+            }
+        ));
+    }
+}

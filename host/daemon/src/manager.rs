@@ -1,0 +1,314 @@
+//! The instance manager: starts (and restores), resolves, lists and removes instances, and
+//! answers run, list and delete requests (the local socket and the cluster API).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
+
+use tokio::sync::broadcast;
+
+use gadget_api::{ErrorCode, InstanceInfo, Reply, Request, RunRequest};
+use gadget_operators::Operator;
+use gadget_operators::metrics::{MetricsOperator, MetricsRegistry};
+use gadget_operators::printer::Printer;
+use gadget_runtime::instance::{self, Hooks};
+
+use crate::ids::{new_id, now_ms, short};
+use crate::record::{FrameSink, Frames, InstanceStatus, Managed, lock};
+use crate::store::{SavedInstance, Store};
+
+pub struct Daemon {
+    pub(crate) store: Store,
+    pub(crate) images: gadget_image::ImageConfig,
+    pub(crate) pin_root: PathBuf,
+    pub(crate) registry: MetricsRegistry,
+    pub(crate) instances: Mutex<BTreeMap<String, Managed>>,
+}
+
+impl Daemon {
+    pub(crate) fn pin_dir(&self, id: &str) -> PathBuf {
+        self.pin_root.join(id)
+    }
+
+    /// Starts an instance and waits until it is attached (or failed). New instances are saved
+    /// only once running; restored ones that fail stay listed with their error.
+    pub(crate) fn start(&self, saved: SavedInstance, restoring: bool) -> Result<String, String> {
+        let id = saved.id.clone();
+        let (spec, names) = instance::spec_from_request(&saved.request)?;
+        let frames = Frames {
+            last: Arc::new(Mutex::new(String::new())),
+            live: broadcast::channel(16).0,
+        };
+        let status = Arc::new(Mutex::new(InstanceStatus::Starting));
+        {
+            let mut map = lock(&self.instances);
+            let max = gadget_model::budgets::Budgets::current()
+                .daemon
+                .max_instances;
+            if map.len() >= max {
+                return Err(format!(
+                    "this daemon already runs {} instances (budget daemon.max-instances = {max}); delete one, or start the daemon with --budget daemon.max-instances=N if the node has the memory",
+                    map.len()
+                ));
+            }
+            if let Some(name) = saved.request.name.as_deref().filter(|n| !n.is_empty())
+                && let Some(other) = map
+                    .values()
+                    .find(|m| m.saved.request.name.as_deref() == Some(name))
+            {
+                return Err(format!(
+                    "an instance named {name:?} already exists (ID {})",
+                    short(&other.saved.id)
+                ));
+            }
+            map.insert(
+                id.clone(),
+                Managed {
+                    saved: saved.clone(),
+                    status: status.clone(),
+                    stop: None,
+                    thread: None,
+                    frames: frames.clone(),
+                },
+            );
+        }
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let registry = self.registry.clone();
+        let pin_dir = self.pin_dir(&id);
+        let thread_status = status.clone();
+        let on_attached = ready_tx.clone();
+        let images = self.images.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gadget-{}", short(&id)))
+            .spawn(move || {
+                let sink = FrameSink {
+                    frames,
+                    buf: Vec::new(),
+                };
+                let mut operators: Vec<Box<dyn Operator>> = vec![
+                    Box::new(Printer::new(Box::new(sink), false)),
+                    Box::new(MetricsOperator::new(registry, names)),
+                ];
+                let hooks = Hooks {
+                    images,
+                    pin_dir: Some(pin_dir),
+                    on_attached: Some(Box::new(move || {
+                        let _ = on_attached.send(Ok(()));
+                    })),
+                    on_warning: None,
+                };
+                let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
+                let end = match &result {
+                    Ok(_) => InstanceStatus::Stopped,
+                    Err(e) => InstanceStatus::Failed(e.to_string()),
+                };
+                *lock(&thread_status) = end;
+                if let Err(e) = result {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            })
+            .map_err(|e| {
+                lock(&self.instances).remove(&id);
+                format!("starting a thread: {e}")
+            })?;
+        let outcome = ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err("the instance ended before attaching".into()));
+        let mut map = lock(&self.instances);
+        let Some(m) = map.get_mut(&id) else {
+            // Deleted while starting: finish the job the delete could not do.
+            drop(map);
+            drop(stop_tx);
+            let _ = thread.join();
+            gadget_ebpf::loader::remove_pins(&self.pin_dir(&id));
+            return Err("deleted while starting".into());
+        };
+        m.stop = Some(stop_tx);
+        m.thread = Some(thread);
+        match outcome {
+            Ok(()) => {
+                *lock(&status) = InstanceStatus::Running;
+                drop(map);
+                if !restoring && let Err(e) = self.store.save(&saved) {
+                    self.remove(&id);
+                    return Err(format!("saving the instance: {e}"));
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                if restoring {
+                    // Keep it listed: the user sees why and can delete it.
+                    m.stop();
+                    Err(e)
+                } else {
+                    drop(map);
+                    self.remove(&id);
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Stops, unpins and forgets an instance.
+    pub(crate) fn remove(&self, id: &str) -> Option<String> {
+        let mut m = lock(&self.instances).remove(id)?;
+        m.stop();
+        gadget_ebpf::loader::remove_pins(&self.pin_dir(id));
+        if let Err(e) = self.store.remove(id) {
+            tracing::error!("removing the saved spec of {id}: {e}");
+        }
+        Some(m.saved.id)
+    }
+
+    /// An ID, a unique ID prefix or a name.
+    pub(crate) fn resolve(&self, target: &str) -> Result<String, (ErrorCode, String)> {
+        let map = lock(&self.instances);
+        if map.contains_key(target) {
+            return Ok(target.to_string());
+        }
+        let by_name: Vec<&String> = map
+            .iter()
+            .filter(|(_, m)| m.saved.request.name.as_deref() == Some(target))
+            .map(|(id, _)| id)
+            .collect();
+        if let [id] = by_name.as_slice() {
+            return Ok((*id).clone());
+        }
+        let by_prefix: Vec<&String> = map
+            .keys()
+            .filter(|id| target.len() >= 4 && id.starts_with(target))
+            .collect();
+        match by_prefix.as_slice() {
+            [id] => Ok((*id).clone()),
+            [] => Err((
+                ErrorCode::NotFound,
+                format!("no instance with ID or name {target:?} (see `gadget list`)"),
+            )),
+            _ => Err((
+                ErrorCode::Ambiguous,
+                format!("{target:?} matches several instance IDs; give more characters"),
+            )),
+        }
+    }
+
+    pub(crate) fn list(&self) -> Vec<InstanceInfo> {
+        let mut v: Vec<InstanceInfo> = lock(&self.instances).values().map(Managed::info).collect();
+        v.sort_by_key(|i| (i.created_ms, i.id.clone()));
+        v
+    }
+
+    pub(crate) fn restore(&self) {
+        let loaded = self.store.load_all();
+        for u in loaded.unreadable {
+            let Some(id) = u.id else {
+                tracing::error!(
+                    "skipping {}: {} (not named after an instance ID, so it has no pins; fix or delete the file)",
+                    u.path.display(),
+                    u.reason
+                );
+                continue;
+            };
+            // Its programs may still be pinned and attached: list it so `delete` can unpin them.
+            tracing::error!(
+                "instance {id}: saved spec {} is unreadable: {}",
+                u.path.display(),
+                u.reason
+            );
+            let status = InstanceStatus::Failed(format!(
+                "saved spec {} is unreadable ({}); `gadget delete {}` removes it and its pinned programs",
+                u.path.display(),
+                u.reason,
+                short(&id)
+            ));
+            let saved = SavedInstance {
+                id: id.clone(),
+                created_ms: u.modified_ms,
+                request: RunRequest {
+                    reference: "(unreadable saved spec)".into(),
+                    ..Default::default()
+                },
+            };
+            lock(&self.instances).insert(
+                id,
+                Managed {
+                    saved,
+                    status: Arc::new(Mutex::new(status)),
+                    stop: None,
+                    thread: None,
+                    frames: Frames {
+                        last: Arc::new(Mutex::new(String::new())),
+                        live: broadcast::channel(1).0,
+                    },
+                },
+            );
+        }
+        for saved in loaded.instances {
+            let id = saved.id.clone();
+            match self.start(saved, true) {
+                Ok(_) => tracing::info!("restored instance {id}"),
+                Err(e) => tracing::error!("instance {id} could not be restored: {e}"),
+            }
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let mut map = lock(&self.instances);
+        for m in map.values_mut() {
+            m.stop();
+        }
+    }
+
+    /// Run, list and delete: one request, one reply (the local socket and the cluster API).
+    pub(crate) async fn dispatch(self: Arc<Self>, request: Request) -> Reply {
+        match request {
+            Request::Run { spec } => {
+                // A reference the CLI pulled is local already; a remote CLI's may not be.
+                if let Err(e) = gadget_image::ensure(
+                    &self.images,
+                    &spec.reference,
+                    gadget_image::PullPolicy::Missing,
+                )
+                .await
+                {
+                    return Reply::error(ErrorCode::Failed, gadget_model::error_chain(&e));
+                }
+                let me = self.clone();
+                let saved = SavedInstance {
+                    id: new_id(),
+                    created_ms: now_ms(),
+                    request: spec,
+                };
+                match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
+                    Ok(Ok(id)) => Reply::Started { id },
+                    Ok(Err(message)) => Reply::error(ErrorCode::Failed, message),
+                    Err(e) => Reply::error(ErrorCode::Internal, format!("internal error: {e}")),
+                }
+            }
+            Request::List => Reply::Instances {
+                instances: self.list(),
+            },
+            Request::Delete { targets } => {
+                let ids: Result<Vec<String>, (ErrorCode, String)> =
+                    targets.iter().map(|t| self.resolve(t)).collect();
+                match ids {
+                    Err((code, message)) => Reply::error(code, message),
+                    Ok(ids) => {
+                        let me = self.clone();
+                        let done = tokio::task::spawn_blocking(move || {
+                            ids.iter().filter_map(|id| me.remove(id)).collect()
+                        })
+                        .await;
+                        Reply::Deleted {
+                            ids: done.unwrap_or_default(),
+                        }
+                    }
+                }
+            }
+            Request::Attach { .. } => Reply::error(
+                ErrorCode::BadRequest,
+                "attach is only available on the node (gadget attach, through kubectl exec in a cluster)",
+            ),
+        }
+    }
+}
