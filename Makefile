@@ -91,7 +91,7 @@ test: deps lint unit-test deploy-validate fuzz-check integration-test
 # without a sanitizer, which needs no -Z flag (no nightly, no RUSTC_BOOTSTRAP): coverage
 # instrumentation and libFuzzer's -rss_limit_mb/-malloc_limit_mb/-timeout work the same; only
 # ASan's memory-error detection is lost, which safe Rust code does not need. The fuzz crate
-# (fuzz/) has its own workspace and target directory: its instrumented build (gadget-host and
+# (fuzz/) has its own workspace and target directory: its instrumented build (the host crates it uses and
 # every dependency: a cold build is about 10 minutes on 2 cores) never touches target/.
 FUZZ_TARGETS := gadget_yaml manifest annotate image_ref oci_json archive_import registry_auth \
 	ebpf_object daemon_frame guest_publish

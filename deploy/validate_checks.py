@@ -711,8 +711,8 @@ def check_build(c: Checker, deploy_dir: Path) -> None:
         outputs = set(re.findall(r"\b(gadgets/[\w.-]+/[\w.-]+)\b", r.stdout))
     else:
         outputs = set()
-    bins = re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', (repo / "host/Cargo.toml").read_text(encoding="utf-8")) \
-        if (repo / "host/Cargo.toml").is_file() else []
+    bins = re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', (repo / "host/cli/Cargo.toml").read_text(encoding="utf-8")) \
+        if (repo / "host/cli/Cargo.toml").is_file() else []
     for src in re.findall(r"/src/(\S+)", text):
         if src.startswith("target/release/"):
             ok = src.rsplit("/", 1)[1] in bins
