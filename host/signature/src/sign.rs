@@ -1,0 +1,283 @@
+//! cosign-compatible signing with an ECDSA P-256 key: the simple-signing payload, its
+//! signature, and the signature manifest in both of cosign's forms (legacy `.sig` tag and OCI
+//! 1.1 referrer), ready for a store or a registry to hold.
+//!
+//! Key files are PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, what `openssl genpkey -algorithm EC
+//! -pkeyopt ec_paramgen_curve:P-256` writes; SEC1 `EC PRIVATE KEY` is read too). cosign's own
+//! `ENCRYPTED SIGSTORE PRIVATE KEY` format (scrypt + NaCl secretbox around the same PKCS#8)
+//! is recognised and refused by name: reading it needs a passphrase prompt and two more crates
+//! (one only at a pre-release for this RustCrypto generation); a key file with mode 0600 that
+//! the host creates itself needs neither.
+//!
+//! Signatures are deterministic (RFC 6979): signing the same image twice gives the same bytes.
+
+use base64::Engine as _;
+use p256::ecdsa::SigningKey as P256SigningKey;
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+
+use crate::cosign::{
+    Critical, Identity, SIGNATURE_ANNOTATION, SIGNATURE_ARTIFACT_TYPE, SIGNATURE_TYPE,
+    SIMPLE_SIGNING_MEDIA_TYPE, SignedImage, SimpleSigning,
+};
+use crate::digest::Digest;
+use crate::keys::{KeyError, PublicKey};
+use crate::source::{Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST};
+
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// A private key to sign with.
+pub struct SigningKey(P256SigningKey);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SigningKey(ECDSA P-256, public {})",
+            self.public_key().fingerprint()
+        )
+    }
+}
+
+/// Why a private key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error(
+        "this is cosign's encrypted key format ({0}), which is not supported: use a PKCS#8 PEM \
+         P-256 key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)"
+    )]
+    CosignEncrypted(String),
+    #[error("not a PEM private key: {0}")]
+    NotPem(String),
+    #[error("PEM block is {0:?}, expected \"PRIVATE KEY\" (PKCS#8) or \"EC PRIVATE KEY\" (SEC1)")]
+    WrongLabel(String),
+    #[error("not an ECDSA P-256 private key: {0}")]
+    Malformed(String),
+    #[error("generating a key: {0}")]
+    Random(String),
+}
+
+impl SigningKey {
+    /// A new random key (from the operating system's generator).
+    pub fn generate() -> Result<SigningKey, SigningKeyError> {
+        use p256::elliptic_curve::Generate as _;
+        P256SigningKey::try_generate()
+            .map(SigningKey)
+            .map_err(|e| SigningKeyError::Random(e.to_string()))
+    }
+
+    /// Reads a PEM private key.
+    pub fn from_pem(text: &str) -> Result<SigningKey, SigningKeyError> {
+        let text = text.trim();
+        let label = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("-----BEGIN "))
+            .and_then(|l| l.strip_suffix("-----"))
+            .ok_or_else(|| SigningKeyError::NotPem("no -----BEGIN ...----- line".into()))?;
+        match label {
+            "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => {
+                Err(SigningKeyError::CosignEncrypted(label.to_string()))
+            }
+            "PRIVATE KEY" => P256SigningKey::from_pkcs8_pem(text)
+                .map(SigningKey)
+                .map_err(|e| SigningKeyError::Malformed(e.to_string())),
+            "EC PRIVATE KEY" => {
+                let (_, der) = pem_rfc7468::decode_vec(text.as_bytes())
+                    .map_err(|e| SigningKeyError::NotPem(e.to_string()))?;
+                p256::SecretKey::from_sec1_der(&der)
+                    .map(|k| SigningKey(P256SigningKey::from(k)))
+                    .map_err(|e| SigningKeyError::Malformed(e.to_string()))
+            }
+            other => Err(SigningKeyError::WrongLabel(other.to_string())),
+        }
+    }
+
+    /// The key as PKCS#8 PEM (secret: write it with mode 0600).
+    pub fn to_pem(&self) -> Result<String, SigningKeyError> {
+        self.0
+            .to_pkcs8_pem(LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| SigningKeyError::Malformed(e.to_string()))
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::P256(*self.0.verifying_key())
+    }
+
+    /// The public key as `-----BEGIN PUBLIC KEY-----` PEM, what `--public-keys` takes.
+    pub fn public_key_pem(&self) -> Result<String, KeyError> {
+        self.0
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| KeyError::Malformed(e.to_string()))
+    }
+
+    /// Signs `image` (its descriptor: the index or manifest the reference resolves to) in
+    /// `repository` (cosign's `docker-reference`, e.g. `ttl.sh/gadget`).
+    pub fn sign(
+        &self,
+        repository: &str,
+        image: &Descriptor,
+    ) -> Result<CosignSignature, SigningKeyError> {
+        let image_digest = Digest::parse(&image.digest)
+            .map_err(|e| SigningKeyError::Malformed(format!("image descriptor: {e}")))?;
+        let payload = serde_json::to_vec(&SimpleSigning {
+            critical: Critical {
+                identity: Identity {
+                    docker_reference: repository.to_string(),
+                },
+                image: SignedImage {
+                    docker_manifest_digest: image_digest.to_string(),
+                },
+                kind: SIGNATURE_TYPE.to_string(),
+            },
+            optional: None,
+        })
+        .map_err(|e| SigningKeyError::Malformed(e.to_string()))?;
+        let signature: p256::ecdsa::Signature = self.0.sign(&payload);
+        let signature_b64 =
+            base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes());
+
+        let payload_digest = Digest::of(&payload);
+        let layer = Descriptor {
+            media_type: SIMPLE_SIGNING_MEDIA_TYPE.into(),
+            digest: payload_digest.to_string(),
+            size: payload.len() as u64,
+            artifact_type: None,
+            annotations: [(SIGNATURE_ANNOTATION.to_string(), signature_b64.clone())].into(),
+        };
+        // The config cosign writes: an image config whose one diff_id is the payload.
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "",
+            "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [payload_digest.as_str()]},
+            "config": {},
+        }))
+        .map_err(|e| SigningKeyError::Malformed(e.to_string()))?;
+
+        let legacy = SignatureManifest::build(
+            Manifest {
+                schema_version: 2,
+                media_type: Some(OCI_MANIFEST.into()),
+                artifact_type: None,
+                config: blob_descriptor(OCI_CONFIG, &config),
+                layers: vec![layer.clone()],
+                subject: None,
+                annotations: Default::default(),
+            },
+            vec![config.clone(), payload.clone()],
+        )?;
+        let subject = Descriptor {
+            media_type: image.media_type.clone(),
+            digest: image.digest.clone(),
+            size: image.size,
+            artifact_type: None,
+            annotations: Default::default(),
+        };
+        let referrer = SignatureManifest::build(
+            Manifest {
+                schema_version: 2,
+                media_type: Some(OCI_MANIFEST.into()),
+                artifact_type: None,
+                config: blob_descriptor(SIGNATURE_ARTIFACT_TYPE, &config),
+                layers: vec![layer],
+                subject: Some(subject),
+                annotations: Default::default(),
+            },
+            vec![config, payload.clone()],
+        )?;
+        Ok(CosignSignature {
+            legacy_tag: image_digest.cosign_signature_tag(),
+            referrers_tag: image_digest.referrers_tag(),
+            payload,
+            signature_b64,
+            legacy,
+            referrer,
+        })
+    }
+}
+
+/// A signature in both of cosign's forms; push one or both.
+#[derive(Debug, Clone)]
+pub struct CosignSignature {
+    pub payload: Vec<u8>,
+    pub signature_b64: String,
+    /// Tag the `legacy` manifest `sha256-<hex>.sig` in the image's repository.
+    pub legacy_tag: String,
+    pub legacy: SignatureManifest,
+    /// The OCI 1.1 form (`subject` = the image). On a registry without the referrers API, add
+    /// it to the index tagged `referrers_tag` with [`add_to_referrers_index`].
+    pub referrer: SignatureManifest,
+    pub referrers_tag: String,
+}
+
+/// A signature manifest and the blobs it names.
+#[derive(Debug, Clone)]
+pub struct SignatureManifest {
+    pub manifest: Vec<u8>,
+    pub digest: Digest,
+    pub media_type: String,
+    /// The config and payload blobs (their digests are in the manifest).
+    pub blobs: Vec<Vec<u8>>,
+    /// The descriptor to list it under in a referrers index.
+    pub descriptor: Descriptor,
+}
+
+impl SignatureManifest {
+    fn build(
+        manifest: Manifest,
+        blobs: Vec<Vec<u8>>,
+    ) -> Result<SignatureManifest, SigningKeyError> {
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|e| SigningKeyError::Malformed(e.to_string()))?;
+        let digest = Digest::of(&bytes);
+        let descriptor = Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+            artifact_type: Some(manifest.config.media_type.clone()),
+            annotations: Default::default(),
+        };
+        Ok(SignatureManifest {
+            manifest: bytes,
+            digest,
+            media_type: OCI_MANIFEST.into(),
+            blobs,
+            descriptor,
+        })
+    }
+}
+
+/// The referrers-tag-schema index with `entry` added (or replacing an entry of the same
+/// digest): `existing` is the current index tagged `sha256-<hex>`, if any.
+pub fn add_to_referrers_index(
+    existing: Option<&[u8]>,
+    entry: &Descriptor,
+) -> Result<Vec<u8>, String> {
+    let mut index = match existing {
+        Some(bytes) => serde_json::from_slice::<Index>(bytes)
+            .map_err(|e| format!("existing referrers index: {e}"))?,
+        None => Index {
+            schema_version: 2,
+            media_type: Some(OCI_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: Default::default(),
+        },
+    };
+    index.manifests.retain(|d| d.digest != entry.digest);
+    index.manifests.push(entry.clone());
+    serde_json::to_vec(&index).map_err(|e| e.to_string())
+}
+
+fn blob_descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
+    Descriptor {
+        media_type: media_type.into(),
+        digest: Digest::of(bytes).to_string(),
+        size: bytes.len() as u64,
+        artifact_type: None,
+        annotations: Default::default(),
+    }
+}
