@@ -158,7 +158,7 @@ pub(crate) fn verify<S: ArtifactSource + ?Sized>(
     keys: &[CosignKey],
     tried: &mut Vec<Attempt>,
 ) -> Option<CosignVerified> {
-    let candidates = find_signatures(source, image, tried);
+    let candidates = find_signatures(source, image, keys, tried);
     let mut layers_seen = 0;
     for candidate in candidates {
         let layers: Vec<&Descriptor> = candidate
@@ -303,10 +303,25 @@ fn verify_layer<'k, S: ArtifactSource + ?Sized>(
     Ok(None)
 }
 
+/// Names all configured keys, for a refusal where none could be tried.
+fn keys_label(keys: &[CosignKey]) -> String {
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{} ({})", k.index, k.fingerprint))
+        .collect();
+    let noun = if names.len() == 1 {
+        "public key"
+    } else {
+        "public keys"
+    };
+    format!("{noun} {}", names.join(", "))
+}
+
 /// The signature manifests of `image`: the legacy tag's, then the referrers'.
 fn find_signatures<S: ArtifactSource + ?Sized>(
     source: &S,
     image: &Digest,
+    keys: &[CosignKey],
     tried: &mut Vec<Attempt>,
 ) -> Vec<Candidate> {
     let mut found = Vec::new();
@@ -372,7 +387,7 @@ fn find_signatures<S: ArtifactSource + ?Sized>(
     if found.is_empty() && tried.is_empty() {
         tried.push(Attempt {
             signature: "cosign".into(),
-            with: String::new(),
+            with: keys_label(keys),
             failure: Failure::NotFound(format!("no tag {tag} and no referrer of {image} with artifact type {SIGNATURE_ARTIFACT_TYPE}")),
         });
     }

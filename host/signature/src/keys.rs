@@ -148,7 +148,8 @@ impl PublicKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), String> {
-        let bad = |e: p256::ecdsa::signature::Error| format!("signature does not verify ({e})");
+        // The error carries no detail worth showing (it is opaque by design).
+        let bad = |_: p256::ecdsa::signature::Error| "signature does not verify".to_string();
         match (self, algorithm) {
             (PublicKey::P256(k), Algorithm::EcdsaDer(Hash::Sha256)) => {
                 let sig = p256::ecdsa::Signature::from_der(signature)

@@ -16,6 +16,7 @@
 //! - Checks a notation policy only logs come back as [`Verified::warnings`]; the caller
 //!   decides how to show them.
 
+pub mod allowed;
 pub mod cosign;
 pub mod digest;
 pub mod error;

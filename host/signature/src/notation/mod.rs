@@ -179,7 +179,7 @@ impl NotationVerifier {
         if signatures.is_empty() {
             tried.push(Attempt {
                 signature: "notation".into(),
-                with: String::new(),
+                with: self.certificates_label(),
                 failure: Failure::NotFound(format!(
                     "no referrer of {image} with artifact type {SIGNATURE_ARTIFACT_TYPE}"
                 )),

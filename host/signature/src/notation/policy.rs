@@ -361,28 +361,24 @@ pub(crate) fn parse_dn(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(pairs)
 }
 
+/// Splits at `,` and `+` not escaped by a backslash; escapes stay for [`unescape`].
 fn split_unescaped(text: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
+    let mut parts = Vec::new();
+    let mut current = String::new();
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                let last = parts.last_mut().map(|p| {
-                    p.push('\\');
-                    p
-                });
-                if let (Some(p), Some(next)) = (last, chars.next()) {
-                    p.push(next);
+                current.push('\\');
+                if let Some(next) = chars.next() {
+                    current.push(next);
                 }
             }
-            ',' | '+' => parts.push(String::new()),
-            c => {
-                if let Some(p) = parts.last_mut() {
-                    p.push(c)
-                }
-            }
+            ',' | '+' => parts.push(std::mem::take(&mut current)),
+            c => current.push(c),
         }
     }
+    parts.push(current);
     parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
 }
 
