@@ -4,7 +4,7 @@
 //! [`Overlay`], a source that replaces or adds tags, manifests and blobs over the fixture
 //! layout, as a hostile registry or a tampered store would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -127,6 +127,7 @@ struct Overlay {
     base: OciLayout,
     tags: HashMap<String, Vec<u8>>,
     blobs: HashMap<Digest, Vec<u8>>,
+    hidden: HashSet<Digest>,
 }
 
 impl Overlay {
@@ -135,6 +136,7 @@ impl Overlay {
             base: layout(),
             tags: HashMap::new(),
             blobs: HashMap::new(),
+            hidden: HashSet::new(),
         }
     }
     fn tag(mut self, tag: String, bytes: Vec<u8>) -> Overlay {
@@ -144,6 +146,11 @@ impl Overlay {
     /// Adds content under its own digest (manifests and blobs share the namespace).
     fn content(mut self, bytes: Vec<u8>) -> Overlay {
         self.blobs.insert(Digest::of(&bytes), bytes);
+        self
+    }
+    /// Serves nothing for `digest`: a registry that lost (or never got) it.
+    fn hide(mut self, digest: &Digest) -> Overlay {
+        self.hidden.insert(digest.clone());
         self
     }
     /// Serves `bytes` for `digest` although they do not hash to it: a tampered store.
@@ -164,6 +171,9 @@ impl ArtifactSource for Overlay {
         }
     }
     fn manifest(&self, digest: &Digest, max: u64) -> Result<Option<Fetched>, SourceError> {
+        if self.hidden.contains(digest) {
+            return Ok(None);
+        }
         match self.blobs.get(digest) {
             Some(bytes) => Ok(Some(Fetched {
                 bytes: bytes.clone(),
@@ -173,6 +183,9 @@ impl ArtifactSource for Overlay {
         }
     }
     fn blob(&self, digest: &Digest, max: u64) -> Result<Option<Vec<u8>>, SourceError> {
+        if self.hidden.contains(digest) {
+            return Ok(None);
+        }
         match self.blobs.get(digest) {
             Some(bytes) => Ok(Some(bytes.clone())),
             None => self.base.blob(digest, max),
@@ -545,6 +558,48 @@ fn inspektor_gadget_default_key_parses_and_does_not_verify_the_fixtures() {
     })
     .unwrap();
     refused(verify(&verifier, &layout(), LEGACY));
+}
+
+#[test]
+fn missing_signature_artifacts_are_refused_naming_what_is_missing() {
+    // The `.sig` manifest is there but its payload blob is not.
+    let manifest = legacy_signature_manifest();
+    let payload = Digest::parse(&manifest.layers[0].digest).unwrap();
+    let source = Overlay::new().hide(&payload);
+    let err = refused(verify(&cosign(&["cosign-good.pub"]), &source, LEGACY));
+    assert!(
+        has_failure(
+            &err,
+            |f| matches!(f, Failure::Missing { what, .. } if what.contains(payload.as_str()))
+        ),
+        "{err}"
+    );
+
+    // The referrers index names a signature manifest the registry does not have.
+    let referrers = layout().referrers(&digest_of(OCI11)).unwrap();
+    let source = Overlay::new().hide(&Digest::parse(&referrers[0].digest).unwrap());
+    let err = refused(verify(&cosign(&["cosign-good.pub"]), &source, OCI11));
+    assert!(
+        has_failure(&err, |f| matches!(f, Failure::Missing { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_verifier_works_through_a_trait_object_and_across_threads() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let verifier = cosign(&["cosign-good.pub"]);
+    shareable(&verifier);
+    let source: Box<dyn ArtifactSource> = Box::new(layout());
+    let digest = digest_of(OCI11);
+    let subject = Subject {
+        name: OCI11,
+        repository: repository(OCI11),
+        digest: &digest,
+    };
+    verifier
+        .verify(source.as_ref(), &subject, SystemTime::now())
+        .expect("verifies through dyn ArtifactSource");
 }
 
 // ---- notation -----------------------------------------------------------------------------
