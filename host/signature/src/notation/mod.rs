@@ -544,10 +544,18 @@ impl Jws {
     }
 }
 
-/// Each certificate is issued and signed by the next; a self-issued last one signs itself.
+/// Each certificate is issued and signed by the next (a self-issued last one signs itself),
+/// the leaf may sign code and the others are CAs: the Notary Project's certificate
+/// requirements, as far as they decide whether the chain means what it says.
 fn check_chain(chain: &[Certificate]) -> Result<(), Failure> {
     for (i, cert) in chain.iter().enumerate() {
         let tbs = cert.tbs_certificate();
+        check_usage(cert, i == 0, chain.len() == 1).map_err(|reason| {
+            Failure::BadSignature(format!(
+                "certificate {:?}: {reason}",
+                tbs.subject().to_string()
+            ))
+        })?;
         let issuer = match chain.get(i + 1) {
             Some(next) => next,
             None if tbs.issuer() == tbs.subject() => cert,
@@ -564,6 +572,52 @@ fn check_chain(chain: &[Certificate]) -> Result<(), Failure> {
         verify_certificate_signature(cert, issuer).map_err(|e| {
             Failure::BadSignature(format!("certificate {:?}: {e}", tbs.subject().to_string()))
         })?;
+    }
+    Ok(())
+}
+
+/// Key usage, extended key usage and basic constraints of one chain certificate.
+fn check_usage(cert: &Certificate, leaf: bool, alone: bool) -> Result<(), String> {
+    use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+    const CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
+    let tbs = cert.tbs_certificate();
+    let key_usage = tbs
+        .get_extension::<KeyUsage>()
+        .map_err(|e| format!("key usage: {e}"))?
+        .map(|(_, k)| k);
+    let ca = tbs
+        .get_extension::<BasicConstraints>()
+        .map_err(|e| format!("basic constraints: {e}"))?
+        .is_some_and(|(_, b)| b.ca);
+    if leaf {
+        if !key_usage.is_some_and(|k| k.digital_signature()) {
+            return Err(
+                "the signing certificate's key usage does not allow digital signatures".into(),
+            );
+        }
+        if let Some((_, eku)) = tbs
+            .get_extension::<ExtendedKeyUsage>()
+            .map_err(|e| format!("extended key usage: {e}"))?
+            && !eku.0.iter().any(|oid| oid.to_string() == CODE_SIGNING)
+        {
+            return Err(
+                "the signing certificate's extended key usage does not include code signing".into(),
+            );
+        }
+        // A self-signed leaf alone (what `notation cert generate-test` makes) is no CA; a
+        // leaf below a CA must not be one either.
+        if ca && !alone {
+            return Err("the signing certificate is a CA certificate".into());
+        }
+    } else {
+        if !ca {
+            return Err("an issuing certificate is not a CA (basic constraints)".into());
+        }
+        if key_usage.is_some_and(|k| !k.key_cert_sign()) {
+            return Err(
+                "an issuing certificate's key usage does not allow signing certificates".into(),
+            );
+        }
     }
     Ok(())
 }
@@ -614,4 +668,38 @@ fn rfc3339(secs: u64) -> String {
     chrono::DateTime::from_timestamp(secs.min(i64::MAX as u64) as i64, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| format!("{secs} s after the epoch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use der::DecodePem;
+
+    use super::*;
+
+    /// notation's test certificate from the fixtures (found by walking up from this crate).
+    fn fixture_certificate(name: &str) -> Certificate {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/fixtures/ig-signatures"))
+            .find(|d| d.is_dir())
+            .expect("shared/fixtures/ig-signatures above this crate");
+        let pem = std::fs::read(dir.join(name)).expect("fixture certificate");
+        Certificate::from_pem(&pem).expect("PEM certificate")
+    }
+
+    #[test]
+    fn certificate_usage_is_checked_per_position() {
+        let cert = fixture_certificate("notation-good.crt");
+        // A code-signing leaf, alone: fine.
+        check_usage(&cert, true, true).unwrap();
+        // The same certificate cannot issue others: no CA basic constraint.
+        assert!(
+            check_usage(&cert, false, false)
+                .unwrap_err()
+                .contains("not a CA")
+        );
+        // A chain where it issues itself is refused by check_chain for that reason.
+        let err = check_chain(&[cert.clone(), cert]).unwrap_err();
+        assert!(err.to_string().contains("not a CA"), "{err}");
+    }
 }
