@@ -31,9 +31,9 @@ deps:
 	@rustup target list --installed | grep -qx $(GUEST_TARGET) || rustup target add $(GUEST_TARGET)
 
 # Wasm guests: the built-in default guest (embedded in the host) and each gadget's own.
-# Every workspace member but the host is a guest (gadgets/<name>/guest is package <name>-guest).
+# Every workspace member but the host crates is a guest (gadgets/<name>/guest is package <name>-guest).
 guests:
-	$(CARGO) build --release --target $(GUEST_TARGET) --workspace --exclude gadget-host
+	$(CARGO) build --release --target $(GUEST_TARGET) --workspace --exclude gadget-host --exclude gadget-signature
 
 # A gadget directory holds gadget.yaml and, once built, program.bpf.o and program.wasm:
 # exactly what `gadget run <dir>` reads.
@@ -55,6 +55,7 @@ lint: guests
 
 unit-test: guests
 	$(CARGO) test --workspace --release --lib --bins
+	$(CARGO) test --release -p gadget-signature --tests
 	$(CARGO) test --release -p gadget-guest-sdk --doc
 
 # The container image (deploy/Dockerfile) from what `host gadgets` built: no second compile.
