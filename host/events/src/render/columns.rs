@@ -92,7 +92,7 @@ fn shorten(rs: &[char], max: usize, e: Ellipsis) -> Vec<char> {
         }
         Ellipsis::Middle => {
             let mid = max / 2;
-            let end = if max % 2 == 0 { mid - 1 } else { mid };
+            let end = if max.is_multiple_of(2) { mid - 1 } else { mid };
             let mut v = rs[..mid].to_vec();
             v.push(ELLIPSIS);
             v.extend_from_slice(&rs[rs.len() - end..]);
@@ -344,7 +344,7 @@ impl ColumnsRenderer {
 mod tests {
     use super::*;
 
-    // Cases from IG v0.46.0 pkg/columns/ellipsis/ellipsis_test.go semantics.
+    // Cases from IG v0.46.0 pkg/columns/ellipsis/ellipsis_test.go (TestEllipsis).
     #[test]
     fn shorten_like_ig() {
         let s = |x: &str, n, e| {
@@ -352,13 +352,25 @@ mod tests {
                 .into_iter()
                 .collect::<String>()
         };
-        assert_eq!(s("abcdefghij", 5, Ellipsis::End), "abcd…");
-        assert_eq!(s("abcdefghij", 5, Ellipsis::Start), "…ghij");
-        assert_eq!(s("abcdefghij", 5, Ellipsis::Middle), "ab…ij");
-        assert_eq!(s("abcdefghij", 6, Ellipsis::Middle), "abc…ij");
-        assert_eq!(s("abcdefghij", 5, Ellipsis::None), "abcde");
-        assert_eq!(s("abcdefghij", 1, Ellipsis::End), "…");
-        assert_eq!(s("abc", 5, Ellipsis::End), "abc");
+        let cases = [
+            ("Demo", 8, Ellipsis::None, "Demo"),
+            ("D", 1, Ellipsis::None, "D"),
+            ("Demo1234", 4, Ellipsis::None, "Demo"),
+            ("Demo1234", 4, Ellipsis::End, "Dem…"),
+            ("Demo1234", 4, Ellipsis::Start, "…234"),
+            ("Demo1234", 4, Ellipsis::Middle, "De…4"),
+            ("Demo1234", 5, Ellipsis::Middle, "De…34"),
+            ("Demo🖐🖐🖐🖐", 8, Ellipsis::None, "Demo🖐🖐🖐🖐"),
+            ("Demo", 0, Ellipsis::None, ""),
+            ("Demo", 1, Ellipsis::None, "D"),
+            ("Demo", 1, Ellipsis::Start, "…"),
+            ("Demo", 1, Ellipsis::End, "…"),
+            ("Demo", 1, Ellipsis::Middle, "…"),
+            ("Exact", 5, Ellipsis::None, "Exact"),
+        ];
+        for (input, max, e, want) in cases {
+            assert_eq!(s(input, max, e), want, "{input} {max} {e:?}");
+        }
         assert_eq!(fixed("ab", 4, Ellipsis::End, Align::Right), "  ab");
         assert_eq!(fixed("ab", 0, Ellipsis::End, Align::Right), "");
     }
