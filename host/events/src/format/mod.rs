@@ -6,10 +6,12 @@
 //! source name without its `_raw` suffix (`error_raw` → `error`); a source with neither is left
 //! alone. uid/gid fall back to `user`/`group` (IG's uidgidresolver). The derived field has the
 //! source's parent (`proc.creds.uid` → `proc.creds.user`) and comes after all record fields, in
-//! IG's order: signal, errno, syscall, timestamp, file_mode, file_flags, then uid, gid.
+//! IG's order: signal, errno, syscall, timestamp, bytes, duration, file_mode, file_flags, then uid,
+//! gid.
 
 pub mod errno;
 pub mod file;
+pub mod human;
 pub mod ids;
 pub mod signal;
 pub mod syscall;
@@ -164,6 +166,44 @@ impl Family for Timestamp {
     }
 }
 
+struct Bytes;
+impl Family for Bytes {
+    fn ig_type(&self) -> &'static str {
+        ig_type::BYTES
+    }
+    fn target_annotation(&self) -> &'static str {
+        "formatters.bytes.target"
+    }
+    fn base_annotations(&self) -> Option<&'static [(&'static str, &'static str)]> {
+        Some(&[(annotations::TEMPLATE, "bytes")])
+    }
+    fn derive(&self, raw: &mut Value, kind: FieldKind, _: &FormatContext<'_>) -> String {
+        match (&*raw, kind) {
+            (Value::U64(v), FieldKind::U64) => human::bytes_string(*v),
+            _ => String::new(),
+        }
+    }
+}
+
+struct Duration;
+impl Family for Duration {
+    fn ig_type(&self) -> &'static str {
+        ig_type::DURATION
+    }
+    fn target_annotation(&self) -> &'static str {
+        "formatters.duration.target"
+    }
+    fn base_annotations(&self) -> Option<&'static [(&'static str, &'static str)]> {
+        Some(&[(annotations::TEMPLATE, "duration")])
+    }
+    fn derive(&self, raw: &mut Value, kind: FieldKind, _: &FormatContext<'_>) -> String {
+        match (&*raw, kind) {
+            (Value::U64(v), FieldKind::U64) => human::duration_string(*v),
+            _ => String::new(),
+        }
+    }
+}
+
 struct FileMode;
 impl Family for FileMode {
     fn ig_type(&self) -> &'static str {
@@ -250,5 +290,5 @@ impl Family for Group {
 
 /// The families in the order IG adds their fields.
 pub(crate) static FAMILIES: &[&dyn Family] = &[
-    &Signal, &Errno, &Syscall, &Timestamp, &FileMode, &FileFlags, &User, &Group,
+    &Signal, &Errno, &Syscall, &Timestamp, &Bytes, &Duration, &FileMode, &FileFlags, &User, &Group,
 ];
