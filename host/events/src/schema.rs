@@ -274,8 +274,9 @@ impl Schema {
                 values.push(Value::Str(String::new()));
                 continue;
             };
-            let kind = self.fields[from].kind;
-            let s = FAMILIES[family].derive(&mut values[from], kind, ctx);
+            let src = &self.fields[from];
+            let s =
+                FAMILIES[family].derive_with(&mut values[from], src.kind, &src.annotations, ctx);
             values.push(Value::Str(s));
         }
         Ok(Event { values })

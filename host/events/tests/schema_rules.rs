@@ -219,3 +219,37 @@ fn random_input_never_panics() {
         let _ = select_fields(&s, Some(&spec));
     }
 }
+
+#[test]
+fn timestamp_layout_annotation_reaches_the_formatter() {
+    let mut b = LayoutBuilder::new(8);
+    b.push(
+        FieldSpec::new("ts_raw", None, 0, 8, FieldKind::U64).types(&["gadget_timestamp", "__u64"]),
+    )
+    .unwrap();
+    let cfg: FieldConfig = [(
+        "ts_raw".to_string(),
+        ann(&[
+            ("formatters.timestamp.format", "15:04:05.000"),
+            ("formatters.timestamp.target", "when"),
+        ]),
+    )]
+    .into_iter()
+    .collect();
+    let s = Schema::new(b.build().unwrap(), &cfg);
+    let c = FormatContext {
+        // boot + 1 s = 1_700_000_001 s = 22:13:21 UTC.
+        clock: WallClock {
+            boot_to_wall_ns: 1_700_000_000_000_000_000,
+            now_wall_ns: 0,
+            utc_offset_secs: 0,
+        },
+        ids: &NoNames,
+    };
+    let ev = s.event(&1_000_000_500u64.to_le_bytes(), &c).unwrap();
+    assert_eq!(
+        ev.get(s.id_of("when").unwrap()),
+        Some(&Value::Str("22:13:21.000".into()))
+    );
+    assert_eq!(ev.get(0), Some(&Value::U64(1_700_000_001_000_000_500)));
+}

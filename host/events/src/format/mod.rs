@@ -11,6 +11,7 @@
 
 pub mod errno;
 pub mod file;
+mod go_layout;
 pub mod human;
 pub mod ids;
 pub mod signal;
@@ -69,6 +70,16 @@ pub trait Family: Sync {
     /// The derived string for `raw` (a value of kind `kind`); may rewrite `raw` (timestamps become
     /// wall-clock ns in place, as in IG). An empty string where IG leaves the field unset.
     fn derive(&self, raw: &mut Value, kind: FieldKind, ctx: &FormatContext<'_>) -> String;
+    /// [`Family::derive`] for families that read options from the source field's annotations.
+    fn derive_with(
+        &self,
+        raw: &mut Value,
+        kind: FieldKind,
+        _source_annotations: &annotations::Annotations,
+        ctx: &FormatContext<'_>,
+    ) -> String {
+        self.derive(raw, kind, ctx)
+    }
 }
 
 fn u32_of(raw: &Value, kind: FieldKind) -> Option<u32> {
@@ -150,19 +161,33 @@ impl Family for Timestamp {
         Some(&[(annotations::TEMPLATE, "timestamp")])
     }
     fn derive(&self, raw: &mut Value, kind: FieldKind, ctx: &FormatContext<'_>) -> String {
-        match (&*raw, kind) {
+        self.derive_with(raw, kind, &annotations::Annotations::new(), ctx)
+    }
+    fn derive_with(
+        &self,
+        raw: &mut Value,
+        kind: FieldKind,
+        source_annotations: &annotations::Annotations,
+        ctx: &FormatContext<'_>,
+    ) -> String {
+        let layout = source_annotations
+            .get("formatters.timestamp.format")
+            .filter(|l| !l.is_empty())
+            .map_or(timestamp::DEFAULT_LAYOUT, String::as_str);
+        let wall = match (&*raw, kind) {
             (Value::U64(v), FieldKind::U64) => {
                 let wall = ctx.clock.wall_ns(*v);
                 *raw = Value::U64(wall as u64);
-                timestamp::format_wall_ns(wall, ctx.clock.utc_offset_secs)
+                wall
             }
             (Value::I64(v), FieldKind::I64) => {
                 let wall = ctx.clock.wall_ns(*v as u64);
                 *raw = Value::I64(wall);
-                timestamp::format_wall_ns(wall, ctx.clock.utc_offset_secs)
+                wall
             }
-            _ => String::new(),
-        }
+            _ => return String::new(),
+        };
+        timestamp::format_wall_ns_layout(wall, ctx.clock.utc_offset_secs, layout)
     }
 }
 

@@ -3,10 +3,10 @@
 //! IG (formatters.go "timestamp", pkg/gadgets/helpers.go `WallTimeFromBootTime`): the raw field is
 //! rewritten in place to wall-clock ns (boot time + the boot→wall offset measured once at start),
 //! a raw 0 becomes "now", and the derived string uses Go's layout
-//! `2006-01-02T15:04:05.000000000Z07:00` in the local zone (`Z` for UTC). The caller measures the
-//! offset (CLOCK_REALTIME − CLOCK_BOOTTIME) and knows the zone's UTC offset: this module has no
-//! clock. A custom `formatters.timestamp.format` (a Go layout) is not supported yet: such fields
-//! keep this default layout.
+//! `2006-01-02T15:04:05.000000000Z07:00` in the local zone (`Z` for UTC), or the Go layout in the
+//! source field's `formatters.timestamp.format` annotation ([`super::go_layout`]). The caller
+//! measures the offset (CLOCK_REALTIME − CLOCK_BOOTTIME) and knows the zone's UTC offset: this
+//! module has no clock.
 
 /// Clock facts the caller supplies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,22 +43,48 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// IG's default layout.
+pub const DEFAULT_LAYOUT: &str = "2006-01-02T15:04:05.000000000Z07:00";
+
 /// Formats wall-clock ns with Go's `2006-01-02T15:04:05.000000000Z07:00`.
 pub fn format_wall_ns(wall_ns: i64, utc_offset_secs: i32) -> String {
+    format_wall_ns_layout(wall_ns, utc_offset_secs, DEFAULT_LAYOUT)
+}
+
+/// Formats wall-clock ns with a Go layout.
+pub fn format_wall_ns_layout(wall_ns: i64, utc_offset_secs: i32, layout: &str) -> String {
     let local = i128::from(wall_ns) + i128::from(utc_offset_secs) * 1_000_000_000;
     let secs = local.div_euclid(1_000_000_000) as i64;
     let nanos = local.rem_euclid(1_000_000_000) as u32;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let days = secs.div_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let yday = (days - days_from_civil(year, 1, 1) + 1) as u32;
     let sod = secs.rem_euclid(86_400);
-    let (h, mi, s) = (sod / 3600, (sod % 3600) / 60, sod % 60);
-    let zone = if utc_offset_secs == 0 {
-        "Z".to_string()
-    } else {
-        let sign = if utc_offset_secs < 0 { '-' } else { '+' };
-        let a = utc_offset_secs.unsigned_abs();
-        format!("{sign}{:02}:{:02}", a / 3600, (a % 3600) / 60)
+    let civil = super::go_layout::Civil {
+        year,
+        month,
+        day,
+        yday,
+        // 1970-01-01 was a Thursday.
+        weekday: (days + 4).rem_euclid(7) as usize,
+        hour: sod / 3600,
+        minute: (sod % 3600) / 60,
+        second: sod % 60,
+        nanos,
+        offset_secs: utc_offset_secs,
     };
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}{zone}")
+    super::go_layout::format(layout, &civil)
+}
+
+/// (year, month, day) → days since 1970-01-01 (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -83,6 +109,39 @@ mod tests {
             "2000-02-28T18:30:00.000000001-05:30"
         );
         assert_eq!(format_wall_ns(-1, 0), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    // The layouts of IG v0.46.0 pkg/operators/formatters/formatters_test.go ("timestamp" cases),
+    // expected strings from GNU date for the same instants.
+    #[test]
+    fn custom_go_layouts() {
+        // `date -u -d @1700000000`: Tue Nov 14 22:13:20 UTC 2023.
+        let t = 1_700_000_000_123_456_789;
+        assert_eq!(
+            format_wall_ns_layout(t, 0, "02-01-2006 15:04:05"),
+            "14-11-2023 22:13:20"
+        );
+        assert_eq!(format_wall_ns_layout(t, 0, "03:04:05 PM"), "10:13:20 PM");
+        assert_eq!(
+            format_wall_ns_layout(t, 0, "Monday, January 2, 2006 at 15:04:05 MST"),
+            "Tuesday, November 14, 2023 at 22:13:20 UTC"
+        );
+        assert_eq!(
+            format_wall_ns_layout(t, 0, "20060102_150405"),
+            "20231114_221320"
+        );
+        assert_eq!(
+            format_wall_ns_layout(t, 3600, "Jan _2 3:4:5.000 -0700 Mon 002 .999"),
+            "Nov 14 11:13:20.123 +0100 Tue 318 .123"
+        );
+        assert_eq!(
+            format_wall_ns_layout(1_700_000_000_000_000_000, 0, "05.999|Z07"),
+            "20|Z"
+        );
+        assert_eq!(
+            format_wall_ns_layout(t, 0, DEFAULT_LAYOUT),
+            "2023-11-14T22:13:20.123456789Z"
+        );
     }
 
     #[test]
