@@ -34,5 +34,5 @@ pub use format::ids::{IdResolver, NoNames, PasswdResolver};
 pub use format::timestamp::WallClock;
 pub use kind::FieldKind;
 pub use layout::{FieldId, FieldSpec, Layout, LayoutBuilder, LayoutError};
-pub use schema::{Event, FieldConfig, Schema, SchemaField};
+pub use schema::{Event, FieldConfig, Schema, SchemaError, SchemaField};
 pub use select::{SelectError, select_fields};

@@ -21,6 +21,23 @@ use crate::format::{FAMILIES, FormatContext, SourceVisibility};
 use crate::kind::{FieldKind, ig_type};
 use crate::layout::{FieldId, Layout};
 
+/// Most fields a schema may hold, record fields and added ones together.
+pub const MAX_SCHEMA_FIELDS: usize = 2 * crate::layout::MAX_FIELDS;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchemaError {
+    #[error("field name {0:?} is invalid: 1..=256 bytes without '.'")]
+    InvalidName(String),
+    #[error("field {0:?} already exists in the datasource")]
+    Duplicate(String),
+    #[error("field {0:?}: its parent is not a struct or union field of the datasource")]
+    BadParent(String),
+    #[error("field {name:?}: an added field must be a string, number or bool, not {kind}")]
+    HostKind { name: String, kind: &'static str },
+    #[error("the datasource has {MAX_SCHEMA_FIELDS} fields; no more can be added")]
+    TooManyFields,
+}
+
 /// Annotations per full field name, as gadget.yaml and `--annotate` give them.
 pub type FieldConfig = BTreeMap<String, Annotations>;
 
@@ -33,6 +50,9 @@ pub enum Source {
         family: usize,
         from: FieldId,
     },
+    /// Added by the host (e.g. declared by a Wasm guest that enriches events): starts as the
+    /// kind's zero value in every event; the caller sets it.
+    Host,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +247,70 @@ impl Schema {
         }
     }
 
+    /// Adds a field whose value the caller sets in each event (a guest's enrichment, an operator's
+    /// field). `parent` nests it (JSON object, dotted name); annotations are IG's defaults plus
+    /// `annotations`. Returns its id; events made by [`Schema::event`] carry the kind's zero value.
+    pub fn add_host_field(
+        &mut self,
+        name: &str,
+        parent: Option<FieldId>,
+        kind: FieldKind,
+        extra: &Annotations,
+    ) -> Result<FieldId, SchemaError> {
+        if name.is_empty() || name.len() > crate::layout::MAX_NAME_LEN || name.contains('.') {
+            return Err(SchemaError::InvalidName(name.to_string()));
+        }
+        if !matches!(
+            kind,
+            FieldKind::String
+                | FieldKind::U8
+                | FieldKind::U16
+                | FieldKind::U32
+                | FieldKind::U64
+                | FieldKind::I8
+                | FieldKind::I16
+                | FieldKind::I32
+                | FieldKind::I64
+                | FieldKind::Bool
+                | FieldKind::F32
+                | FieldKind::F64
+        ) {
+            return Err(SchemaError::HostKind {
+                name: name.to_string(),
+                kind: kind.name(),
+            });
+        }
+        if self.fields.len() >= MAX_SCHEMA_FIELDS {
+            return Err(SchemaError::TooManyFields);
+        }
+        let full_name = match parent {
+            Some(p) => match self.fields.get(p) {
+                Some(pf) if pf.kind.is_container() => format!("{}.{name}", pf.full_name),
+                _ => return Err(SchemaError::BadParent(name.to_string())),
+            },
+            None => name.to_string(),
+        };
+        if self.id_of(&full_name).is_some() {
+            return Err(SchemaError::Duplicate(full_name));
+        }
+        let mut ann = annotations::defaults();
+        apply_config(&mut ann, extra);
+        let id = self.fields.len();
+        self.fields.push(SchemaField {
+            name: name.to_string(),
+            full_name,
+            parent,
+            kind,
+            size: 0,
+            type_names: Vec::new(),
+            hidden: is_hidden_annotated(&ann),
+            annotations: ann,
+            order: id as i64,
+            source: Source::Host,
+        });
+        Ok(id)
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -271,7 +355,7 @@ impl Schema {
         values.reserve(self.fields.len() - values.len());
         for f in &self.fields[values.len()..] {
             let Source::Derived { family, from } = f.source else {
-                values.push(Value::Str(String::new()));
+                values.push(zero(f.kind));
                 continue;
             };
             let src = &self.fields[from];
@@ -280,6 +364,19 @@ impl Schema {
             values.push(Value::Str(s));
         }
         Ok(Event { values })
+    }
+}
+
+/// The value a host field starts with.
+fn zero(kind: FieldKind) -> Value {
+    match kind {
+        FieldKind::U8 | FieldKind::U16 | FieldKind::U32 | FieldKind::U64 => Value::U64(0),
+        FieldKind::I8 | FieldKind::I16 | FieldKind::I32 | FieldKind::I64 => Value::I64(0),
+        FieldKind::Bool => Value::Bool(false),
+        FieldKind::F32 => Value::F32(0.0),
+        FieldKind::F64 => Value::F64(0.0),
+        FieldKind::CString | FieldKind::String => Value::Str(String::new()),
+        FieldKind::Bytes | FieldKind::Struct | FieldKind::Union => Value::Bytes(Vec::new()),
     }
 }
 

@@ -828,3 +828,85 @@ fn layout_matches_fixture_btf() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn json_with_fields_keeps_the_shape() {
+    let s = schema();
+    let ids = ids();
+    let ev = s.event(&record(), &ctx(&ids)).unwrap();
+    let sel = select_fields(&s, Some("proc.comm,fname")).unwrap();
+    assert_eq!(
+        JsonRenderer::with_fields(&s, false, &sel).render(&ev),
+        r#"{"fname":"/etc/hosts","proc":{"comm":"cat"}}"#
+    );
+    let sel = select_fields(&s, Some("proc.creds")).unwrap();
+    assert_eq!(
+        JsonRenderer::with_fields(&s, false, &sel).render(&ev),
+        r#"{"proc":{"creds":{"gid":1000,"group":"staff","uid":1000,"user":"alice"}}}"#
+    );
+}
+
+#[test]
+fn host_fields_enrich_events() {
+    let mut s = schema();
+    let proc_ = s.id_of("proc").unwrap();
+    let verdict = s
+        .add_host_field(
+            "verdict",
+            None,
+            FieldKind::String,
+            &ann(&[("columns.width", "8")]),
+        )
+        .unwrap();
+    let score = s
+        .add_host_field("score", Some(proc_), FieldKind::U32, &Annotations::new())
+        .unwrap();
+    assert_eq!(s.fields()[score].full_name, "proc.score");
+    assert_eq!(
+        s.add_host_field("score", Some(proc_), FieldKind::U32, &Annotations::new()),
+        Err(SchemaError::Duplicate("proc.score".into()))
+    );
+    assert!(matches!(
+        s.add_host_field(
+            "x",
+            Some(s.id_of("fd").unwrap()),
+            FieldKind::U32,
+            &Annotations::new()
+        ),
+        Err(SchemaError::BadParent(_))
+    ));
+    assert!(matches!(
+        s.add_host_field("raw", None, FieldKind::Struct, &Annotations::new()),
+        Err(SchemaError::HostKind { .. })
+    ));
+    // Added fields are visible by default and follow the record's and IG's derived fields.
+    let default: Vec<String> = s
+        .default_fields()
+        .iter()
+        .map(|&i| s.fields()[i].full_name.clone())
+        .collect();
+    assert_eq!(default[default.len() - 2..], ["verdict", "proc.score"]);
+
+    let ids = ids();
+    let mut ev = s.event(&record(), &ctx(&ids)).unwrap();
+    assert_eq!(ev.get(verdict), Some(&Value::Str(String::new())));
+    assert_eq!(ev.get(score), Some(&Value::U64(0)));
+    ev.values[verdict] = Value::Str("deny".into());
+    ev.values[score] = Value::U64(7);
+    assert!(
+        Filter::parse(&s, "verdict==deny,proc.score>5")
+            .unwrap()
+            .matches(&ev)
+    );
+    let json = JsonRenderer::new(&s, false).render(&ev);
+    assert!(
+        json.contains(r#""pid":4242,"score":7,"tid":4243"#),
+        "{json}"
+    );
+    assert!(json.ends_with(r#""verdict":"deny"}"#), "{json}");
+    let sel = select_fields(&s, Some("verdict,proc.score")).unwrap();
+    assert_eq!(
+        ColumnsRenderer::new(&s, &sel, None).unwrap().row(&ev),
+        format!("{:<8} {:<16}", "deny", 7)
+    );
+}

@@ -28,7 +28,9 @@ pub struct JsonRenderer {
     pretty: bool,
 }
 
-fn build(schema: &Schema, parent: Option<FieldId>) -> Vec<Node> {
+/// `only`: keep a field if it is listed, if a listed field is below it (its object is kept for
+/// the path), or if it is below a listed field (a listed object keeps all its members).
+fn build(schema: &Schema, parent: Option<FieldId>, only: Option<&[FieldId]>) -> Vec<Node> {
     let mut ids: Vec<FieldId> = (0..schema.fields().len())
         .filter(|&i| schema.fields()[i].parent == parent)
         .collect();
@@ -40,6 +42,9 @@ fn build(schema: &Schema, parent: Option<FieldId>) -> Vec<Node> {
     });
     ids.into_iter()
         .filter(|&i| schema.fields()[i].annotation(ann::JSON_SKIP) != Some("true"))
+        .filter(|&i| {
+            only.is_none_or(|o| o.contains(&i) || o.iter().any(|&s| is_below(schema, s, i)))
+        })
         .map(|i| {
             let has_children = schema.fields().iter().any(|f| f.parent == Some(i));
             let mut key = String::new();
@@ -47,8 +52,9 @@ fn build(schema: &Schema, parent: Option<FieldId>) -> Vec<Node> {
             Node {
                 field: i,
                 key,
+                // Below a listed field everything is kept.
                 children: if has_children {
-                    build(schema, Some(i))
+                    build(schema, Some(i), only.filter(|o| !o.contains(&i)))
                 } else {
                     Vec::new()
                 },
@@ -56,6 +62,23 @@ fn build(schema: &Schema, parent: Option<FieldId>) -> Vec<Node> {
             }
         })
         .collect()
+}
+
+/// True if `field` is `ancestor` or nested (at any depth) below it.
+fn is_below(schema: &Schema, field: FieldId, ancestor: FieldId) -> bool {
+    let mut cur = Some(field);
+    let mut steps = 0;
+    while let Some(c) = cur {
+        if c == ancestor {
+            return true;
+        }
+        steps += 1;
+        if steps > schema.fields().len() {
+            return false;
+        }
+        cur = schema.field(c).and_then(|f| f.parent);
+    }
+    false
 }
 
 /// Go's encoding/json string escaping (HTML escaping off, as IG's formatter).
@@ -124,9 +147,19 @@ fn write_value(out: &mut String, v: Option<&Value>) {
 }
 
 impl JsonRenderer {
+    /// All fields, as IG's CLI prints `-o json` (it ignores `--fields` for JSON).
     pub fn new(schema: &Schema, pretty: bool) -> Self {
         JsonRenderer {
-            roots: build(schema, None),
+            roots: build(schema, None, None),
+            pretty,
+        }
+    }
+
+    /// Only `fields` (with the objects on their path, and all members of a listed object), in
+    /// the same shape: for a CLI that applies `--fields` to JSON too.
+    pub fn with_fields(schema: &Schema, pretty: bool, fields: &[FieldId]) -> Self {
+        JsonRenderer {
+            roots: build(schema, None, Some(fields)),
             pretty,
         }
     }
