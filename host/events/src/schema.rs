@@ -10,8 +10,11 @@
 //! fields hidden (IG's ustack and kstack operators; their symbolized fields need the stack maps
 //! and are not produced here).
 //!
-//! Invariants: field ids of the layout are the same ids here (derived fields follow); full names
-//! are unique; [`Schema::event`] yields exactly one value per field.
+//! Fields the host adds later ([`Schema::add_host_field`], e.g. a Wasm guest's enrichment) come
+//! last and start as their kind's zero value in each event.
+//!
+//! Invariants: field ids of the layout are the same ids here (derived, then added fields follow);
+//! full names are unique; [`Schema::event`] yields exactly one value per field.
 
 use std::collections::BTreeMap;
 
@@ -210,6 +213,7 @@ impl Schema {
         }
 
         // IG's ustack operator hides user stacks with all members; kstack hides the raw id.
+        let children = child_lists(&fields);
         for i in 0..record_fields {
             if fields[i]
                 .type_names
@@ -219,7 +223,7 @@ impl Schema {
                 let mut stack = vec![i];
                 while let Some(j) = stack.pop() {
                     fields[j].hidden = true;
-                    stack.extend((0..fields.len()).filter(|&k| fields[k].parent == Some(j)));
+                    stack.extend_from_slice(&children[j]);
                 }
             }
             if fields[i]
@@ -365,6 +369,19 @@ impl Schema {
         }
         Ok(Event { values })
     }
+}
+
+/// The members of each field (by id), in id order: one pass, so tree walks stay linear.
+pub(crate) fn child_lists(fields: &[SchemaField]) -> Vec<Vec<FieldId>> {
+    let mut out = vec![Vec::new(); fields.len()];
+    for (i, f) in fields.iter().enumerate() {
+        if let Some(p) = f.parent
+            && p < out.len()
+        {
+            out[p].push(i);
+        }
+    }
+    out
 }
 
 /// The value a host field starts with.

@@ -28,12 +28,16 @@ pub struct JsonRenderer {
     pretty: bool,
 }
 
-/// `only`: keep a field if it is listed, if a listed field is below it (its object is kept for
-/// the path), or if it is below a listed field (a listed object keeps all its members).
-fn build(schema: &Schema, parent: Option<FieldId>, only: Option<&[FieldId]>) -> Vec<Node> {
-    let mut ids: Vec<FieldId> = (0..schema.fields().len())
-        .filter(|&i| schema.fields()[i].parent == parent)
-        .collect();
+/// The JSON nodes for `ids` (the members of one object, or the roots). `only`: keep a field if it
+/// is listed, if a listed field is below it (its object is kept for the path), or if it is below
+/// a listed field (a listed object keeps all its members).
+fn build(
+    schema: &Schema,
+    children: &[Vec<FieldId>],
+    ids: &[FieldId],
+    only: Option<&[FieldId]>,
+) -> Vec<Node> {
+    let mut ids = ids.to_vec();
     ids.sort_by(|a, b| {
         schema.fields()[*a]
             .name
@@ -46,22 +50,31 @@ fn build(schema: &Schema, parent: Option<FieldId>, only: Option<&[FieldId]>) -> 
             only.is_none_or(|o| o.contains(&i) || o.iter().any(|&s| is_below(schema, s, i)))
         })
         .map(|i| {
-            let has_children = schema.fields().iter().any(|f| f.parent == Some(i));
+            let has_children = !children[i].is_empty();
             let mut key = String::new();
             write_str(&mut key, &schema.fields()[i].name);
             Node {
                 field: i,
                 key,
                 // Below a listed field everything is kept.
-                children: if has_children {
-                    build(schema, Some(i), only.filter(|o| !o.contains(&i)))
-                } else {
-                    Vec::new()
-                },
+                children: build(
+                    schema,
+                    children,
+                    &children[i],
+                    only.filter(|o| !o.contains(&i)),
+                ),
                 has_children,
             }
         })
         .collect()
+}
+
+fn roots_of(schema: &Schema, only: Option<&[FieldId]>) -> Vec<Node> {
+    let children = crate::schema::child_lists(schema.fields());
+    let roots: Vec<FieldId> = (0..schema.fields().len())
+        .filter(|&i| schema.fields()[i].parent.is_none())
+        .collect();
+    build(schema, &children, &roots, only)
 }
 
 /// True if `field` is `ancestor` or nested (at any depth) below it.
@@ -150,7 +163,7 @@ impl JsonRenderer {
     /// All fields, as IG's CLI prints `-o json` (it ignores `--fields` for JSON).
     pub fn new(schema: &Schema, pretty: bool) -> Self {
         JsonRenderer {
-            roots: build(schema, None, None),
+            roots: roots_of(schema, None),
             pretty,
         }
     }
@@ -159,7 +172,7 @@ impl JsonRenderer {
     /// the same shape: for a CLI that applies `--fields` to JSON too.
     pub fn with_fields(schema: &Schema, pretty: bool, fields: &[FieldId]) -> Self {
         JsonRenderer {
-            roots: build(schema, None, Some(fields)),
+            roots: roots_of(schema, Some(fields)),
             pretty,
         }
     }
