@@ -167,6 +167,12 @@ fn column_annotations_are_checked() {
     );
     assert!(mk("columns.width", "wide").0.is_err());
     assert!(mk("columns.ellipsis", "both").0.is_err());
+    // IG's "no ellipsis" is the empty string (metadatav1.EllipsisNone).
+    let (r, _) = mk("columns.ellipsis", "");
+    assert_eq!(
+        r.unwrap().columns()[0].ellipsis,
+        gadget_events::render::columns::Ellipsis::None
+    );
     // `type` = the widest u16 (5), IG's special width value.
     let (r, _) = mk("columns.width", "type");
     assert_eq!(r.unwrap().columns()[0].calculated, 5);

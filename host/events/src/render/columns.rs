@@ -3,8 +3,8 @@
 //! Per column, from the field's annotations: `columns.width` (IG default 16; `type` = the kind's
 //! widest rendering), `columns.minwidth`, `columns.maxwidth` (numeric fields default their max and,
 //! when unset, their width to the kind's widest rendering), `columns.alignment` (`left` default,
-//! `right`), `columns.ellipsis` (`end` default, `start`, `middle`, `none`; a field whose defaults were
-//! replaced by a formatter has none), `columns.fixed`, `columns.hex`, `columns.precision` (floats,
+//! `right`), `columns.ellipsis` (`end` default, `start`, `middle`, `""` = none as in IG, `none` also
+//! accepted; a field whose defaults were replaced by a formatter has none), `columns.fixed`, `columns.hex`, `columns.precision` (floats,
 //! default 0 as in IG's datasource columns), `columns.alias` (header). The header is the alias or
 //! full name, upper-cased, cut with `…` at the end. Columns are separated by one space. Without a
 //! terminal width the configured widths are used; with one, widths are scaled to it exactly as
@@ -163,11 +163,18 @@ impl ColumnsRenderer {
                 Some(v) => return Err(bad("columns.alignment", v, "left or right")),
             };
             let ellipsis = match f.annotation(ann::COLUMNS_ELLIPSIS) {
-                None | Some("none") => Ellipsis::None,
+                // IG spells "no ellipsis" as the empty string; `none` is accepted as well.
+                None | Some("") | Some("none") => Ellipsis::None,
                 Some("end") => Ellipsis::End,
                 Some("start") => Ellipsis::Start,
                 Some("middle") => Ellipsis::Middle,
-                Some(v) => return Err(bad("columns.ellipsis", v, "none, start, middle or end")),
+                Some(v) => {
+                    return Err(bad(
+                        "columns.ellipsis",
+                        v,
+                        "\"\" (none), start, middle or end",
+                    ));
+                }
             };
             let precision = match f.annotation(ann::COLUMNS_PRECISION) {
                 None => 0,
