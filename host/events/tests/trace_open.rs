@@ -599,8 +599,9 @@ fn counts_events_per_label_set() {
     cfg.insert("error".into(), ann(&[("metrics.type", "key")]));
     let s = Schema::new(trace_open_layout(), &cfg);
     let ids = ids();
-    let mut c = EventCounter::from_schema(&s, 2);
-    assert_eq!(c.label_names(), ["proc.comm", "error"]);
+    let mut c = EventCounter::from_schema(&s, 2).unwrap();
+    // IG names attributes by the field's own name (datasource.GetKeyValueFunc: f.Name()).
+    assert_eq!(c.label_names(), ["comm", "error"]);
     let ev = |comm: &[u8], errno: u32| {
         let mut r = record();
         put(&mut r, 8, &[0; 16]);
@@ -623,6 +624,23 @@ fn counts_events_per_label_set() {
         ]
     );
     assert_eq!(c.overflowed(), 1);
+
+    // proc.comm and proc.parent.comm would both be the label `comm`; a struct cannot be a key.
+    let mut cfg = trace_open_config();
+    cfg.insert("proc.comm".into(), ann(&[("metrics.type", "key")]));
+    cfg.insert("proc.parent.comm".into(), ann(&[("metrics.type", "key")]));
+    let s = Schema::new(trace_open_layout(), &cfg);
+    assert!(matches!(
+        EventCounter::from_schema(&s, 10),
+        Err(gadget_events::counter::CounterError::DuplicateLabel { label, .. }) if label == "comm"
+    ));
+    let mut cfg = trace_open_config();
+    cfg.insert("proc.creds".into(), ann(&[("metrics.type", "key")]));
+    let s = Schema::new(trace_open_layout(), &cfg);
+    assert!(matches!(
+        EventCounter::from_schema(&s, 10),
+        Err(gadget_events::counter::CounterError::UnsupportedKey { .. })
+    ));
 }
 
 #[test]
