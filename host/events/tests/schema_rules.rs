@@ -259,3 +259,46 @@ fn timestamp_layout_annotation_reaches_the_formatter() {
     );
     assert_eq!(ev.get(0), Some(&Value::U64(1_700_000_001_000_000_500)));
 }
+
+#[test]
+fn float_columns_use_igs_precision() {
+    let mut s = Schema::new(layout(), &FieldConfig::new());
+    let a = s
+        .add_host_field("a", None, FieldKind::F64, &Annotations::new())
+        .unwrap();
+    let b = s
+        .add_host_field(
+            "b",
+            None,
+            FieldKind::F64,
+            &ann(&[("columns.precision", "2")]),
+        )
+        .unwrap();
+    let c = s
+        .add_host_field(
+            "c",
+            None,
+            FieldKind::F64,
+            &ann(&[("columns.precision", "-1")]),
+        )
+        .unwrap();
+    let mut ev = s.event(&record(), &ctx()).unwrap();
+    for id in [a, b, c] {
+        ev.values[id] = Value::F64(2.675);
+    }
+    let r = ColumnsRenderer::new(&s, &[a, b, c], None).unwrap();
+    // IG's datasource columns default to precision 0 ('f', 0): "3".
+    assert_eq!(
+        r.row(&ev),
+        format!("{:<16} {:<16} {:<16}", "3", "2.67", "2.675")
+    );
+    let d = s
+        .add_host_field(
+            "d",
+            None,
+            FieldKind::F64,
+            &ann(&[("columns.precision", "-2")]),
+        )
+        .unwrap();
+    assert!(ColumnsRenderer::new(&s, &[d], None).is_err());
+}

@@ -4,8 +4,9 @@
 //! widest rendering), `columns.minwidth`, `columns.maxwidth` (numeric fields default their max and,
 //! when unset, their width to the kind's widest rendering), `columns.alignment` (`left` default,
 //! `right`), `columns.ellipsis` (`end` default, `start`, `middle`, `""` = none as in IG, `none` also
-//! accepted; a field whose defaults were replaced by a formatter has none), `columns.fixed`, `columns.hex`, `columns.precision` (floats,
-//! default 0 as in IG's datasource columns), `columns.alias` (header). The header is the alias or
+//! accepted; a field whose defaults were replaced by a formatter has none), `columns.fixed`,
+//! `columns.hex`, `columns.precision` (floats; default 0 as in IG's datasource columns, -1 the
+//! shortest exact form), `columns.alias` (header). The header is the alias or
 //! full name, upper-cased, cut with `…` at the end. Columns are separated by one space. Without a
 //! terminal width the configured widths are used; with one, widths are scaled to it exactly as
 //! IG's `RecalculateWidths` does. Structs, unions and raw bytes show as `<N bytes>`.
@@ -53,7 +54,8 @@ pub struct Column {
     pub align: Align,
     pub ellipsis: Ellipsis,
     pub hex: bool,
-    pub precision: usize,
+    /// Decimals of floats; `None` = shortest exact form (IG's precision -1).
+    pub precision: Option<usize>,
     /// The width used (configured, or scaled to the terminal).
     pub calculated: usize,
     treat_as_fixed: bool,
@@ -116,8 +118,12 @@ fn fixed(s: &str, width: usize, e: Ellipsis, align: Align) -> String {
     }
 }
 
-fn go_float(v: f64, precision: usize) -> String {
-    format!("{v:.precision$}")
+/// Go's `strconv.FormatFloat(v, 'f', precision, 64)`.
+fn go_float(v: f64, precision: Option<usize>) -> String {
+    match precision {
+        Some(p) => format!("{v:.p$}"),
+        None => format!("{v}"),
+    }
 }
 
 impl ColumnsRenderer {
@@ -177,12 +183,14 @@ impl ColumnsRenderer {
                 }
             };
             let precision = match f.annotation(ann::COLUMNS_PRECISION) {
-                None => 0,
-                Some(v) => v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|p| *p <= 64)
-                    .ok_or_else(|| bad("columns.precision", v, "0..=64"))?,
+                None => Some(0),
+                Some("-1") => None,
+                Some(v) => Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|p| *p <= 64)
+                        .ok_or_else(|| bad("columns.precision", v, "-1 (shortest) or 0..=64"))?,
+                ),
             };
             let tw = f.kind.type_width();
             if tw > 0 && (width == 0 || max_width == 0) {
