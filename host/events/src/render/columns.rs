@@ -291,7 +291,7 @@ impl ColumnsRenderer {
                 break;
             }
             total_fixed += add_fixed;
-            not_fixed -= remove_not_fixed;
+            not_fixed = not_fixed.saturating_sub(remove_not_fixed);
         }
         let mut leftover = max_width.saturating_sub(adjusted + total_fixed);
         // IG's duplicate-column handling only matters for repeated columns; --fields deduplicates.
