@@ -14,9 +14,9 @@ GUEST_DIR := target/$(GUEST_TARGET)/release
 GADGET := target/release/gadget
 # The host's crates (host/*/Cargo.toml; README.md's architecture): every other workspace member is a guest.
 HOST_CRATES := gadget-keys gadget-object gadget-model gadget-ebpf gadget-wasm gadget-image gadget-net \
-	gadget-operators gadget-api gadget-runtime gadget-daemon gadget-cluster gadget-host gadget-signature
+	gadget-operators gadget-api gadget-runtime gadget-daemon gadget-cluster gadget-host gadget-signature gadget-events
 # Pure crates whose tests/ need no root and no build of the gadgets: part of unit-test.
-PURE_TEST_CRATES := gadget-signature
+PURE_TEST_CRATES := gadget-signature gadget-events
 CARGO_MACHETE_VERSION := 0.9.2
 
 .PHONY: all deps guests gadgets host run test lint lint-deps unit-test integration-test deploy-validate bench clean \
