@@ -2,7 +2,7 @@
 #
 #   make run      install deps, build, build the profile_blockio image, run it (Ctrl+C to stop)
 #   make test     install deps, build, run the whole test suite (what .ci/run calls)
-#   make bench    BPF CPU per I/O against biolatency and bpftrace -> BENCHMARKS.md
+#   make bench    BPF CPU per I/O against biolatency and bpftrace, memory per instance -> BENCHMARKS.md
 #   make fuzz     every fuzz target for FUZZ_SECONDS each (docs/fuzzing.md)
 #   make image    the DaemonSet's container image from deploy/Dockerfile, offline (podman)
 #   make image-test   runs that image as deploy/kubernetes/daemonset.yaml does (part of make test)
@@ -116,6 +116,7 @@ fuzz: fuzz-build
 
 bench: deps host gadgets
 	bench/bpf-cost.sh --write BENCHMARKS.md
+	bench/memory.sh --write BENCHMARKS.md
 
 clean: ebpf-clean
 	$(CARGO) clean

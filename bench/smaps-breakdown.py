@@ -11,8 +11,8 @@ Each mapping goes into one class, in this order:
   malloc heap     [heap] (brk) and glibc's per-thread arenas: 64 MiB-aligned rw
                   mappings of at most 64 MiB
   guest memory    the accessible part of a wasmtime linear memory: an anonymous rw
-                  mapping, not a malloc heap, followed by a PROT_NONE remainder of its
-                  reservation larger than a malloc heap (64 MiB)
+                  mapping, not a malloc heap, followed by the PROT_NONE rest of its
+                  reservation (at least 1 MiB)
   binary          file mappings of the gadget executable
   libraries       every other file mapping
   other anon      every other anonymous mapping (large malloc blocks, which glibc
@@ -25,6 +25,8 @@ import re
 import sys
 
 ARENA = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit
+# Smallest PROT_NONE rest of a linear memory's reservation (a thread stack's guard is a page).
+GUEST_REST = 1 << 20
 HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$")
 CLASSES = [
     "malloc heap",
@@ -99,7 +101,7 @@ def classify(pid):
         elif m["perm"].startswith("rw") and m["lo"] % ARENA == 0 and size <= ARENA:
             # (its PROT_NONE rest may have merged with a neighbouring reservation)
             c = "malloc heap"
-        elif m["perm"].startswith("rw") and rest > ARENA:
+        elif m["perm"].startswith("rw") and rest >= GUEST_REST:
             c = "guest memory"
         else:
             c = "other anon"

@@ -2,6 +2,7 @@
 //! guest → operators. The daemon runs this same loop for each detached instance.
 
 pub mod manifest;
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -102,6 +103,7 @@ pub fn run(
     stop: &Receiver<()>,
     mut hooks: Hooks,
 ) -> Result<Ended, InstanceError> {
+    memory::limit_arenas();
     let mut bundle = GadgetBundle::open(&spec.reference, &hooks.images)?;
     let elf = ebpf::elf::ElfInfo::parse(&bundle.ebpf_object)?;
     bundle.metadata = bundle
@@ -173,6 +175,13 @@ pub fn run(
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
+    // What only the start needed: the object's and the guest's bytes (the guest is compiled,
+    // its code shared), the parsed object. The kernel BTF parsed for loading and the guest's
+    // compilation are freed by now too.
+    bundle.ebpf_object = Vec::new();
+    bundle.wasm = None;
+    drop(elf);
+    memory::release_free_heap();
     if let Some(f) = hooks.on_attached.take() {
         f();
     }
