@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cluster_api;
+pub mod memory;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -191,6 +192,14 @@ impl Daemon {
                     map.len()
                 ));
             }
+            if !restoring {
+                // Instances still starting have not reached their peak yet: count them too.
+                let starting = map
+                    .values()
+                    .filter(|m| *lock(&m.status) == "Starting")
+                    .count();
+                memory::check_room_for_instance(starting)?;
+            }
             if let Some(name) = saved.request.name.as_deref().filter(|n| !n.is_empty())
                 && let Some(other) = map
                     .values()
@@ -294,6 +303,7 @@ impl Daemon {
     fn remove(&self, id: &str) -> Option<String> {
         let mut m = lock(&self.instances).remove(id)?;
         m.stop();
+        crate::instance::memory::release_free_heap();
         crate::ebpf::loader::remove_pins(&self.pin_dir(id));
         if let Err(e) = self.store.remove(id) {
             tracing::error!("removing the saved spec of {id}: {e}");
