@@ -10,6 +10,7 @@ pub mod cluster_api;
 mod error;
 mod ids;
 mod manager;
+pub mod memory;
 mod record;
 mod socket;
 pub mod store;

@@ -51,6 +51,14 @@ impl Daemon {
                     map.len()
                 ));
             }
+            if !restoring {
+                // Instances still starting have not reached their peak yet: count them too.
+                let starting = map
+                    .values()
+                    .filter(|m| matches!(*lock(&m.status), InstanceStatus::Starting))
+                    .count();
+                crate::memory::check_room_for_instance(starting)?;
+            }
             if let Some(name) = saved.request.name.as_deref().filter(|n| !n.is_empty())
                 && let Some(other) = map
                     .values()
@@ -154,6 +162,7 @@ impl Daemon {
     pub(crate) fn remove(&self, id: &str) -> Option<String> {
         let mut m = lock(&self.instances).remove(id)?;
         m.stop();
+        gadget_runtime::memory::release_free_heap();
         gadget_ebpf::loader::remove_pins(&self.pin_dir(id));
         if let Err(e) = self.store.remove(id) {
             tracing::error!("removing the saved spec of {id}: {e}");

@@ -221,6 +221,12 @@ fn load_mode(
     progs: &[&ProgramSection],
 ) -> Result<LoadedGadget, String> {
     let mut loader = EbpfLoader::new();
+    // One parse of the kernel's BTF (≈ 10 MiB in aya's form) serves the loader's relocations and
+    // the tp_btf attach; the parse `EbpfLoader::new` made is dropped first, so only one is
+    // alive at a time.
+    loader.btf(None);
+    let kernel_btf = Btf::from_sys_fs();
+    loader.btf(kernel_btf.as_ref().ok());
     for (name, bytes) in &opts.globals {
         loader.override_global(name.as_str(), bytes.as_slice(), true);
     }
@@ -239,7 +245,11 @@ fn load_mode(
     }
     let mut ebpf = loader.load(object).map_err(|e| error_chain(&e))?;
     let btf = if mode == AttachMode::TpBtf {
-        Some(Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?)
+        Some(
+            kernel_btf
+                .as_ref()
+                .map_err(|e| format!("reading kernel BTF: {e}"))?,
+        )
     } else {
         None
     };

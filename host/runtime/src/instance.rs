@@ -6,6 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::GadgetBundle;
+use crate::memory;
 use gadget_api::RunRequest;
 use gadget_ebpf::{self as ebpf, AttachMode, LoadOptions};
 use gadget_model::{GuestConfig, annotations, params};
@@ -104,6 +105,7 @@ pub fn run(
     stop: &Receiver<()>,
     mut hooks: Hooks,
 ) -> Result<Ended, InstanceError> {
+    memory::limit_arenas();
     let mut bundle = GadgetBundle::open(&spec.reference, &hooks.images)?;
     let elf = object::elf::ElfInfo::parse(&bundle.ebpf_object)?;
     bundle.metadata = bundle
@@ -175,6 +177,13 @@ pub fn run(
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
+    // What only the start needed: the object's and the guest's bytes (the guest is compiled,
+    // its code shared), the parsed object. The kernel BTF parsed for loading and the guest's
+    // compilation are freed by now too.
+    bundle.ebpf_object = Vec::new();
+    bundle.wasm = None;
+    drop(elf);
+    memory::release_free_heap();
     if let Some(f) = hooks.on_attached.take() {
         f();
     }

@@ -8,5 +8,6 @@
 pub mod bundle;
 pub mod instance;
 pub mod manifest;
+pub mod memory;
 
 pub use bundle::{GadgetBundle, SourceError};

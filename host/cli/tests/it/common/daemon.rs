@@ -19,6 +19,8 @@ pub struct Daemon {
     pub cluster_api: Option<String>,
     /// More `gadget daemon` flags.
     pub extra_args: Vec<String>,
+    /// A memory cgroup (its directory) the daemon runs in.
+    pub memcg: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -59,6 +61,16 @@ impl Daemon {
         d
     }
 
+    /// A daemon with more flags inside the memory cgroup `memcg` (a directory).
+    pub fn in_memcg(memcg: &std::path::Path, flags: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = Daemon::unstarted(format!("127.0.0.1:{}", free_port()), None, None, tmp);
+        d.memcg = Some(memcg.to_path_buf());
+        d.extra_args = flags.iter().map(|f| f.to_string()).collect();
+        d.start();
+        d
+    }
+
     /// The daemon's process ID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("daemon not running").id()
@@ -84,6 +96,7 @@ impl Daemon {
             node,
             cluster_api: None,
             extra_args: Vec::new(),
+            memcg: None,
             _tmp: tmp,
         }
     }
@@ -108,7 +121,18 @@ impl Daemon {
                     .arg(gadget_bin());
                 c
             }
-            None => Command::new(gadget_bin()),
+            // A shell joins the cgroup, then execs the daemon (the PID stays the daemon's).
+            None => match &self.memcg {
+                Some(cg) => {
+                    let mut c = Command::new("sh");
+                    c.arg("-c")
+                        .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+                        .arg(cg)
+                        .arg(gadget_bin());
+                    c
+                }
+                None => Command::new(gadget_bin()),
+            },
         };
         if let Some(node) = &self.node {
             cmd.env("NODE_NAME", node);

@@ -41,6 +41,11 @@ impl MemCgroup {
         cmd
     }
 
+    /// The cgroup's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The most memory the processes inside have used at once, in bytes.
     pub fn peak(&self) -> u64 {
         std::fs::read_to_string(self.dir.join("memory.max_usage_in_bytes"))

@@ -399,11 +399,16 @@ pub fn gadget_drops(existing: &std::collections::BTreeSet<u64>) -> u64 {
             .output()
             .unwrap();
         let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        // With BTF, bpftool gives the raw bytes (a hex array) and a "formatted" copy.
         total += entries
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|e| e["value"].as_u64())
+            .filter_map(|e| {
+                e["formatted"]["value"]
+                    .as_u64()
+                    .or_else(|| e["value"].as_u64())
+            })
             .sum::<u64>();
     }
     total
