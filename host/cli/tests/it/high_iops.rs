@@ -26,9 +26,10 @@
 //! with --force-start-map): the one I/O is lost before any BPF program of ours runs.
 //! (1) With the gadget and a bpftrace logging the classic block tracepoints side by side, 4 of
 //! 306 runs gave 2999 for 3000 writes counted in /sys/block/loopN/stat (24000 sectors, no
-//! reads, flushes or discards), with no drops and no recursion misses; in all 4 the `hists` map (bpftool dump before SIGINT) already held 2999,
-//! as printed, and bpftrace also saw exactly 2999 `block_rq_complete` in that run; in 301
-//! others both saw 3000 (in one more, bpftrace lost 32 to its own reported buffer overflow).
+//! reads, flushes or discards), with no drops and no recursion misses; in all 4 the `hists`
+//! map (bpftool dump before SIGINT) already held 2999, as printed, and bpftrace also saw
+//! exactly 2999 `block_rq_complete` in that run; in 301 others both saw 3000 (in one more,
+//! bpftrace lost 32 to its own reported buffer overflow).
 //! (2) In all 9 such cases logged with `block_io_start`/`block_io_done` (2 with the gadget, 7
 //! without), the missing request had `block_io_start` and `block_rq_issue` but neither
 //! `block_rq_complete` nor `block_io_done` (the tracepoint next to where the stat is counted),
