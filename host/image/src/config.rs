@@ -84,6 +84,8 @@ pub struct ImageConfig {
     pub insecure_registries: Vec<String>,
     pub auth_file: PathBuf,
     pub limits: Limits,
+    /// Who watches blob transfers (the CLI on a terminal); not from the config file.
+    pub progress: crate::progress::ProgressSink,
 }
 
 impl Default for ImageConfig {
@@ -94,6 +96,7 @@ impl Default for ImageConfig {
             insecure_registries: Vec::new(),
             auth_file: PathBuf::from(DEFAULT_AUTH_FILE),
             limits: Limits::default(),
+            progress: Default::default(),
         }
     }
 }

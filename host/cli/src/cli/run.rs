@@ -286,7 +286,10 @@ async fn foreground(
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let worker = tokio::task::spawn_blocking(move || {
         let mut operators: Vec<Box<dyn Operator>> = vec![
-            Box::new(Printer::stdout()),
+            Box::new(Printer::new(
+                Box::new(std::io::stdout()),
+                std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            )),
             Box::new(MetricsOperator::new(registry, names)),
         ];
         let hooks = instance::Hooks {
