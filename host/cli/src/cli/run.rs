@@ -216,10 +216,10 @@ pub fn requests(
 /// daemon checks again: other clients exist). The messages escape what they quote.
 fn check_names(r: &RunRequest) -> anyhow::Result<()> {
     if let Some(name) = &r.name {
-        gadget_api::check_instance_name(name).map_err(anyhow::Error::msg)?;
+        gadget_api::check_instance_name(name)?;
     }
     for tag in &r.tags {
-        gadget_api::check_tag(tag).map_err(anyhow::Error::msg)?;
+        gadget_api::check_tag(tag)?;
     }
     Ok(())
 }
