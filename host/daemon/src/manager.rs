@@ -31,8 +31,9 @@ pub(crate) enum ManagerError {
     NoRoom(#[from] crate::memory::NoRoom),
     #[error("an instance named {name:?} already exists (ID {id})")]
     NameTaken { name: String, id: String },
+    // Causes are in the messages (the reply carries only the text), not `#[source]`s.
     #[error("starting a thread: {0}")]
-    Thread(#[source] std::io::Error),
+    Thread(std::io::Error),
     /// The instance's own error (loading, attaching), as its thread reported it.
     #[error(transparent)]
     Instance(#[from] instance::InstanceError),
@@ -41,7 +42,7 @@ pub(crate) enum ManagerError {
     #[error("deleted while starting")]
     DeletedWhileStarting,
     #[error("saving the instance: {0}")]
-    Save(#[source] std::io::Error),
+    Save(std::io::Error),
     #[error("no instance with ID or name {0:?} (see `gadget list`)")]
     NotFound(String),
     #[error("{0:?} matches several instance IDs; give more characters")]

@@ -52,8 +52,8 @@ pub enum InstanceError {
     MetricsEndpoint(#[from] gadget_operators::metrics::server::ServerError),
     #[error("reading the eBPF maps: {0}")]
     Snapshot(ebpf::LoadError),
-    #[error("{0}")]
-    Grant(String),
+    #[error(transparent)]
+    Grant(#[from] gadget_wasm::GrantError),
 }
 
 /// Everything that says how to run one gadget.
@@ -140,8 +140,7 @@ pub fn run(
             &bundle.metadata.name,
             &bundle.metadata.capabilities,
             &spec.grants,
-        )
-        .map_err(InstanceError::Grant)?,
+        )?,
         ..spec.limits
     };
     let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, limits)?;
