@@ -75,33 +75,38 @@ pub const MAX_NAME_LEN: usize = 63;
 /// Most tags on one instance.
 pub const MAX_TAGS: usize = 16;
 
+/// A name or tag a request may not carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error(
+        "instance name {0:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit"
+    )]
+    InstanceName(String),
+    #[error("tag {0:?}: use 1 to {MAX_NAME_LEN} printable characters without commas")]
+    Tag(String),
+}
+
 /// Instance names are shown in tables and used on command lines: letters, digits, `-`, `_` and
 /// `.`, starting with a letter or digit (no spaces or control characters that could fake rows).
-pub fn check_instance_name(name: &str) -> Result<(), String> {
+pub fn check_instance_name(name: &str) -> Result<(), NameError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty()
         || name.len() > MAX_NAME_LEN
         || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
         || !name.chars().all(ok_char)
     {
-        return Err(format!(
-            "instance name {:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit",
-            name
-        ));
+        return Err(NameError::InstanceName(name.to_string()));
     }
     Ok(())
 }
 
 /// Tags are free text but one short line: printable, no commas (they are listed comma-joined).
-pub fn check_tag(tag: &str) -> Result<(), String> {
+pub fn check_tag(tag: &str) -> Result<(), NameError> {
     if tag.is_empty()
         || tag.chars().count() > MAX_NAME_LEN
         || tag.chars().any(|c| c.is_control() || c == ',')
     {
-        return Err(format!(
-            "tag {:?}: use 1 to {MAX_NAME_LEN} printable characters without commas",
-            tag
-        ));
+        return Err(NameError::Tag(tag.to_string()));
     }
     Ok(())
 }

@@ -1,5 +1,9 @@
 //! `gadget`: parse the command line, run the verb, turn errors into a message and exit code.
 
+// The one crate that prints (the workspace denies it elsewhere, Cargo.toml): the CLI's output and
+// its error messages are its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 mod cli;
@@ -7,8 +11,9 @@ mod cli;
 use cli::Verb;
 
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let filter = tracing_subscriber::EnvFilter::try_new(cli::log_level(&argv))
+    // argv is read here only; see `cli::Early` for why it is parsed in two passes.
+    let early = cli::Early::new(std::env::args_os().collect());
+    let filter = tracing_subscriber::EnvFilter::try_new(early.log_level())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -17,7 +22,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
-    match cli::budgets(&argv) {
+    match early.budgets() {
         Ok(b) => b.install(),
         Err(e) => {
             eprintln!("error: {e}");
@@ -36,13 +41,14 @@ fn main() -> ExitCode {
         }
     };
     // `gadget run IMAGE`: the image's gadget.yaml declares flags, so it must be local first.
-    if let Some(target) = cli::run_target(&argv).filter(|t| !t.cluster)
-        && let Err(e) = runtime.block_on(cli::run::prefetch(&target))
+    let target = early.run_target();
+    if let Some(target) = target.as_ref().filter(|t| !t.cluster)
+        && let Err(e) = runtime.block_on(cli::run::prefetch(target))
     {
         eprintln!("error: {}", gadget_model::error_chain(&e));
         return ExitCode::FAILURE;
     }
-    let cli = match cli::parse(argv) {
+    let cli = match cli::parse(early, target.as_ref()) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };

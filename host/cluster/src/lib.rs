@@ -47,8 +47,25 @@ pub enum NodeError {
     #[error("{message}")]
     Daemon { code: ErrorCode, message: String },
     /// The node's daemon could not be reached or answered something unexpected.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Why a request did not reach a node's daemon, or its answer made no sense. Clonable (results
+/// are shown per node), so the API server's error is kept as its description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
     #[error("{0}")]
-    Transport(String),
+    Encode(String),
+    #[error("no reply within {0}s")]
+    Timeout(u64),
+    /// [`describe`] of the API server's error.
+    #[error("{0}")]
+    Api(String),
+    #[error("unexpected reply ({reason}): {text}")]
+    Unparsable { reason: String, text: String },
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
 }
 
 /// A daemon pod that is not running, so no request went to it.
@@ -230,24 +247,27 @@ impl Cluster {
         pod: &DaemonPod,
         token: &str,
         request: &Request,
-    ) -> Result<Result<Reply, NodeError>, String> {
+    ) -> Result<Result<Reply, NodeError>, TransportError> {
         let path = format!(
             "/api/v1/namespaces/{}/pods/{}:{API_PORT}/proxy{}",
             self.namespace, pod.pod, CLUSTER_API_PATH
         );
-        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let body =
+            serde_json::to_vec(request).map_err(|e| TransportError::Encode(e.to_string()))?;
         let req = http::Request::post(path)
             .header(CLUSTER_TOKEN_HEADER, token)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TransportError::Encode(e.to_string()))?;
         // A node whose daemon hangs must not hang the whole command.
         let text = tokio::time::timeout(CALL_TIMEOUT, self.client.request_text(req))
             .await
-            .map_err(|_| format!("no reply within {}s", CALL_TIMEOUT.as_secs()))?
-            .map_err(|e| describe(&e))?;
-        let reply: Reply =
-            serde_json::from_str(&text).map_err(|e| format!("unexpected reply ({e}): {text}"))?;
+            .map_err(|_| TransportError::Timeout(CALL_TIMEOUT.as_secs()))?
+            .map_err(|e| TransportError::Api(describe(&e)))?;
+        let reply: Reply = serde_json::from_str(&text).map_err(|e| TransportError::Unparsable {
+            reason: e.to_string(),
+            text: text.clone(),
+        })?;
         Ok(match reply {
             Reply::Error { code, message } => Err(NodeError::Daemon { code, message }),
             r => Ok(r),
@@ -359,5 +379,5 @@ pub async fn delete(
 }
 
 fn unexpected(reply: &Reply) -> NodeError {
-    NodeError::Transport(format!("unexpected reply: {reply:?}"))
+    NodeError::Transport(TransportError::Unexpected(format!("{reply:?}")))
 }

@@ -17,6 +17,52 @@ use crate::ids::{new_id, now_ms, short};
 use crate::record::{FrameSink, Frames, InstanceStatus, Managed, lock};
 use crate::store::{SavedInstance, Store};
 
+/// Why an instance did not start, or a target named none; [`ManagerError::code`] is the one
+/// place these become protocol error codes.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ManagerError {
+    #[error(transparent)]
+    Request(#[from] instance::RequestError),
+    #[error(
+        "this daemon already runs {running} instances (budget daemon.max-instances = {max}); delete one, or start the daemon with --budget daemon.max-instances=N if the node has the memory"
+    )]
+    TooManyInstances { running: usize, max: usize },
+    #[error(transparent)]
+    NoRoom(#[from] crate::memory::NoRoom),
+    #[error("an instance named {name:?} already exists (ID {id})")]
+    NameTaken { name: String, id: String },
+    // Causes are in the messages (the reply carries only the text), not `#[source]`s.
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
+    /// The instance's own error (loading, attaching), as its thread reported it.
+    #[error(transparent)]
+    Instance(#[from] instance::InstanceError),
+    #[error("the instance ended before attaching")]
+    EndedBeforeAttaching,
+    #[error("deleted while starting")]
+    DeletedWhileStarting,
+    #[error("saving the instance: {0}")]
+    Save(std::io::Error),
+    #[error("no instance with ID or name {0:?} (see `gadget list`)")]
+    NotFound(String),
+    #[error("{0:?} matches several instance IDs; give more characters")]
+    Ambiguous(String),
+}
+
+impl ManagerError {
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            ManagerError::NotFound(_) => ErrorCode::NotFound,
+            ManagerError::Ambiguous(_) => ErrorCode::Ambiguous,
+            _ => ErrorCode::Failed,
+        }
+    }
+
+    pub(crate) fn reply(&self) -> Reply {
+        Reply::error(self.code(), self.to_string())
+    }
+}
+
 pub struct Daemon {
     pub(crate) store: Store,
     pub(crate) images: gadget_image::ImageConfig,
@@ -32,7 +78,11 @@ impl Daemon {
 
     /// Starts an instance and waits until it is attached (or failed). New instances are saved
     /// only once running; restored ones that fail stay listed with their error.
-    pub(crate) fn start(&self, saved: SavedInstance, restoring: bool) -> Result<String, String> {
+    pub(crate) fn start(
+        &self,
+        saved: SavedInstance,
+        restoring: bool,
+    ) -> Result<String, ManagerError> {
         let id = saved.id.clone();
         let (spec, names) = instance::spec_from_request(&saved.request)?;
         let frames = Frames {
@@ -46,10 +96,10 @@ impl Daemon {
                 .daemon
                 .max_instances;
             if map.len() >= max {
-                return Err(format!(
-                    "this daemon already runs {} instances (budget daemon.max-instances = {max}); delete one, or start the daemon with --budget daemon.max-instances=N if the node has the memory",
-                    map.len()
-                ));
+                return Err(ManagerError::TooManyInstances {
+                    running: map.len(),
+                    max,
+                });
             }
             if !restoring {
                 // Instances still starting have not reached their peak yet: count them too.
@@ -64,10 +114,10 @@ impl Daemon {
                     .values()
                     .find(|m| m.saved.request.name.as_deref() == Some(name))
             {
-                return Err(format!(
-                    "an instance named {name:?} already exists (ID {})",
-                    short(&other.saved.id)
-                ));
+                return Err(ManagerError::NameTaken {
+                    name: name.to_string(),
+                    id: short(&other.saved.id).to_string(),
+                });
             }
             map.insert(
                 id.clone(),
@@ -81,7 +131,7 @@ impl Daemon {
             );
         }
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), instance::InstanceError>>();
         let registry = self.registry.clone();
         let pin_dir = self.pin_dir(&id);
         let thread_status = status.clone();
@@ -113,16 +163,17 @@ impl Daemon {
                 };
                 *lock(&thread_status) = end;
                 if let Err(e) = result {
-                    let _ = ready_tx.send(Err(e.to_string()));
+                    let _ = ready_tx.send(Err(e));
                 }
             })
             .map_err(|e| {
                 lock(&self.instances).remove(&id);
-                format!("starting a thread: {e}")
+                ManagerError::Thread(e)
             })?;
-        let outcome = ready_rx
-            .recv()
-            .unwrap_or_else(|_| Err("the instance ended before attaching".into()));
+        let outcome = match ready_rx.recv() {
+            Ok(r) => r.map_err(ManagerError::from),
+            Err(_) => Err(ManagerError::EndedBeforeAttaching),
+        };
         let mut map = lock(&self.instances);
         let Some(m) = map.get_mut(&id) else {
             // Deleted while starting: finish the job the delete could not do.
@@ -130,7 +181,7 @@ impl Daemon {
             drop(stop_tx);
             let _ = thread.join();
             gadget_ebpf::loader::remove_pins(&self.pin_dir(&id));
-            return Err("deleted while starting".into());
+            return Err(ManagerError::DeletedWhileStarting);
         };
         m.stop = Some(stop_tx);
         m.thread = Some(thread);
@@ -140,7 +191,7 @@ impl Daemon {
                 drop(map);
                 if !restoring && let Err(e) = self.store.save(&saved) {
                     self.remove(&id);
-                    return Err(format!("saving the instance: {e}"));
+                    return Err(ManagerError::Save(e));
                 }
                 Ok(id)
             }
@@ -171,7 +222,7 @@ impl Daemon {
     }
 
     /// An ID, a unique ID prefix or a name.
-    pub(crate) fn resolve(&self, target: &str) -> Result<String, (ErrorCode, String)> {
+    pub(crate) fn resolve(&self, target: &str) -> Result<String, ManagerError> {
         let map = lock(&self.instances);
         if map.contains_key(target) {
             return Ok(target.to_string());
@@ -190,14 +241,8 @@ impl Daemon {
             .collect();
         match by_prefix.as_slice() {
             [id] => Ok((*id).clone()),
-            [] => Err((
-                ErrorCode::NotFound,
-                format!("no instance with ID or name {target:?} (see `gadget list`)"),
-            )),
-            _ => Err((
-                ErrorCode::Ambiguous,
-                format!("{target:?} matches several instance IDs; give more characters"),
-            )),
+            [] => Err(ManagerError::NotFound(target.to_string())),
+            _ => Err(ManagerError::Ambiguous(target.to_string())),
         }
     }
 
@@ -290,7 +335,7 @@ impl Daemon {
                 };
                 match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
                     Ok(Ok(id)) => Reply::Started { id },
-                    Ok(Err(message)) => Reply::error(ErrorCode::Failed, message),
+                    Ok(Err(e)) => e.reply(),
                     Err(e) => Reply::error(ErrorCode::Internal, format!("internal error: {e}")),
                 }
             }
@@ -298,10 +343,10 @@ impl Daemon {
                 instances: self.list(),
             },
             Request::Delete { targets } => {
-                let ids: Result<Vec<String>, (ErrorCode, String)> =
+                let ids: Result<Vec<String>, ManagerError> =
                     targets.iter().map(|t| self.resolve(t)).collect();
                 match ids {
-                    Err((code, message)) => Reply::error(code, message),
+                    Err(e) => e.reply(),
                     Ok(ids) => {
                         let me = self.clone();
                         let done = tokio::task::spawn_blocking(move || {

@@ -50,9 +50,34 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
+/// The tightest memory cgroup above the daemon cannot hold one more instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not enough memory for another instance: the daemon's memory cgroup {} has a limit of {} ({}) and {} in use, {} free; an instance needs about {} (its start-up peak and its BPF maps){}. Delete an instance, or raise the memory limit (the container's limits.memory)",
+    .headroom.dir.display(),
+    mib(.headroom.limit),
+    .headroom.limit_file,
+    mib(.headroom.working_set),
+    mib(.headroom.free()),
+    mib(INSTANCE_NEEDS),
+    others_starting(*.starting)
+)]
+pub struct NoRoom {
+    pub headroom: Headroom,
+    /// Other instances still starting, each counted at [`INSTANCE_NEEDS`].
+    pub starting: usize,
+}
+
+fn others_starting(starting: usize) -> String {
+    match starting {
+        0 => String::new(),
+        n => format!(", with {n} other instances still starting"),
+    }
+}
+
 /// `Err` with the reason when the tightest memory cgroup above the daemon cannot hold one more
 /// instance besides the `starting` ones (each counted at [`INSTANCE_NEEDS`] too).
-pub fn check_room_for_instance(starting: usize) -> Result<(), String> {
+pub fn check_room_for_instance(starting: usize) -> Result<(), NoRoom> {
     let Some(h) = tightest() else {
         return Ok(());
     };
@@ -60,19 +85,10 @@ pub fn check_room_for_instance(starting: usize) -> Result<(), String> {
     if h.free() >= need {
         return Ok(());
     }
-    let others = match starting {
-        0 => String::new(),
-        n => format!(", with {n} other instances still starting"),
-    };
-    Err(format!(
-        "not enough memory for another instance: the daemon's memory cgroup {} has a limit of {} ({}) and {} in use, {} free; an instance needs about {} (its start-up peak and its BPF maps){others}. Delete an instance, or raise the memory limit (the container's limits.memory)",
-        h.dir.display(),
-        mib(h.limit),
-        h.limit_file,
-        mib(h.working_set),
-        mib(h.free()),
-        mib(INSTANCE_NEEDS),
-    ))
+    Err(NoRoom {
+        headroom: h,
+        starting,
+    })
 }
 
 /// The memory cgroup with the least headroom from this process's up to the root, if any has

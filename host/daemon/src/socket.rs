@@ -68,10 +68,8 @@ impl Daemon {
             Request::Attach { target } => {
                 let frames = match self.resolve(&target) {
                     Ok(id) => lock(&self.instances).get(&id).map(|m| m.frames.clone()),
-                    Err((code, message)) => {
-                        let _ = write
-                            .write_all(reply(&Reply::error(code, message)).as_bytes())
-                            .await;
+                    Err(e) => {
+                        let _ = write.write_all(reply(&e.reply()).as_bytes()).await;
                         return;
                     }
                 };

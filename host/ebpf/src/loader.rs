@@ -59,16 +59,19 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// An attach mode this host does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown attach mode {0:?} (expected tp_btf, raw_tp or tracepoint)")]
+pub struct UnknownAttachMode(pub String);
+
 impl FromStr for AttachMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownAttachMode;
+    fn from_str(s: &str) -> Result<Self, UnknownAttachMode> {
         match s {
             "tp_btf" => Ok(AttachMode::TpBtf),
             "raw_tp" => Ok(AttachMode::RawTp),
             "tracepoint" => Ok(AttachMode::Tracepoint),
-            other => Err(format!(
-                "unknown attach mode {other:?} (expected tp_btf, raw_tp or tracepoint)"
-            )),
+            other => Err(UnknownAttachMode(other.to_string())),
         }
     }
 }
@@ -425,7 +428,8 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
                 .map(str::to_string)
         })
         .ok_or("no mode marker")?
-        .parse()?;
+        .parse()
+        .map_err(|e: UnknownAttachMode| e.to_string())?;
     let mut links = Vec::new();
     let mut programs = Vec::new();
     let entries = std::fs::read_dir(dir.join("links")).map_err(|e| format!("links: {e}"))?;

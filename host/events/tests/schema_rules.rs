@@ -1,6 +1,14 @@
 //! IG's rules for derived fields, visibility and column annotations on a synthetic record that
 //! uses the IG types trace_open does not.
 
+// Test code: a panic in a helper (not a `#[test]` fn, which clippy.toml covers) is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use gadget_events::annotations::Annotations;
 use gadget_events::render::{ColumnsError, ColumnsRenderer, JsonRenderer};
 use gadget_events::*;

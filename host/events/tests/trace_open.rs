@@ -6,6 +6,14 @@
 //! `layout_matches_fixture_btf` re-reads the fixture's BTF (with tar + bpftool) and checks the
 //! hand-written offsets below against it, when the fixture is present.
 
+// Test code: a panic in a helper (not a `#[test]` fn, which clippy.toml covers) is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use gadget_events::annotations::Annotations;
 use gadget_events::counter::EventCounter;
 use gadget_events::render::{ColumnsRenderer, JsonRenderer};

@@ -63,14 +63,19 @@ impl PullPolicy {
     }
 }
 
+/// A `--pull` value that is not a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected always, missing or never")]
+pub struct UnknownPullPolicy(pub String);
+
 impl FromStr for PullPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownPullPolicy;
+    fn from_str(s: &str) -> Result<Self, UnknownPullPolicy> {
         match s {
             "always" => Ok(PullPolicy::Always),
             "missing" => Ok(PullPolicy::Missing),
             "never" => Ok(PullPolicy::Never),
-            _ => Err(format!("{s:?}: expected always, missing or never")),
+            _ => Err(UnknownPullPolicy(s.to_string())),
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct ImageConfig {
     pub insecure_registries: Vec<String>,
     pub auth_file: PathBuf,
     pub limits: Limits,
+    /// Who watches blob transfers (the CLI on a terminal); not from the config file.
+    pub progress: crate::progress::ProgressSink,
 }
 
 impl Default for ImageConfig {
@@ -94,6 +101,7 @@ impl Default for ImageConfig {
             insecure_registries: Vec::new(),
             auth_file: PathBuf::from(DEFAULT_AUTH_FILE),
             limits: Limits::default(),
+            progress: Default::default(),
         }
     }
 }

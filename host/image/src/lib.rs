@@ -12,6 +12,7 @@ pub mod auth;
 pub mod build;
 pub mod config;
 pub mod layout;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -7,7 +7,6 @@
 //! store through [`super::store::BlobWriter`], which enforces the descriptor's size as it goes
 //! and checks the digest before the blob exists; a whole pull has `limits.pull-timeout-seconds`.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,6 +16,7 @@ use oci_client::{Client, RegistryOperation};
 
 use super::auth::{self, Credentials};
 use super::layout::{self, gadget_layers, is_index};
+use super::progress::Progress;
 use super::store::{Entry, Staging, Store};
 use super::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageConfig, ImageError, ImageRef, OCI_INDEX,
@@ -83,7 +83,7 @@ impl<'a> Session<'a> {
             scheme,
             credentials,
             bearer,
-            progress: Progress::new(),
+            progress: Progress::new(&cfg.progress),
         })
     }
 
@@ -662,42 +662,6 @@ fn install_crypto_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-/// One updating line on stderr while blobs move, only when a person is watching.
-struct Progress {
-    enabled: bool,
-    active: bool,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            enabled: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-            active: false,
-        }
-    }
-
-    fn update(&mut self, verb: &str, digest: &str, done: u64, total: u64) {
-        if !self.enabled {
-            return;
-        }
-        self.active = true;
-        let short = digest.get(7..19).unwrap_or(digest);
-        let pct = (done * 100).checked_div(total).unwrap_or(100);
-        eprint!(
-            "\r{verb} {short}: {:>8} / {:<8} {pct:>3}%",
-            human(done),
-            human(total)
-        );
-    }
-
-    fn done(&mut self) {
-        if self.active {
-            eprintln!();
-            self.active = false;
-        }
-    }
 }
 
 pub fn human(bytes: u64) -> String {

@@ -18,13 +18,30 @@ pub enum AnnotationError {
         known: String,
     },
     #[error("--annotate {item:?}: {reason}")]
-    BadValue { item: String, reason: String },
+    BadValue {
+        item: String,
+        // In the message, not a `#[source]`: `{:#}` and error_chain would repeat it.
+        reason: ValueError,
+    },
     #[error("--annotate {item:?}: unknown datasource {datasource:?} (this gadget has: {known})")]
     UnknownDatasource {
         item: String,
         datasource: String,
         known: String,
     },
+}
+
+/// A value the host's operators cannot use for their annotation key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("{key} must be true or false, not {value:?}")]
+    NotBool { key: String, value: String },
+    #[error("metrics.type must be one of key, counter, gauge, histogram, not {0:?}")]
+    MetricsType(String),
+    #[error("env.fields.<field> needs a field name")]
+    NoEnvField,
+    #[error("{0:?} is not an environment variable name")]
+    EnvVarName(String),
 }
 
 /// One parsed annotation.
@@ -109,19 +126,20 @@ pub fn parse(flags: &[String], meta: &GadgetMetadata) -> Result<Vec<Annotation>,
 }
 
 /// Values of the annotations the host's operators understand; others pass through to the guest.
-fn check_value(key: &str, value: &str) -> Result<(), String> {
+fn check_value(key: &str, value: &str) -> Result<(), ValueError> {
     match key {
         gadget_keys::METRICS_COLLECT
         | gadget_keys::METRICS_PRINT
         | gadget_keys::CLI_CLEAR_SCREEN_BEFORE => match value {
             "true" | "false" => Ok(()),
-            _ => Err(format!("{key} must be true or false, not {value:?}")),
+            _ => Err(ValueError::NotBool {
+                key: key.to_string(),
+                value: value.to_string(),
+            }),
         },
         gadget_keys::METRICS_TYPE => match value {
             "key" | "counter" | "gauge" | "histogram" => Ok(()),
-            _ => Err(format!(
-                "metrics.type must be one of key, counter, gauge, histogram, not {value:?}"
-            )),
+            _ => Err(ValueError::MetricsType(value.to_string())),
         },
         k if k.starts_with(gadget_keys::ENV_FIELDS_PREFIX) => {
             let field = &k[gadget_keys::ENV_FIELDS_PREFIX.len()..];
@@ -129,9 +147,9 @@ fn check_value(key: &str, value: &str) -> Result<(), String> {
                 && !value.starts_with(|c: char| c.is_ascii_digit())
                 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if field.is_empty() {
-                Err("env.fields.<field> needs a field name".into())
+                Err(ValueError::NoEnvField)
             } else if !var_ok {
-                Err(format!("{value:?} is not an environment variable name"))
+                Err(ValueError::EnvVarName(value.to_string()))
             } else {
                 Ok(())
             }

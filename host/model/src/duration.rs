@@ -20,6 +20,8 @@ pub enum DurationError {
     Negative(String),
     #[error("{0:?}: too long (at most 292 years, as in Go)")]
     Overflow(String),
+    #[error("{0:?} must be a positive duration")]
+    Zero(String),
 }
 
 const NANOS_PER: &[(&str, u128)] = &[
@@ -119,11 +121,10 @@ fn check(nanos: u128, input: &str) -> Result<Duration, DurationError> {
 }
 
 /// [`parse`], refusing zero: for intervals and timeouts, where zero has no meaning.
-pub fn parse_positive(input: &str) -> Result<Duration, String> {
-    match parse(input) {
-        Ok(d) if d.is_zero() => Err(format!("{input:?} must be a positive duration")),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
+pub fn parse_positive(input: &str) -> Result<Duration, DurationError> {
+    match parse(input)? {
+        d if d.is_zero() => Err(DurationError::Zero(input.to_string())),
+        d => Ok(d),
     }
 }
 

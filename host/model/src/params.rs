@@ -25,7 +25,9 @@ pub enum ParamError {
     BadValue {
         key: String,
         value: String,
-        reason: String,
+        // In the message, not a `#[source]`: `{:#}` and error_chain would repeat it. Boxed: the
+        // error stays small on the happy path's stack.
+        reason: Box<ValueError>,
     },
     #[error(
         "gadget.yaml declares eBPF parameter {global} but the eBPF object has no global of that name"
@@ -33,6 +35,61 @@ pub enum ParamError {
     MissingGlobal { global: String },
     #[error(transparent)]
     Type(#[from] TypeError),
+}
+
+/// Why a parameter's value cannot be used (the gadget, the key and the value are in
+/// [`ParamError::BadValue`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("expected one of {0}")]
+    NotOneOf(String),
+    #[error("expected true or false")]
+    NotBool,
+    #[error("{0:?} is not a boolean")]
+    NotGoBool(String),
+    #[error("{0:?} is not an integer")]
+    NotInt(String),
+    #[error("{n} is out of range [{min}, {max}]")]
+    OutOfRange { n: i64, min: i64, max: i64 },
+    #[error("{0:?} is not a non-negative integer")]
+    NotUint(String),
+    #[error("{len} bytes do not fit (at most {max} and a NUL)")]
+    StringTooLong { len: usize, max: u32 },
+    #[error("a histogram cannot be a parameter")]
+    Histogram,
+    #[error("expected an integer: {0}")]
+    Int(std::num::ParseIntError),
+    #[error("expected an unsigned integer: {0}")]
+    Uint(std::num::ParseIntError),
+    #[error("global too large")]
+    GlobalTooLarge,
+    #[error("the eBPF global is {0} bytes; only 1, 2, 4 or 8 byte integers can be set")]
+    GlobalSize(usize),
+    #[error("type {0} cannot set an eBPF global")]
+    HintType(String),
+    #[error("does not fit in the eBPF global's {0} bytes")]
+    DoesNotFit(usize),
+    #[error("expected a block device name like loop0 or major:minor")]
+    DeviceName,
+    /// `reason` is the read error's text (the error stays comparable and clonable).
+    #[error("no block device {name:?} ({path}: {reason})")]
+    NoDevice {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{0:?} is not major:minor")]
+    NotMajorMinor(String),
+    #[error("{major}:{minor} is out of the kernel's dev_t range")]
+    DevRange { major: u32, minor: u32 },
+    /// A value the global's BTF type refuses, with that type.
+    #[error("{reason}; expected {what} ({c_type} {global})")]
+    Typed {
+        reason: Box<ValueError>,
+        what: String,
+        c_type: String,
+        global: String,
+    },
 }
 
 /// Parameters ready for the two layers.
@@ -211,23 +268,20 @@ pub fn resolve(
         let value = given
             .cloned()
             .unwrap_or_else(|| d.spec.default_value.clone());
-        let bad = |reason: String| ParamError::BadValue {
+        let bad = |reason: ValueError| ParamError::BadValue {
             key: d.key.clone(),
             value: value.clone(),
-            reason,
+            reason: Box::new(reason),
         };
         if !d.spec.possible_values.is_empty()
             && !value.is_empty()
             && !d.spec.possible_values.contains(&value)
         {
-            return Err(bad(format!(
-                "expected one of {}",
-                d.spec.possible_values.join(", ")
-            )));
+            return Err(bad(ValueError::NotOneOf(d.spec.possible_values.join(", "))));
         }
         let Some(global) = &d.global else {
             if d.spec.type_hint == "bool" && parse_bool(&value).is_none() {
-                return Err(bad("expected true or false".into()));
+                return Err(bad(ValueError::NotBool));
             }
             out.values.push((d.key.clone(), value));
             continue;
@@ -238,14 +292,16 @@ pub fn resolve(
             .ok_or_else(|| ParamError::MissingGlobal {
                 global: global.clone(),
             })?;
-        let typed = |what: &str| {
-            format!(
-                "expected {what} ({} {global})",
-                d.btf
-                    .as_ref()
-                    .map(|t| t.c_type.as_str())
-                    .unwrap_or("eBPF global")
-            )
+        let typed = |reason: ValueError| ValueError::Typed {
+            reason: Box::new(reason),
+            what: d.type_name(),
+            c_type: d
+                .btf
+                .as_ref()
+                .map(|t| t.c_type.as_str())
+                .unwrap_or("eBPF global")
+                .to_string(),
+            global: global.clone(),
         };
         let bytes = if d.spec.type_hint == "device" {
             let dev = device_number(&value, sys_block).map_err(bad)?;
@@ -254,10 +310,7 @@ pub fn resolve(
             // No value and no default: the global keeps the object's own initial value.
             None
         } else if let Some(t) = &d.btf {
-            Some(
-                encode_typed(&value, &t.ty)
-                    .map_err(|r| bad(format!("{r}; {}", typed(&d.type_name()))))?,
-            )
+            Some(encode_typed(&value, &t.ty).map_err(|r| bad(typed(r)))?)
         } else {
             Some(encode_hint(&value, &d.spec.type_hint, size).map_err(bad)?)
         };
@@ -270,14 +323,14 @@ pub fn resolve(
 }
 
 /// Bytes of `value` for a global of BTF type `ty`, with its width and sign.
-fn encode_typed(value: &str, ty: &FieldType) -> Result<Vec<u8>, String> {
+fn encode_typed(value: &str, ty: &FieldType) -> Result<Vec<u8>, ValueError> {
     let v = value.trim();
     match *ty {
         FieldType::Bool => parse_go_bool(v)
             .map(|b| vec![u8::from(b)])
-            .ok_or_else(|| format!("{v:?} is not a boolean")),
+            .ok_or_else(|| ValueError::NotGoBool(v.to_string())),
         FieldType::Int { signed: true, size } => {
-            let n: i64 = v.parse().map_err(|_| format!("{v:?} is not an integer"))?;
+            let n: i64 = v.parse().map_err(|_| ValueError::NotInt(v.to_string()))?;
             let bits = size * 8;
             let (min, max) = if bits == 64 {
                 (i64::MIN, i64::MAX)
@@ -285,7 +338,7 @@ fn encode_typed(value: &str, ty: &FieldType) -> Result<Vec<u8>, String> {
                 (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
             };
             if n < min || n > max {
-                return Err(format!("{n} is out of range [{min}, {max}]"));
+                return Err(ValueError::OutOfRange { n, min, max });
             }
             Ok(n.to_le_bytes()[..size as usize].to_vec())
         }
@@ -293,25 +346,22 @@ fn encode_typed(value: &str, ty: &FieldType) -> Result<Vec<u8>, String> {
             signed: false,
             size,
         } => {
-            let n: u64 = v
-                .parse()
-                .map_err(|_| format!("{v:?} is not a non-negative integer"))?;
+            let n: u64 = v.parse().map_err(|_| ValueError::NotUint(v.to_string()))?;
             encode(n, u64::from(size))
         }
         FieldType::String { len } => {
             let b = value.as_bytes();
             if b.len() >= len as usize {
-                return Err(format!(
-                    "{} bytes do not fit (at most {} and a NUL)",
-                    b.len(),
-                    len.saturating_sub(1)
-                ));
+                return Err(ValueError::StringTooLong {
+                    len: b.len(),
+                    max: len.saturating_sub(1),
+                });
             }
             let mut out = vec![0u8; len as usize];
             out[..b.len()].copy_from_slice(b);
             Ok(out)
         }
-        FieldType::Histogram { .. } => Err("a histogram cannot be a parameter".into()),
+        FieldType::Histogram { .. } => Err(ValueError::Histogram),
     }
 }
 
@@ -325,26 +375,20 @@ fn parse_go_bool(v: &str) -> Option<bool> {
 }
 
 /// Our own gadgets' typeHint-only params (objects without BTF for the global).
-fn encode_hint(value: &str, hint: &str, size: u64) -> Result<Vec<u8>, String> {
+fn encode_hint(value: &str, hint: &str, size: u64) -> Result<Vec<u8>, ValueError> {
     let number: u64 = match hint {
-        "bool" => u64::from(parse_bool(value).ok_or("expected true or false")?),
+        "bool" => u64::from(parse_bool(value).ok_or(ValueError::NotBool)?),
         "int" => {
-            let v: i64 = value
-                .parse()
-                .map_err(|e| format!("expected an integer: {e}"))?;
+            let v: i64 = value.parse().map_err(ValueError::Int)?;
             let bytes = v.to_le_bytes();
-            let size = usize::try_from(size).map_err(|_| "global too large".to_string())?;
+            let size = usize::try_from(size).map_err(|_| ValueError::GlobalTooLarge)?;
             if !matches!(size, 1 | 2 | 4 | 8) {
-                return Err(format!(
-                    "the eBPF global is {size} bytes; only 1, 2, 4 or 8 byte integers can be set"
-                ));
+                return Err(ValueError::GlobalSize(size));
             }
             return Ok(bytes[..size].to_vec());
         }
-        "uint" | "" => value
-            .parse()
-            .map_err(|e| format!("expected an unsigned integer: {e}"))?,
-        other => return Err(format!("type {other} cannot set an eBPF global")),
+        "uint" | "" => value.parse().map_err(ValueError::Uint)?,
+        other => return Err(ValueError::HintType(other.to_string())),
     };
     encode(number, size)
 }
@@ -358,22 +402,20 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// Little-endian bytes of `v` in a global of `size` bytes; refuses values that do not fit.
-fn encode(v: u64, size: u64) -> Result<Vec<u8>, String> {
-    let size = usize::try_from(size).map_err(|_| "global too large".to_string())?;
+fn encode(v: u64, size: u64) -> Result<Vec<u8>, ValueError> {
+    let size = usize::try_from(size).map_err(|_| ValueError::GlobalTooLarge)?;
     if !matches!(size, 1 | 2 | 4 | 8) {
-        return Err(format!(
-            "the eBPF global is {size} bytes; only 1, 2, 4 or 8 byte integers can be set"
-        ));
+        return Err(ValueError::GlobalSize(size));
     }
     if size < 8 && v >> (size * 8) != 0 {
-        return Err(format!("does not fit in the eBPF global's {size} bytes"));
+        return Err(ValueError::DoesNotFit(size));
     }
     Ok(v.to_le_bytes()[..size].to_vec())
 }
 
 /// A block device given as `loop0`, `/dev/loop0` or `7:0`, as the kernel's internal dev_t
 /// (`major << 20 | minor`). Empty means "all devices" (0).
-pub fn device_number(value: &str, sys_block: &Path) -> Result<u32, String> {
+pub fn device_number(value: &str, sys_block: &Path) -> Result<u32, ValueError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(0);
@@ -383,20 +425,27 @@ pub fn device_number(value: &str, sys_block: &Path) -> Result<u32, String> {
     } else {
         let name = value.strip_prefix("/dev/").unwrap_or(value);
         if name.contains('/') || name.starts_with('.') {
-            return Err("expected a block device name like loop0 or major:minor".into());
+            return Err(ValueError::DeviceName);
         }
         let path = sys_block.join(name).join("dev");
         std::fs::read_to_string(&path)
-            .map_err(|e| format!("no block device {name:?} ({}: {e})", path.display()))?
+            .map_err(|e| ValueError::NoDevice {
+                name: name.to_string(),
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?
             .trim()
             .to_string()
     };
     let (maj, min) = majmin
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
-        .ok_or_else(|| format!("{majmin:?} is not major:minor"))?;
+        .ok_or_else(|| ValueError::NotMajorMinor(majmin.clone()))?;
     if maj >= 1 << 12 || min >= 1 << 20 {
-        return Err(format!("{maj}:{min} is out of the kernel's dev_t range"));
+        return Err(ValueError::DevRange {
+            major: maj,
+            minor: min,
+        });
     }
     Ok((maj << 20) | min)
 }
@@ -491,6 +540,7 @@ params:
         assert!(
             encode_typed("128", &i8t)
                 .unwrap_err()
+                .to_string()
                 .contains("out of range [-128, 127]")
         );
         let i32t = FieldType::Int {

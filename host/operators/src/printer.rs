@@ -30,6 +30,8 @@ pub struct Printer {
 }
 
 impl Printer {
+    /// A view written to `out` (the CLI passes stdout; the daemon an instance's live buffer):
+    /// this crate never opens a terminal itself.
     pub fn new(out: Box<dyn Write + Send>, terminal: bool) -> Self {
         Printer {
             out,
@@ -37,12 +39,6 @@ impl Printer {
             selected: Vec::new(),
             clear: false,
         }
-    }
-
-    pub fn stdout() -> Self {
-        use std::io::IsTerminal;
-        let terminal = std::io::stdout().is_terminal();
-        Printer::new(Box::new(std::io::stdout()), terminal)
     }
 }
 

@@ -52,8 +52,8 @@ pub enum InstanceError {
     MetricsEndpoint(#[from] gadget_operators::metrics::server::ServerError),
     #[error("reading the eBPF maps: {0}")]
     Snapshot(ebpf::LoadError),
-    #[error("{0}")]
-    Grant(String),
+    #[error(transparent)]
+    Grant(#[from] gadget_wasm::GrantError),
 }
 
 /// Everything that says how to run one gadget.
@@ -140,8 +140,7 @@ pub fn run(
             &bundle.metadata.name,
             &bundle.metadata.capabilities,
             &spec.grants,
-        )
-        .map_err(InstanceError::Grant)?,
+        )?,
         ..spec.limits
     };
     let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, limits)?;
@@ -226,8 +225,29 @@ pub fn run(
     }
 }
 
+/// Why a run request (the daemon's protocol) cannot become an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    AttachMode(#[from] ebpf::loader::UnknownAttachMode),
+    #[error(transparent)]
+    MetricsName(#[from] gadget_operators::metrics::MetricsError),
+    #[error("interval must be positive")]
+    ZeroInterval,
+    #[error(transparent)]
+    Name(#[from] gadget_api::NameError),
+    #[error("{count} tags: at most {}", gadget_api::MAX_TAGS)]
+    TooManyTags { count: usize },
+    #[error("--guest-memory-mib {asked} is over the budget daemon.max-guest-memory-mib = {max}")]
+    GuestMemory { asked: u64, max: u64 },
+    #[error("--guest-fuel {asked} is over the budget daemon.max-guest-fuel = {max}")]
+    GuestFuel { asked: u64, max: u64 },
+}
+
 /// What the daemon starts for a request (checked against the daemon's budgets).
-pub fn spec_from_request(request: &RunRequest) -> Result<(InstanceSpec, Vec<MetricsName>), String> {
+pub fn spec_from_request(
+    request: &RunRequest,
+) -> Result<(InstanceSpec, Vec<MetricsName>), RequestError> {
     let attach_mode = request
         .attach_mode
         .as_deref()
@@ -236,36 +256,34 @@ pub fn spec_from_request(request: &RunRequest) -> Result<(InstanceSpec, Vec<Metr
     let names = request
         .metrics_names
         .iter()
-        .map(|n| n.parse::<MetricsName>().map_err(|e| e.to_string()))
+        .map(|n| n.parse::<MetricsName>())
         .collect::<Result<Vec<_>, _>>()?;
     if request.interval_ms == 0 {
-        return Err("interval must be positive".into());
+        return Err(RequestError::ZeroInterval);
     }
     if let Some(name) = &request.name {
         gadget_api::check_instance_name(name)?;
     }
     if request.tags.len() > gadget_api::MAX_TAGS {
-        return Err(format!(
-            "{} tags: at most {}",
-            request.tags.len(),
-            gadget_api::MAX_TAGS
-        ));
+        return Err(RequestError::TooManyTags {
+            count: request.tags.len(),
+        });
     }
     for tag in &request.tags {
         gadget_api::check_tag(tag)?;
     }
     let budget = gadget_model::budgets::Budgets::current().daemon;
     if request.guest_memory_mib > budget.max_guest_memory_mib {
-        return Err(format!(
-            "--guest-memory-mib {} is over the budget daemon.max-guest-memory-mib = {}",
-            request.guest_memory_mib, budget.max_guest_memory_mib
-        ));
+        return Err(RequestError::GuestMemory {
+            asked: request.guest_memory_mib,
+            max: budget.max_guest_memory_mib,
+        });
     }
     if request.guest_fuel > budget.max_guest_fuel {
-        return Err(format!(
-            "--guest-fuel {} is over the budget daemon.max-guest-fuel = {}",
-            request.guest_fuel, budget.max_guest_fuel
-        ));
+        return Err(RequestError::GuestFuel {
+            asked: request.guest_fuel,
+            max: budget.max_guest_fuel,
+        });
     }
     let spec = InstanceSpec {
         reference: request.reference.clone(),

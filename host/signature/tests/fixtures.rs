@@ -4,6 +4,14 @@
 //! [`Overlay`], a source that replaces or adds tags, manifests and blobs over the fixture
 //! layout, as a hostile registry or a tampered store would.
 
+// Test code: a panic in a helper (not a `#[test]` fn, which clippy.toml covers) is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

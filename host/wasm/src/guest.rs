@@ -75,6 +75,30 @@ pub struct Capabilities {
     pub network: bool,
 }
 
+/// A `--grant` that cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("--grant {}: unknown capability (expected {})", .0, Capability::NAMES)]
+    Unknown(String),
+    #[error(
+        "--grant {grant}: gadget {gadget} does not ask for it (its gadget.yaml capabilities: {})",
+        listed(.requested)
+    )]
+    NotRequested {
+        grant: String,
+        gadget: String,
+        requested: Vec<String>,
+    },
+}
+
+fn listed(requested: &[String]) -> String {
+    if requested.is_empty() {
+        "none".to_string()
+    } else {
+        requested.join(", ")
+    }
+}
+
 impl Capabilities {
     /// What gadget.yaml `requested` and the user `granted`; granting what was not asked for
     /// is an error (a typo, or a gadget that is not the one the user thinks).
@@ -82,24 +106,16 @@ impl Capabilities {
         gadget: &str,
         requested: &[String],
         granted: &[String],
-    ) -> Result<Capabilities, String> {
+    ) -> Result<Capabilities, GrantError> {
         let mut caps = Capabilities::default();
         for g in granted {
-            let cap = Capability::parse(g).ok_or_else(|| {
-                format!(
-                    "--grant {g}: unknown capability (expected {})",
-                    Capability::NAMES
-                )
-            })?;
+            let cap = Capability::parse(g).ok_or_else(|| GrantError::Unknown(g.clone()))?;
             if !requested.iter().any(|r| r == g) {
-                return Err(format!(
-                    "--grant {g}: gadget {gadget} does not ask for it (its gadget.yaml capabilities: {})",
-                    if requested.is_empty() {
-                        "none".to_string()
-                    } else {
-                        requested.join(", ")
-                    }
-                ));
+                return Err(GrantError::NotRequested {
+                    grant: g.clone(),
+                    gadget: gadget.to_string(),
+                    requested: requested.to_vec(),
+                });
             }
             match cap {
                 Capability::Clock => caps.clock = true,

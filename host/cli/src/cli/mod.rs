@@ -117,7 +117,35 @@ fn image_config(
     }
     cfg.insecure_registries
         .extend(insecure.iter().filter(|s| !s.is_empty()).cloned());
+    cfg.progress = terminal_progress();
     Ok(cfg)
+}
+
+/// One updating line on stderr while blobs move, only when a person is watching.
+fn terminal_progress() -> gadget_image::progress::ProgressSink {
+    use gadget_image::progress::{ProgressSink, Transfer};
+    use gadget_image::registry::human;
+    use std::io::IsTerminal;
+    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+        return ProgressSink::default();
+    }
+    ProgressSink::new(|t| match t {
+        Transfer::Moving {
+            verb,
+            digest,
+            done,
+            total,
+        } => {
+            let short = digest.get(7..19).unwrap_or(digest);
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!(
+                "\r{verb} {short}: {:>8} / {:<8} {pct:>3}%",
+                human(done),
+                human(total)
+            );
+        }
+        Transfer::Finished => eprintln!(),
+    })
 }
 
 /// What `gadget run` needs before the full parse: the gadget reference, the pull policy and
@@ -146,66 +174,87 @@ fn flag_value(argv: &[OsString], name: &str, env: &str) -> Option<String> {
     found.or_else(|| (!env.is_empty()).then(|| std::env::var(env).ok()).flatten())
 }
 
-/// `--log-level` (or `GADGET_LOG`), read before the full parse so early steps can log.
-pub fn log_level(argv: &[OsString]) -> String {
-    Cli::command()
-        .ignore_errors(true)
-        .try_get_matches_from(argv)
-        .ok()
-        .and_then(|m| m.get_one::<String>("log_level").cloned())
-        .unwrap_or_else(|| "info".to_string())
+/// argv read leniently, once, for what must be in force before the full parse ([`parse`]).
+///
+/// Why argv is read twice (this lenient pass, then [`parse`]), not once: `run`'s flags include
+/// the gadget's own parameters, declared in its image's gadget.yaml. Before the full parse can
+/// know them, the log filter must be set (pulling logs), the `--budget`s must be in force (they
+/// bound that YAML) and the image must be local (pulled with the image settings). Both passes
+/// read the same argv; nothing else reads it.
+pub struct Early {
+    argv: Vec<OsString>,
+    /// `None` when even the lenient pass fails: the full parse reports why.
+    matches: Option<ArgMatches>,
 }
 
-/// The process's budgets from `--budget` flags, read before the full parse (which already reads
-/// gadget.yaml for `run`'s flags, so the YAML budgets must be in force first).
-pub fn budgets(
-    argv: &[OsString],
-) -> Result<gadget_model::budgets::Budgets, gadget_model::budgets::BudgetError> {
-    let overrides: Vec<String> = Cli::command()
-        .ignore_errors(true)
-        .try_get_matches_from(argv)
-        .ok()
-        .and_then(|m| {
-            m.get_many::<String>("budgets")
-                .map(|v| v.cloned().collect())
-        })
-        .unwrap_or_default();
-    gadget_model::budgets::Budgets::default().with_overrides(&overrides)
-}
+impl Early {
+    pub fn new(argv: Vec<OsString>) -> Self {
+        let matches = Cli::command()
+            .ignore_errors(true)
+            .try_get_matches_from(&argv)
+            .ok();
+        Early { argv, matches }
+    }
 
-pub fn run_target(argv: &[OsString]) -> Option<RunTarget> {
-    let m = Cli::command()
-        .ignore_errors(true)
-        .try_get_matches_from(argv)
+    /// `--log-level` (or `GADGET_LOG`).
+    pub fn log_level(&self) -> String {
+        self.matches
+            .as_ref()
+            .and_then(|m| m.get_one::<String>("log_level").cloned())
+            .unwrap_or_else(|| "info".to_string())
+    }
+
+    /// The process's budgets from `--budget` flags (the full parse already reads gadget.yaml for
+    /// `run`'s flags, so the YAML budgets must be in force first).
+    pub fn budgets(
+        &self,
+    ) -> Result<gadget_model::budgets::Budgets, gadget_model::budgets::BudgetError> {
+        let overrides: Vec<String> = self
+            .matches
+            .as_ref()
+            .and_then(|m| {
+                m.get_many::<String>("budgets")
+                    .map(|v| v.cloned().collect())
+            })
+            .unwrap_or_default();
+        gadget_model::budgets::Budgets::default().with_overrides(&overrides)
+    }
+
+    /// `gadget run`'s target; reads the image config file, so call it once the budgets are in
+    /// force.
+    pub fn run_target(&self) -> Option<RunTarget> {
+        let (m, argv) = (self.matches.as_ref()?, &self.argv);
+        let run = m.subcommand_matches("run")?;
+        // clap stops at the gadget's own flags (unknown until its image is local), so the image
+        // settings are looked up in argv directly.
+        let images = image_config(
+            flag_value(argv, "config", "GADGET_CONFIG")
+                .map(std::path::PathBuf::from)
+                .as_deref(),
+            flag_value(argv, "store", "GADGET_STORE").map(Into::into),
+            flag_value(argv, "registry-prefix", "GADGET_REGISTRY_PREFIX"),
+            &flag_value(argv, "insecure-registries", "GADGET_INSECURE_REGISTRIES")
+                .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
         .ok()?;
-    let run = m.subcommand_matches("run")?;
-    // clap stops at the gadget's own flags (unknown until its image is local), so the image
-    // settings are looked up in argv directly.
-    let images = image_config(
-        flag_value(argv, "config", "GADGET_CONFIG")
-            .map(std::path::PathBuf::from)
-            .as_deref(),
-        flag_value(argv, "store", "GADGET_STORE").map(Into::into),
-        flag_value(argv, "registry-prefix", "GADGET_REGISTRY_PREFIX"),
-        &flag_value(argv, "insecure-registries", "GADGET_INSECURE_REGISTRIES")
-            .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
-            .unwrap_or_default(),
-    )
-    .ok()?;
-    Some(RunTarget {
-        reference: run.get_one::<String>("reference")?.clone(),
-        pull: flag_value(argv, "pull", "")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_default(),
-        images,
-        cluster: m.get_flag("cluster"),
-    })
+        Some(RunTarget {
+            reference: run.get_one::<String>("reference")?.clone(),
+            pull: flag_value(argv, "pull", "")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_default(),
+            images,
+            cluster: m.get_flag("cluster"),
+        })
+    }
 }
 
-/// Parses `argv`, adding the gadget's own parameters as flags of `run`.
-pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
+/// Parses argv fully, adding the gadget's own parameters (from `run`'s image, already local) as
+/// flags of `run`.
+pub fn parse(early: Early, run: Option<&RunTarget>) -> Result<Cli, clap::Error> {
+    let argv = early.argv;
     let mut cmd = Cli::command();
-    let declared = run_target(&argv)
+    let declared = run
         .and_then(|t| GadgetBundle::open(&t.reference, &t.images).ok())
         .and_then(|b| {
             // An object that does not parse still gets gadget.yaml's flags; `run` then
@@ -294,8 +343,10 @@ fn collect_params(
 mod tests {
     use super::*;
 
-    fn argv(s: &str) -> Vec<OsString> {
-        s.split_whitespace().map(OsString::from).collect()
+    fn parse_line(s: &str) -> Result<Cli, clap::Error> {
+        let early = Early::new(s.split_whitespace().map(OsString::from).collect());
+        let run = early.run_target();
+        parse(early, run.as_ref())
     }
 
     #[test]
@@ -308,9 +359,9 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("program.bpf.o"), b"").unwrap();
         let d = dir.path().display();
-        let cli = parse(argv(&format!(
+        let cli = parse_line(&format!(
             "gadget run --timeout 2s {d} --disk loop0 --per-device --interval 500ms"
-        )))
+        ))
         .unwrap();
         let Verb::Run(r) = cli.command else {
             panic!("not run")
@@ -324,6 +375,6 @@ mod tests {
             Some("true")
         );
         assert_eq!(r.interval, std::time::Duration::from_millis(500));
-        assert!(parse(argv(&format!("gadget run {d} --disc loop0"))).is_err());
+        assert!(parse_line(&format!("gadget run {d} --disc loop0")).is_err());
     }
 }

@@ -216,10 +216,10 @@ pub fn requests(
 /// daemon checks again: other clients exist). The messages escape what they quote.
 fn check_names(r: &RunRequest) -> anyhow::Result<()> {
     if let Some(name) = &r.name {
-        gadget_api::check_instance_name(name).map_err(anyhow::Error::msg)?;
+        gadget_api::check_instance_name(name)?;
     }
     for tag in &r.tags {
-        gadget_api::check_tag(tag).map_err(anyhow::Error::msg)?;
+        gadget_api::check_tag(tag)?;
     }
     Ok(())
 }
@@ -286,7 +286,10 @@ async fn foreground(
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let worker = tokio::task::spawn_blocking(move || {
         let mut operators: Vec<Box<dyn Operator>> = vec![
-            Box::new(Printer::stdout()),
+            Box::new(Printer::new(
+                Box::new(std::io::stdout()),
+                std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            )),
             Box::new(MetricsOperator::new(registry, names)),
         ];
         let hooks = instance::Hooks {

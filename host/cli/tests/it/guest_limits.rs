@@ -187,11 +187,15 @@ fn grants_must_match_what_gadget_yaml_asks_for() {
         Capabilities::default(),
         "asked but not granted: nothing"
     );
-    let err = Capabilities::resolve("g", &asked, &["network".to_string()]).unwrap_err();
+    let err = Capabilities::resolve("g", &asked, &["network".to_string()])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("does not ask for it") && err.contains("clock"),
         "{err}"
     );
-    let err = Capabilities::resolve("g", &asked, &["disk".to_string()]).unwrap_err();
+    let err = Capabilities::resolve("g", &asked, &["disk".to_string()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown capability"), "{err}");
 }

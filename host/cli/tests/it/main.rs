@@ -2,6 +2,16 @@
 //! it`; one module: `-- daemon::`). Tests that need root are `#[ignore = "needs root"]`: the
 //! Makefile runs them with `--include-ignored` (CI runs as root).
 
+// Test code: its helpers (common/, fixtures builders) are not `#[test]` fns, which clippy.toml's
+// allow-*-in-tests covers, yet a panic there is a failed test, as intended. They may also print what
+// they skipped or measured.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 mod archive_import;
