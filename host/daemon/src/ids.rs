@@ -14,15 +14,12 @@ pub(crate) fn new_id() -> String {
             .unwrap_or_default();
         bytes[..16].copy_from_slice(&(t.as_nanos() ^ u128::from(std::process::id())).to_le_bytes());
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
+
+pub(crate) use gadget_model::short_id as short;
 
 /// Milliseconds: instances started within one second still list in creation order.
-/// The 12-character form `gadget list` shows.
-pub(crate) fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

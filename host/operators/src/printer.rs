@@ -217,29 +217,7 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
                 .collect()
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut s = line(&header);
-    for r in &table {
-        s.push_str(&line(r));
-    }
-    s
+    gadget_model::table::render(&header, &table)
 }
 
 /// Whole numbers as integers (counts, bytes), others with two decimals (rates).

@@ -31,7 +31,7 @@ fn fixture() -> PathBuf {
         root.join("host/tests/fixtures/ig-v0.46.0/profile_blockio.oci.tar")
     };
     let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(digest);
     assert_eq!(
         hex,
         FIXTURE_SHA256,

@@ -77,8 +77,7 @@ pub fn guest_wasm(name: &str) -> PathBuf {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A loop device over a file in /dev/shm: a quiet, CPU-bound block device only this test uses.
