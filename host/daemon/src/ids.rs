@@ -36,3 +36,27 @@ pub(crate) fn state_hash(dir: &Path) -> String {
     }
     format!("{h:016x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_are_valid_distinct_and_shorten_to_twelve() {
+        let a = new_id();
+        let b = new_id();
+        assert!(crate::store::valid_id(&a), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(short(&a), &a[..12]);
+        assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn state_hashes_keep_state_directories_apart() {
+        let a = state_hash(Path::new("/var/lib/gadget"));
+        assert_eq!(a, state_hash(Path::new("/var/lib/gadget")));
+        assert_ne!(a, state_hash(Path::new("/var/lib/gadget2")));
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use gadget_model::fsutil::AtomicFile;
+use gadget_model::fsutil::{AtomicFile, parent_dir};
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex};
 
 use super::layout::{LocalImage, gadget_layers};
@@ -41,11 +41,7 @@ pub fn export(
         ..store::empty_index()
     };
     let blobs = store.reachable(&index)?;
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut atomic = AtomicFile::new(dir, 0o644).map_err(|e| ImageError::io(out, e))?;
+    let mut atomic = AtomicFile::new(parent_dir(out), 0o644).map_err(|e| ImageError::io(out, e))?;
     let tmp = atomic.temp_path().to_path_buf();
     let mut tar = tar::Builder::new(atomic.file());
     let mut add = |name: &str, bytes: &[u8]| -> Result<(), ImageError> {

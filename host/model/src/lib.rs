@@ -73,6 +73,13 @@ pub fn printable_lines(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn short_ids_are_twelve_characters_never_a_split_one() {
+        assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(super::short_id("short"), "short");
+        assert_eq!(super::short_id("ééééééééééééé"), "éééééééééééé");
+    }
+
+    #[test]
     fn printable_lines_keeps_lines() {
         assert_eq!(
             super::printable_lines("a: 1\nb: \x1b[31m\n"),

@@ -246,6 +246,19 @@ fn bar(count: u64, max: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A writer tests read back: what the printer wrote.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn hist(counts: &[u64]) -> Histogram {
         Histogram {
             field: "latency".into(),
@@ -338,18 +351,6 @@ mod tests {
     /// (`fmt.Fprintln(h.String())`); clearing is on unless the datasource says "false".
     #[test]
     fn terminal_frames_are_igs() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let frame = |annotations: Vec<(String, String)>, terminal: bool| {
             let buf = Buf::default();
             let mut p = Printer::new(Box::new(buf.clone()), terminal);
@@ -394,18 +395,6 @@ mod tests {
 
     #[test]
     fn printer_prints_only_selected_datasources() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let buf = Buf::default();
         let mut p = Printer::new(Box::new(buf.clone()), false);
         let ds = |name: &str, print: &str| DatasourceSpec {
