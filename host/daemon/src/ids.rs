@@ -14,15 +14,12 @@ pub(crate) fn new_id() -> String {
             .unwrap_or_default();
         bytes[..16].copy_from_slice(&(t.as_nanos() ^ u128::from(std::process::id())).to_le_bytes());
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
+
+pub(crate) use gadget_model::short_id as short;
 
 /// Milliseconds: instances started within one second still list in creation order.
-/// The 12-character form `gadget list` shows.
-pub(crate) fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -38,4 +35,28 @@ pub(crate) fn state_hash(dir: &Path) -> String {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_are_valid_distinct_and_shorten_to_twelve() {
+        let a = new_id();
+        let b = new_id();
+        assert!(crate::store::valid_id(&a), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(short(&a), &a[..12]);
+        assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn state_hashes_keep_state_directories_apart() {
+        let a = state_hash(Path::new("/var/lib/gadget"));
+        assert_eq!(a, state_hash(Path::new("/var/lib/gadget")));
+        assert_ne!(a, state_hash(Path::new("/var/lib/gadget2")));
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
 }

@@ -58,15 +58,15 @@ fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
             path: path.clone(),
             source,
         })?;
-    // SAFETY: flock on an fd we own.
-    if unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
-        return Err(DaemonError::AlreadyRunning(dir.display().to_string()));
+    // Held for the daemon's lifetime; released when the file closes (also on a crash).
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(DaemonError::AlreadyRunning(dir.display().to_string()));
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(DaemonError::Io { path, source });
+        }
     }
     Ok(f)
 }

@@ -175,4 +175,62 @@ mod tests {
         );
         assert_eq!(mode(&dir.path().join("instances")), 0o700);
     }
+
+    #[test]
+    fn saved_instances_round_trip_in_creation_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let inst = |id: &str, created_ms, reference: &str| SavedInstance {
+            id: id.into(),
+            created_ms,
+            request: RunRequest {
+                reference: reference.into(),
+                interval_ms: 250,
+                ..Default::default()
+            },
+        };
+        let late = inst("ffffffffffffffffffffffffffffffff", 2, "late");
+        let mut early = inst("00000000000000000000000000000000", 1, "first");
+        store.save(&late).unwrap();
+        store.save(&early).unwrap();
+        // Saving again replaces the file: one instance, the new spec, no temporaries left.
+        early.request.reference = "second".into();
+        store.save(&early).unwrap();
+        assert_eq!(
+            store.load_all().instances,
+            vec![early.clone(), late.clone()]
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("instances"))
+                .unwrap()
+                .count(),
+            2
+        );
+        // Reopening finds them; removing twice is not an error.
+        let reopened = Store::open(dir.path()).unwrap();
+        reopened.remove(&early.id).unwrap();
+        reopened.remove(&early.id).unwrap();
+        assert_eq!(
+            reopened.load_all(),
+            Loaded {
+                instances: vec![late],
+                unreadable: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn only_the_daemons_own_ids_are_valid() {
+        assert!(valid_id("0123456789abcdef0123456789abcdef"));
+        for bad in [
+            "",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "../../../../../../../../../../etc",
+            "0123456789abcdef0123456789abcdeg",
+        ] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
 }

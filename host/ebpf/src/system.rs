@@ -1,7 +1,6 @@
 //! What the kernel must offer before anything loads: privileges, BTF, tracefs and bpffs.
 //! Mounts what is missing when it can, and says exactly what is missing when it cannot.
 
-use std::ffi::CString;
 use std::path::Path;
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -100,10 +99,8 @@ pub fn prepare_daemon() -> Result<(), SystemError> {
         return Err(not_mounted("bpf", BPFFS_PATH));
     }
     if !had_bpffs && !mount_is_shared(BPFFS_PATH) {
-        if let Ok(target) = CString::new(BPFFS_PATH) {
-            // SAFETY: a valid NUL-terminated path; undoes the mount made just above.
-            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-        }
+        // Undoes the mount made just above; the refusal below is the error that matters.
+        let _ = rustix::mount::unmount(BPFFS_PATH, rustix::mount::UnmountFlags::DETACH);
         return Err(SystemError::PrivateBpffs);
     }
     Ok(())
@@ -152,57 +149,37 @@ fn has_bpf_privileges() -> bool {
 }
 
 fn fs_magic(path: &str) -> Option<i64> {
-    let c = CString::new(path).ok()?;
-    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        (libc::statfs(c.as_ptr(), &mut st) == 0).then_some(st.f_type as i64)
-    }
+    rustix::fs::statfs(path).ok().map(|st| st.f_type)
 }
 
 fn ensure_mounted(path: &str, fstype: &str, magic: i64) {
     if fs_magic(path) == Some(magic) {
         return;
     }
-    let (Ok(src), Ok(target), Ok(ty)) = (
-        CString::new(fstype),
-        CString::new(path),
-        CString::new(fstype),
-    ) else {
-        return;
-    };
-    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            ty.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        tracing::info!("mounted {fstype} at {path}");
-    } else {
-        tracing::warn!(
-            "{fstype} is not mounted at {path} and mounting it failed ({}); run `mount -t {fstype} {fstype} {path}`",
-            std::io::Error::last_os_error()
-        );
+    let rc = rustix::mount::mount(
+        fstype,
+        path,
+        fstype,
+        rustix::mount::MountFlags::empty(),
+        None,
+    );
+    match rc {
+        Ok(()) => tracing::info!("mounted {fstype} at {path}"),
+        Err(e) => tracing::warn!(
+            "{fstype} is not mounted at {path} and mounting it failed ({e}); run `mount -t {fstype} {fstype} {path}`"
+        ),
     }
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
 fn raise_memlock_limit() {
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let unlimited = Rlimit {
+        current: None,
+        maximum: None,
     };
-    // SAFETY: setrlimit reads the struct we pass.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        tracing::debug!(
-            "could not raise RLIMIT_MEMLOCK: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = setrlimit(Resource::Memlock, unlimited) {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK: {e}");
     }
 }
 

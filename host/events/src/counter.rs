@@ -59,7 +59,7 @@ fn label(v: Option<&Value>) -> String {
         Some(Value::F64(x)) => x.to_string(),
         Some(Value::Bool(x)) => x.to_string(),
         Some(Value::Str(s)) => s.clone(),
-        Some(Value::Bytes(b)) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Some(Value::Bytes(b)) => hex::encode(b),
         None => String::new(),
     }
 }

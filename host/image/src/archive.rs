@@ -6,9 +6,10 @@
 //! descriptor too ([`Store::publish`]); blobs the index does not reach are not kept.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
+use gadget_model::fsutil::{AtomicFile, parent_dir};
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex};
 
 use super::layout::{LocalImage, gadget_layers};
@@ -40,40 +41,32 @@ pub fn export(
         ..store::empty_index()
     };
     let blobs = store.reachable(&index)?;
-    let tmp = out.with_extension("tmp-export");
-    let result = (|| -> Result<(), ImageError> {
-        let file = File::create(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
-        let mut tar = tar::Builder::new(file);
-        let mut add = |name: &str, bytes: &[u8]| -> Result<(), ImageError> {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            h.set_cksum();
-            tar.append_data(&mut h, name, bytes)
-                .map_err(|e| ImageError::io(&tmp, e))
-        };
-        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        let index_bytes = serde_json::to_vec(&index)
-            .map_err(|e| ImageError::invalid(r.to_string(), e.to_string()))?;
-        add("index.json", &index_bytes)?;
-        for digest in &blobs {
-            let bytes = store.read_blob(
-                digest,
-                cfg.limits.layer_bytes.max(cfg.limits.manifest_bytes),
-            )?;
-            let hex = digest_hex(digest).unwrap_or_default();
-            add(&format!("blobs/sha256/{hex}"), &bytes)?;
-        }
-        let mut file = tar.into_inner().map_err(|e| ImageError::io(&tmp, e))?;
-        file.flush().map_err(|e| ImageError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| ImageError::io(&tmp, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| ImageError::io(out, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut atomic = AtomicFile::new(parent_dir(out), 0o644).map_err(|e| ImageError::io(out, e))?;
+    let tmp = atomic.temp_path().to_path_buf();
+    let mut tar = tar::Builder::new(atomic.file());
+    let mut add = |name: &str, bytes: &[u8]| -> Result<(), ImageError> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, name, bytes)
+            .map_err(|e| ImageError::io(&tmp, e))
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let index_bytes = serde_json::to_vec(&index)
+        .map_err(|e| ImageError::invalid(r.to_string(), e.to_string()))?;
+    add("index.json", &index_bytes)?;
+    for digest in &blobs {
+        let bytes = store.read_blob(
+            digest,
+            cfg.limits.layer_bytes.max(cfg.limits.manifest_bytes),
+        )?;
+        let hex = digest_hex(digest).unwrap_or_default();
+        add(&format!("blobs/sha256/{hex}"), &bytes)?;
     }
-    result
+    tar.into_inner().map_err(|e| ImageError::io(&tmp, e))?;
+    atomic.commit(out).map_err(|e| ImageError::io(out, e))
 }
 
 /// Imports every image of an archive; `name` names the image when the archive's own reference

@@ -264,3 +264,150 @@ impl LocalImage {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn desc(media_type: &str, size: i64) -> Value {
+        json!({"mediaType": media_type, "digest": DIGEST, "size": size})
+    }
+
+    fn manifest(config: Value, layers: Vec<Value>) -> OciImageManifest {
+        serde_json::from_value(json!({
+            "schemaVersion": 2,
+            "mediaType": super::super::OCI_MANIFEST,
+            "config": config,
+            "layers": layers,
+        }))
+        .unwrap()
+    }
+
+    fn message(e: ImageError) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn layers_are_picked_by_media_type_not_position() {
+        let m = manifest(
+            desc(CONFIG_MEDIA_TYPE, 10),
+            vec![
+                desc("application/x-unknown", 1),
+                desc(WASM_LAYER, 2),
+                desc(EBPF_LAYER, 3),
+            ],
+        );
+        let l = gadget_layers(&m, "img", &Limits::default()).unwrap();
+        assert_eq!(l.ebpf.size, 3);
+        assert_eq!(l.wasm.map(|w| w.size), Some(2));
+        assert!(l.btfgen.is_none());
+        assert_eq!(l.unknown.len(), 1);
+        assert_eq!(l.unknown[0].media_type, "application/x-unknown");
+        assert_eq!(all_blobs(&m).count(), 4, "config and every layer");
+    }
+
+    #[test]
+    fn what_is_not_a_gadget_image_is_refused_with_the_reason() {
+        let limits = Limits::default();
+        let container = manifest(
+            desc("application/vnd.oci.image.config.v1+json", 10),
+            vec![desc(EBPF_LAYER, 3)],
+        );
+        let e = message(gadget_layers(&container, "img", &limits).unwrap_err());
+        assert!(e.contains("not a gadget image"), "{e}");
+
+        let no_ebpf = manifest(desc(CONFIG_MEDIA_TYPE, 10), vec![desc(WASM_LAYER, 2)]);
+        let e = message(gadget_layers(&no_ebpf, "img", &limits).unwrap_err());
+        assert!(e.contains("no layer of media type"), "{e}");
+
+        let two_wasm = manifest(
+            desc(CONFIG_MEDIA_TYPE, 10),
+            vec![
+                desc(EBPF_LAYER, 3),
+                desc(WASM_LAYER, 2),
+                desc(WASM_LAYER, 2),
+            ],
+        );
+        let e = message(gadget_layers(&two_wasm, "img", &limits).unwrap_err());
+        assert!(e.contains("2 layers of media type"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_digests_are_checked_before_any_download() {
+        let limits = Limits {
+            layer_bytes: 100,
+            ..Limits::default()
+        };
+        let big = manifest(desc(CONFIG_MEDIA_TYPE, 10), vec![desc(EBPF_LAYER, 101)]);
+        match gadget_layers(&big, "img", &limits).unwrap_err() {
+            ImageError::TooLarge {
+                size,
+                limit,
+                setting,
+                ..
+            } => assert_eq!((size, limit, setting), (101, 100, "limits.layer-bytes")),
+            e => panic!("{e}"),
+        }
+        let exact = manifest(desc(CONFIG_MEDIA_TYPE, 10), vec![desc(EBPF_LAYER, 100)]);
+        assert!(gadget_layers(&exact, "img", &limits).is_ok());
+
+        let negative = manifest(desc(CONFIG_MEDIA_TYPE, -1), vec![desc(EBPF_LAYER, 1)]);
+        let e = message(gadget_layers(&negative, "img", &limits).unwrap_err());
+        assert!(e.contains("negative size"), "{e}");
+
+        let mut md5 = desc(EBPF_LAYER, 1);
+        md5["digest"] = json!("md5:0123");
+        let other = manifest(desc(CONFIG_MEDIA_TYPE, 1), vec![md5]);
+        let e = message(gadget_layers(&other, "img", &limits).unwrap_err());
+        assert!(e.contains("only sha256"), "{e}");
+    }
+
+    fn index(platforms: &[Option<(&str, &str)>]) -> OciImageIndex {
+        let manifests: Vec<Value> = platforms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut e = json!({
+                    "mediaType": super::super::OCI_MANIFEST,
+                    "digest": format!("sha256:{i:064x}"),
+                    "size": 1,
+                });
+                if let Some((os, arch)) = p {
+                    e["platform"] = json!({"os": os, "architecture": arch});
+                }
+                e
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_index_entry_for_this_host_is_chosen() {
+        let arch = super::super::host_architecture();
+        let other = if arch == "amd64" { "arm64" } else { "amd64" };
+        let i = index(&[Some(("linux", other)), Some(("linux", arch))]);
+        assert_eq!(
+            select_platform(&i, "img").unwrap().digest,
+            format!("sha256:{:064x}", 1)
+        );
+        // One entry without a platform is platform-neutral; two are ambiguous.
+        assert!(select_platform(&index(&[None]), "img").is_ok());
+        let e = message(select_platform(&index(&[None, None]), "img").unwrap_err());
+        assert!(e.contains("(no platform), (no platform)"), "{e}");
+        let e = message(select_platform(&index(&[Some(("linux", other))]), "img").unwrap_err());
+        assert!(
+            e.contains(&format!("no manifest for linux/{arch}")) && e.contains(other),
+            "{e}"
+        );
+        assert!(is_index(OCI_INDEX) && is_index(DOCKER_MANIFEST_LIST));
+        assert!(!is_index(super::super::OCI_MANIFEST));
+    }
+}

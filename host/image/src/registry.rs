@@ -671,3 +671,64 @@ pub fn human(bytes: u64) -> String {
         b => format!("{b} B"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn too_large(n: u64) -> ImageError {
+        ImageError::invalid("reply", format!("too large: {n}"))
+    }
+
+    fn read_err(e: reqwest::Error) -> ImageError {
+        ImageError::invalid("reply", e.to_string())
+    }
+
+    fn chunked(chunks: usize, size: usize) -> reqwest::Response {
+        let stream = futures::stream::iter(
+            (0..chunks).map(move |_| Ok::<_, std::io::Error>(vec![b'x'; size])),
+        );
+        reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(stream)))
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_only_up_to_the_cap() {
+        let announced = reqwest::Response::from(http::Response::new(vec![b'x'; 40]));
+        assert_eq!(announced.content_length(), Some(40));
+        let e = read_capped(announced, 10, too_large, read_err).await;
+        assert_eq!(e.unwrap_err().to_string(), too_large(40).to_string());
+        // No length announced: refused at the first chunk past the cap, not after the whole body.
+        let e = read_capped(chunked(10, 4), 10, too_large, read_err).await;
+        assert_eq!(e.unwrap_err().to_string(), too_large(12).to_string());
+        let body = read_capped(chunked(5, 2), 10, too_large, read_err).await;
+        assert_eq!(body.unwrap(), vec![b'x'; 10], "exactly the cap is accepted");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 << 20), "5.0 MiB");
+    }
+
+    #[test]
+    fn registry_errors_say_what_to_do() {
+        use oci_client::errors::OciDistributionError as E;
+        let r = ImageRef::parse(
+            "reg.example:5000/g/profile:v1",
+            "ghcr.io/inspektor-gadget/gadget",
+        )
+        .unwrap();
+        let auth = describe(&E::AuthenticationFailure("denied".into()), &r);
+        assert!(auth.contains("denied"), "{auth}");
+        assert!(auth.contains("gadget login reg.example:5000"), "{auth}");
+        let other = describe(&E::ImageManifestNotFoundError("gone".into()), &r);
+        assert!(!other.contains("gadget login"), "{other}");
+        let e = wrong_type("img", "text/html").to_string();
+        assert!(
+            e.contains("\"text/html\"") && e.contains(OCI_MANIFEST),
+            "{e}"
+        );
+    }
+}

@@ -11,9 +11,10 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use gadget_model::fsutil::{AtomicFile, sync_dir};
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex, OciImageManifest};
 use sha2::Digest;
 
@@ -152,6 +153,9 @@ impl Store {
             }
             fs::rename(&src, &dest).map_err(|e| ImageError::io(&dest, e))?;
         }
+        // The blobs' renames are durable before index.json names them.
+        let blobs = self.root.join("blobs/sha256");
+        sync_dir(&blobs).map_err(|e| ImageError::io(&blobs, e))?;
         let _ = fs::remove_dir_all(&dir);
         let mut index = self.read_index()?;
         for (name, entry) in refs {
@@ -433,11 +437,8 @@ impl Store {
             .mode(0o600)
             .open(&path)
             .map_err(|e| ImageError::io(&path, e))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own; released when the file closes.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(ImageError::io(&path, std::io::Error::last_os_error()));
-        }
+        // An flock: released when the file closes.
+        file.lock().map_err(|e| ImageError::io(&path, e))?;
         Ok(Lock(file))
     }
 }
@@ -544,19 +545,9 @@ impl Staging {
         origin: &str,
     ) -> Result<BlobWriter<'_>, ImageError> {
         let dir = self.dir.clone().unwrap_or_default();
-        let tmp = dir.join(format!(
-            ".tmp-{}",
-            TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| ImageError::io(&tmp, e))?;
+        let file = AtomicFile::new(&dir, 0o644).map_err(|e| ImageError::io(&dir, e))?;
         Ok(BlobWriter {
             file,
-            tmp: Some(tmp),
             dir,
             staged: &mut self.blobs,
             hasher: sha2::Sha256::new(),
@@ -578,8 +569,7 @@ impl Drop for Staging {
 
 /// A blob on its way into a staging area.
 pub struct BlobWriter<'a> {
-    file: File,
-    tmp: Option<PathBuf>,
+    file: AtomicFile,
     dir: PathBuf,
     staged: &'a mut Vec<String>,
     hasher: sha2::Sha256,
@@ -601,10 +591,10 @@ impl BlobWriter<'_> {
             });
         }
         self.hasher.update(chunk);
-        let tmp = self.tmp.as_deref().unwrap_or(Path::new(""));
         self.file
+            .file()
             .write_all(chunk)
-            .map_err(|e| ImageError::io(tmp, e))
+            .map_err(|e| ImageError::io(self.file.temp_path(), e))
     }
 
     /// Verifies size and digest, then moves the blob into place.
@@ -619,7 +609,7 @@ impl BlobWriter<'_> {
         }
         let actual = format!(
             "sha256:{}",
-            super::hex(&std::mem::take(&mut self.hasher).finalize())
+            hex::encode(std::mem::take(&mut self.hasher).finalize())
         );
         if actual != digest {
             return Err(ImageError::DigestMismatch {
@@ -632,43 +622,18 @@ impl BlobWriter<'_> {
         let hex = digest_hex(digest).ok_or_else(|| {
             ImageError::invalid(&self.origin, format!("{digest:?} is not a sha256 digest"))
         })?;
-        let tmp = self.tmp.take().unwrap_or_default();
-        self.file.sync_all().map_err(|e| ImageError::io(&tmp, e))?;
         let dest = self.dir.join(hex);
-        fs::rename(&tmp, &dest).map_err(|e| ImageError::io(&dest, e))?;
+        self.file
+            .commit(&dest)
+            .map_err(|e| ImageError::io(&dest, e))?;
         self.staged.push(digest.to_string());
         Ok(())
     }
 }
 
-impl Drop for BlobWriter<'_> {
-    fn drop(&mut self) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = fs::remove_file(tmp);
-        }
-    }
-}
-
-/// Write-then-rename, so readers see the old file or the new one, never half of one.
+/// index.json and oci-layout: [`gadget_model::fsutil::write_atomic`], readable by all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        ImageError::io(path, e)
-    })
+    gadget_model::fsutil::write_atomic(path, bytes, 0o644).map_err(|e| ImageError::io(path, e))
 }
 
 #[cfg(test)]

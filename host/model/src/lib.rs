@@ -5,7 +5,7 @@
 //!   [`guest_config`]: what the guest's `init` receives; [`capability`]: what a guest may touch.
 //! - [`datasource`]: what guests publish and operators consume; [`snapshot`]: what guests read.
 //! - [`budgets`]: the host's limits; [`yaml`]: bounded YAML parsing; [`duration`]: durations as
-//!   IG writes them; [`fsutil`]: atomic file writes.
+//!   IG writes them; [`fsutil`]: atomic file writes; [`table`]: text tables.
 //! - Text helpers for messages users read: [`error_chain`], [`printable`], [`printable_lines`].
 //!
 //! Invariant: nothing here prints; everything returns data or typed errors.
@@ -20,12 +20,19 @@ pub mod guest_config;
 pub mod metadata;
 pub mod params;
 pub mod snapshot;
+pub mod table;
 pub mod yaml;
 
 pub use capability::Capability;
 pub use guest_config::{DatasourceConfig, GuestConfig};
 pub use metadata::{GadgetMetadata, MetadataError};
 pub use snapshot::MapSnapshot;
+
+/// The first 12 characters of an instance ID or a digest's hex: the form listings show and
+/// commands accept (as IG and docker do).
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
 
 /// An error with its whole chain of causes on one line, for messages users act on.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -65,6 +72,13 @@ pub fn printable_lines(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn short_ids_are_twelve_characters_never_a_split_one() {
+        assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(super::short_id("short"), "short");
+        assert_eq!(super::short_id("ééééééééééééé"), "éééééééééééé");
+    }
+
     #[test]
     fn printable_lines_keeps_lines() {
         assert_eq!(

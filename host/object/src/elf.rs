@@ -236,4 +236,44 @@ mod tests {
             other => panic!("expected Unloadable, got {other:?}"),
         }
     }
+
+    #[test]
+    fn the_real_objects_globals_params_and_datasource_fields() {
+        let info = ElfInfo::parse(IG_PROFILE_BLOCKIO).unwrap();
+        assert!(info.btf.is_some());
+        // IG's profile_blockio's `const volatile bool` knobs: one byte each.
+        for knob in ["filter_cg", "targ_per_disk", "targ_per_flag"] {
+            assert_eq!(
+                info.globals.get(knob),
+                Some(&1),
+                "{knob}: {:?}",
+                info.globals
+            );
+        }
+        for (name, init) in &info.global_init {
+            assert_eq!(Some(&(init.len() as u64)), info.globals.get(name), "{name}");
+        }
+        let [ds] = info.datasources.as_slice() else {
+            panic!("{:?}", info.datasources)
+        };
+        assert_eq!((ds.name.as_str(), ds.map.as_str()), ("blockio", "hists"));
+        assert!(!ds.fields.is_empty());
+        assert!(info.programs.iter().all(|p| !p.name.is_empty()));
+    }
+
+    #[test]
+    fn what_is_not_an_object_is_refused_before_parsing() {
+        let huge = vec![0u8; MAX_OBJECT_BYTES + 1];
+        assert!(matches!(
+            ElfInfo::parse(&huge),
+            Err(ElfError::TooLarge(n)) if n == MAX_OBJECT_BYTES + 1
+        ));
+        assert!(matches!(
+            ElfInfo::parse(b"#!/bin/sh\necho not elf\n"),
+            Err(ElfError::Parse(_))
+        ));
+        // The real object cut in half: an error, never a panic.
+        let half = &IG_PROFILE_BLOCKIO[..IG_PROFILE_BLOCKIO.len() / 2];
+        assert!(ElfInfo::parse(half).is_err());
+    }
 }

@@ -213,29 +213,7 @@ pub fn render_samples(ds: &DatasourceSpec, samples: &[Sample]) -> String {
                 .collect()
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut s = line(&header);
-    for r in &table {
-        s.push_str(&line(r));
-    }
-    s
+    gadget_model::table::render(&header, &table)
 }
 
 /// Whole numbers as integers (counts, bytes), others with two decimals (rates).
@@ -263,6 +241,19 @@ fn bar(count: u64, max: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer tests read back: what the printer wrote.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     fn hist(counts: &[u64]) -> Histogram {
         Histogram {
@@ -356,18 +347,6 @@ mod tests {
     /// (`fmt.Fprintln(h.String())`); clearing is on unless the datasource says "false".
     #[test]
     fn terminal_frames_are_igs() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let frame = |annotations: Vec<(String, String)>, terminal: bool| {
             let buf = Buf::default();
             let mut p = Printer::new(Box::new(buf.clone()), terminal);
@@ -412,18 +391,6 @@ mod tests {
 
     #[test]
     fn printer_prints_only_selected_datasources() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let buf = Buf::default();
         let mut p = Printer::new(Box::new(buf.clone()), false);
         let ds = |name: &str, print: &str| DatasourceSpec {

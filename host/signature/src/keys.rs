@@ -6,8 +6,6 @@ use p256::ecdsa::signature::Verifier as _;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
 
-use crate::digest::hex;
-
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -136,7 +134,7 @@ impl PublicKey {
             PublicKey::Rsa(k) => spki::EncodePublicKey::to_public_key_der(k).map(|d| d.into_vec()),
         };
         match der {
-            Ok(der) => format!("sha256:{}", hex(&Sha256::digest(&der))),
+            Ok(der) => format!("sha256:{}", hex::encode(Sha256::digest(&der))),
             Err(_) => "(unencodable key)".to_string(),
         }
     }

@@ -52,17 +52,13 @@ pub async fn list(cluster: &Cluster, nodes: &[String], json: bool) -> Result<(),
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        let infos: Vec<InstanceInfo> = rows.iter().map(|(_, i)| i.clone()).collect();
-        let table = super::instances::render_table(&infos);
-        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(4);
-        for (i, line) in table.lines().enumerate() {
-            let node = if i == 0 {
-                "NODE"
-            } else {
-                rows[i - 1].0.as_str()
-            };
-            println!("{node:<width$}  {line}");
-        }
+        use super::instances::{COLUMNS, cells};
+        let header: Vec<&str> = ["NODE"].into_iter().chain(COLUMNS).collect();
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(node, i)| std::iter::once(node.clone()).chain(cells(i)).collect())
+            .collect();
+        print!("{}", gadget_model::table::render(&header, &table));
     }
     report(&o)
 }

@@ -268,43 +268,21 @@ fn list(cfg: &ImageConfig, store: &Store, json_out: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let table: Vec<[String; 5]> = rows
+    let table: Vec<Vec<String>> = rows
         .into_iter()
         .map(|(repo, tag, digest, size, created, _)| {
-            [
+            vec![
                 repo,
                 tag,
-                digest.get(7..19).unwrap_or(&digest).to_string(),
+                gadget_model::short_id(digest.strip_prefix("sha256:").unwrap_or(&digest))
+                    .to_string(),
                 human(size),
                 created,
             ]
         })
         .collect();
     let header = ["REPOSITORY", "TAG", "DIGEST", "SIZE", "CREATED"];
-    let width = |i: usize| {
-        table
-            .iter()
-            .map(|r| r[i].chars().count())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let widths: Vec<usize> = (0..5).map(width).collect();
-    let line = |cells: [&str; 5]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i == 4 {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        s
-    };
-    println!("{}", line(header));
-    for r in &table {
-        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
-    }
+    print!("{}", gadget_model::table::render(&header, &table));
     Ok(())
 }
 

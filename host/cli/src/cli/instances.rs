@@ -68,39 +68,25 @@ impl DaemonArgs {
 }
 
 /// IG's columns: ID (12 characters), NAME, TAGS, GADGET, STATUS.
+pub const COLUMNS: [&str; 5] = ["ID", "NAME", "TAGS", "GADGET", "STATUS"];
+
+/// One instance's cells under [`COLUMNS`].
+pub fn cells(i: &InstanceInfo) -> Vec<String> {
+    // Every cell comes from a client or a saved file: escaped, one line each.
+    [
+        gadget_model::short_id(&i.id).to_string(),
+        i.name.clone(),
+        i.tags.join(","),
+        i.gadget.clone(),
+        i.status.lines().next().unwrap_or("").to_string(),
+    ]
+    .map(|c| gadget_model::printable(&c).into_owned())
+    .into()
+}
+
 pub fn render_table(instances: &[InstanceInfo]) -> String {
-    let rows: Vec<[String; 5]> = instances
-        .iter()
-        .map(|i| {
-            // Every cell comes from a client or a saved file: escaped, one line each.
-            [
-                i.id.chars().take(12).collect(),
-                i.name.clone(),
-                i.tags.join(","),
-                i.gadget.clone(),
-                i.status.lines().next().unwrap_or("").to_string(),
-            ]
-            .map(|c| gadget_model::printable(&c).into_owned())
-        })
-        .collect();
-    let header = ["ID", "NAME", "TAGS", "GADGET", "STATUS"].map(str::to_string);
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    let rows: Vec<Vec<String>> = instances.iter().map(cells).collect();
+    gadget_model::table::render(&COLUMNS, &rows)
 }
 
 pub fn list(args: &ListArgs, socket: &Path) -> anyhow::Result<()> {

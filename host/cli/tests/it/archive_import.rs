@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::common::*;
 use gadget_image::sha256_digest;
@@ -15,15 +15,7 @@ use serde_json::Value;
 const AS_CAP: &str = "1073741824";
 
 fn gadget(store: &Path, args: &[&str]) -> Output {
-    Command::new("prlimit")
-        .arg(format!("--as={AS_CAP}"))
-        .arg(gadget_bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    gadget_capped(AS_CAP, store, args, &[])
 }
 
 /// The members of an exported archive, by path.

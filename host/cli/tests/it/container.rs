@@ -73,6 +73,19 @@ fn wait_ready(pod: &PodRun, name: &str) {
     }
 }
 
+/// (Re)starts the container `name` from the pod's image and volumes, as the kubelet does after
+/// a crash or a stop, and waits until it is ready.
+fn start_container(pod: &PodRun, name: &str) {
+    pod::remove(name);
+    let out = pod.run(name, true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_ready(pod, name);
+}
+
 fn instance_ids(pod: &PodRun) -> Vec<String> {
     let (code, reply) = api(pod, Some(TOKEN), &serde_json::json!({"op": "list"}));
     assert_eq!(code, 200, "{reply}");
@@ -395,14 +408,7 @@ fn daemonset_pod_in_podman_end_to_end() {
     dev.write_direct(200);
     let kernel = kernel + (dev.completed() - down) as f64;
     // The kubelet starts a new container from the same image with the same volumes.
-    pod::remove(&name);
-    let out = pod.run(&name, true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_ready(&pod, &name);
+    start_container(&pod, &name);
     assert_eq!(
         instance_ids(&pod),
         before_restart,
@@ -436,14 +442,7 @@ fn daemonset_pod_in_podman_end_to_end() {
         logs(&name)
     );
     assert!(logs(&name).contains("instances stay pinned and saved"));
-    pod::remove(&name);
-    let out = pod.run(&name, true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_ready(&pod, &name);
+    start_container(&pod, &name);
     assert_eq!(instance_ids(&pod), before_restart, "saved across the stop");
 
     // Leave nothing pinned on the node.

@@ -5,10 +5,10 @@
 //! start wasmtime), so a regression fails the test instead of the machine.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::registry::{FakeRegistry, Reply};
+use crate::common::registry::{FakeRegistry, Reply, serve_image, write_docker_config};
 use crate::common::*;
 use gadget_image::{ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EBPF_LAYER, OCI_MANIFEST, sha256_digest};
 use serde_json::json;
@@ -20,17 +20,7 @@ const HUGE: u64 = 2 << 30;
 
 /// `gadget --store STORE args…` under the address-space cap, with extra environment.
 fn capped(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new("prlimit");
-    cmd.arg(format!("--as={AS_CAP}"))
-        .arg(gadget_bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    gadget_capped(AS_CAP, store, args, env)
 }
 
 /// A small valid gadget image: (manifest bytes, blobs by digest).
@@ -77,16 +67,7 @@ fn bearer_registry(realm: Option<String>, token: &'static str) -> FakeRegistry {
                 &format!(r#"Bearer realm="{realm}",service="fake""#),
             );
         }
-        if req.path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        if req.path.ends_with("/manifests/v1") {
-            return Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST);
-        }
-        match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
-            Some((_, b)) => Reply::new(200, b.clone()),
-            None => Reply::new(404, ""),
-        }
+        serve_image(req, &manifest, &blobs)
     });
     *own_port.lock().unwrap() = reg.port;
     reg
@@ -163,16 +144,7 @@ fn credentials_go_to_a_plain_http_realm_only_on_loopback_or_listed_hosts() {
                 &format!(r#"Bearer realm="{realm}",service="fake""#),
             );
         }
-        if req.path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        if req.path.ends_with("/manifests/v1") {
-            return Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST);
-        }
-        match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
-            Some((_, b)) => Reply::new(200, b.clone()),
-            None => Reply::new(404, ""),
-        }
+        serve_image(req, &manifest, &blobs)
     });
     *port_holder.lock().unwrap() = reg.port;
     let dir = tempfile::tempdir().unwrap();
@@ -188,15 +160,7 @@ fn credentials_go_to_a_plain_http_realm_only_on_loopback_or_listed_hosts() {
     let reference = format!("{}/private/gadget:v1", reg.host());
     let env = |with_credentials: bool| {
         if with_credentials {
-            // alice:s3cret
-            std::fs::write(
-                home.join(".docker/config.json"),
-                format!(
-                    r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
-                    reg.host()
-                ),
-            )
-            .unwrap();
+            write_docker_config(&home.join(".docker"), &reg.host());
         } else {
             let _ = std::fs::remove_file(home.join(".docker/config.json"));
         }
@@ -255,21 +219,15 @@ fn a_trickling_registry_runs_into_the_pull_deadline() {
     let ebpf = blobs[1].0.clone();
     let slow = ebpf.clone();
     let reg = FakeRegistry::start(move |req| {
-        if req.path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        if req.path.ends_with("/manifests/v1") {
-            return Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST);
-        }
-        match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
+        let reply = serve_image(req, &manifest, &blobs);
+        if req.path.ends_with(slow.as_str()) {
             // One byte every half second: each read makes progress, no read timeout fires.
-            Some((d, b)) if *d == slow => Reply {
+            return Reply {
                 trickle: Some(Duration::from_millis(500)),
-                ..Reply::new(200, b.clone())
-            },
-            Some((_, b)) => Reply::new(200, b.clone()),
-            None => Reply::new(404, ""),
+                ..reply
+            };
         }
+        reply
     });
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
@@ -314,37 +272,29 @@ fn manifest_urls_have_a_deadline_and_a_size_cap() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("http://{}/m.yaml", silent.local_addr().unwrap());
 
-    for url in [format!("http://{}/trickle.yaml", server.host()), silent_url] {
-        let err = fails(&capped(
+    // The fetch fails before any daemon is asked: the socket does not exist.
+    let fetch = |url: &str| {
+        fails(&capped(
             dir.path(),
             &[
                 "run",
                 "-f",
-                &url,
+                url,
                 "--detach",
                 "--socket",
                 "/nonexistent.sock",
             ],
             &env,
-        ));
+        ))
+    };
+    for url in [format!("http://{}/trickle.yaml", server.host()), silent_url] {
+        let err = fetch(&url);
         assert!(
             err.contains(&url) && err.contains("fetch-timeout-seconds"),
             "{url}: {err}"
         );
     }
-    let url = format!("http://{}/huge.yaml", server.host());
-    let err = fails(&capped(
-        dir.path(),
-        &[
-            "run",
-            "-f",
-            &url,
-            "--detach",
-            "--socket",
-            "/nonexistent.sock",
-        ],
-        &env,
-    ));
+    let err = fetch(&format!("http://{}/huge.yaml", server.host()));
     assert!(err.contains("larger than 1048576 bytes"), "{err}");
     drop(silent);
 }

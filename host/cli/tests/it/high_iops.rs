@@ -57,34 +57,10 @@ const IODEPTH: u32 = 64;
 
 /// The gadget's `drops` map (loaded after `existing`), by reason index.
 fn drops_by_reason(existing: &BTreeSet<u64>) -> BTreeMap<u64, u64> {
-    let out = Command::new("bpftool")
-        .args(["map", "show", "-j"])
-        .output()
-        .unwrap();
-    let maps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut by_reason = BTreeMap::new();
-    for m in maps.as_array().into_iter().flatten() {
-        let (Some(id), Some("drops")) = (m["id"].as_u64(), m["name"].as_str()) else {
-            continue;
-        };
-        if existing.contains(&id) {
-            continue;
-        }
-        let out = Command::new("bpftool")
-            .args(["map", "dump", "id", &id.to_string(), "-j"])
-            .output()
-            .unwrap();
-        let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for e in entries.as_array().into_iter().flatten() {
-            // With BTF, bpftool gives the raw bytes and a "formatted" copy.
-            let e = if e["formatted"].is_object() {
-                &e["formatted"]
-            } else {
-                e
-            };
-            if let (Some(k), Some(v)) = (e["key"].as_u64(), e["value"].as_u64()) {
-                *by_reason.entry(k).or_insert(0) += v;
-            }
+    for e in drops_entries(existing) {
+        if let (Some(k), Some(v)) = (e["key"].as_u64(), e["value"].as_u64()) {
+            *by_reason.entry(k).or_insert(0) += v;
         }
     }
     by_reason

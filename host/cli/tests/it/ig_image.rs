@@ -31,7 +31,7 @@ fn fixture() -> PathBuf {
         root.join("host/tests/fixtures/ig-v0.46.0/profile_blockio.oci.tar")
     };
     let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(digest);
     assert_eq!(
         hex,
         FIXTURE_SHA256,
@@ -330,20 +330,9 @@ fn igs_image_exposition_has_igs_shape_and_the_kernels_total() {
     let dev = LoopDevice::new("igprom");
     let listen = format!("127.0.0.1:{}", crate::common::prometheus::free_port());
     let store_s = store.path().to_str().unwrap().to_string();
-    let mut g = Running::start(&[
-        "--store",
-        &store_s,
-        "run",
-        IG_REF,
-        "--interval",
-        "200ms",
-        "--annotate",
-        "blockio:metrics.collect=true",
-        "--otel-metrics-name",
-        "blockio:blockio-metrics",
-        "--otel-metrics-listen-address",
-        &listen,
-    ]);
+    let run = ["--store", &store_s, "run", IG_REF, "--interval", "200ms"];
+    let flags = crate::common::prometheus::blockio_metrics_flags(&listen);
+    let mut g = Running::start(&[&run[..], &flags].concat());
     g.wait_attached();
     dev.write_direct(WRITES);
     dev.wait_quiet();

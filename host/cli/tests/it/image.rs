@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::registry::{DockerRegistry, FakeRegistry, Reply, skopeo};
+use crate::common::registry::{
+    DockerRegistry, FakeRegistry, Reply, serve_image, skopeo, write_docker_config,
+};
 use crate::common::*;
 use gadget_image::{
     ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, EBPF_LAYER, OCI_INDEX, OCI_MANIFEST, WASM_LAYER,
@@ -664,16 +666,7 @@ fn credentials_come_from_login_or_docker_config_and_are_never_printed() {
             return Reply::new(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#)
                 .header("WWW-Authenticate", "Basic realm=\"fake\"");
         }
-        if req.path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        if req.path.ends_with("/manifests/v1") {
-            return Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST);
-        }
-        match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
-            Some((_, b)) => Reply::new(200, b.clone()),
-            None => Reply::new(404, ""),
-        }
+        serve_image(req, &manifest, &blobs)
     });
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -747,14 +740,7 @@ fn credentials_come_from_login_or_docker_config_and_are_never_printed() {
     // Docker's config file works as well.
     let docker = dir.path().join("docker");
     std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(
-        docker.join("config.json"),
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
-            reg.host()
-        ),
-    )
-    .unwrap();
+    write_docker_config(&docker, &reg.host());
     ok(&gadget(&store, &["image", "remove", &reference]));
     let err = fails(&gadget_env(&store, &["image", "pull", &reference], &env));
     assert!(err.contains("gadget login"), "logged out: {err}");

@@ -119,14 +119,10 @@ fn per_device_adds_device_and_op_labels() {
         &dev,
         "200ms",
         &[
-            "--per-device",
-            "--annotate",
-            "blockio:metrics.collect=true",
-            "--otel-metrics-name",
-            "blockio:blockio-metrics",
-            "--otel-metrics-listen-address",
-            &listen,
-        ],
+            &["--per-device"][..],
+            &crate::common::prometheus::blockio_metrics_flags(&listen),
+        ]
+        .concat(),
     );
     dev.write_direct(200);
     std::thread::sleep(Duration::from_millis(600));

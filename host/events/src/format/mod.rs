@@ -191,90 +191,94 @@ impl Family for Timestamp {
     }
 }
 
-struct Bytes;
-impl Family for Bytes {
+/// A u64 shown in human units (IG's bytes and duration families).
+struct HumanU64 {
+    ig_type: &'static str,
+    target: &'static str,
+    template: &'static [(&'static str, &'static str)],
+    format: fn(u64) -> String,
+}
+impl Family for HumanU64 {
     fn ig_type(&self) -> &'static str {
-        ig_type::BYTES
+        self.ig_type
     }
     fn target_annotation(&self) -> &'static str {
-        "formatters.bytes.target"
+        self.target
     }
     fn base_annotations(&self) -> Option<&'static [(&'static str, &'static str)]> {
-        Some(&[(annotations::TEMPLATE, "bytes")])
+        Some(self.template)
     }
     fn derive(&self, raw: &mut Value, kind: FieldKind, _: &FormatContext<'_>) -> String {
         match (&*raw, kind) {
-            (Value::U64(v), FieldKind::U64) => human::bytes_string(*v),
+            (Value::U64(v), FieldKind::U64) => (self.format)(*v),
             _ => String::new(),
         }
     }
 }
 
-struct Duration;
-impl Family for Duration {
-    fn ig_type(&self) -> &'static str {
-        ig_type::DURATION
-    }
-    fn target_annotation(&self) -> &'static str {
-        "formatters.duration.target"
-    }
-    fn base_annotations(&self) -> Option<&'static [(&'static str, &'static str)]> {
-        Some(&[(annotations::TEMPLATE, "duration")])
-    }
-    fn derive(&self, raw: &mut Value, kind: FieldKind, _: &FormatContext<'_>) -> String {
-        match (&*raw, kind) {
-            (Value::U64(v), FieldKind::U64) => human::duration_string(*v),
-            _ => String::new(),
-        }
-    }
-}
+static BYTES: HumanU64 = HumanU64 {
+    ig_type: ig_type::BYTES,
+    target: "formatters.bytes.target",
+    template: &[(annotations::TEMPLATE, "bytes")],
+    format: human::bytes_string,
+};
 
-struct FileMode;
-impl Family for FileMode {
+static DURATION: HumanU64 = HumanU64 {
+    ig_type: ig_type::DURATION,
+    target: "formatters.duration.target",
+    template: &[(annotations::TEMPLATE, "duration")],
+    format: human::duration_string,
+};
+
+/// A u32 of file bits (IG's file_mode and file_flags families).
+struct FileBits {
+    ig_type: &'static str,
+    target: &'static str,
+    format: fn(u32) -> String,
+}
+impl Family for FileBits {
     fn ig_type(&self) -> &'static str {
-        ig_type::FILE_MODE
+        self.ig_type
     }
     fn target_annotation(&self) -> &'static str {
-        "formatters.file_mode.target"
+        self.target
     }
     fn applies(&self, kind: FieldKind) -> bool {
         kind == FieldKind::U32
     }
     fn derive(&self, raw: &mut Value, kind: FieldKind, _: &FormatContext<'_>) -> String {
-        u32_of(raw, kind)
-            .map(file::file_mode_string)
-            .unwrap_or_default()
+        u32_of(raw, kind).map(self.format).unwrap_or_default()
     }
 }
 
-struct FileFlags;
-impl Family for FileFlags {
-    fn ig_type(&self) -> &'static str {
-        ig_type::FILE_FLAGS
-    }
-    fn target_annotation(&self) -> &'static str {
-        "formatters.file_flags.target"
-    }
-    fn applies(&self, kind: FieldKind) -> bool {
-        kind == FieldKind::U32
-    }
-    fn derive(&self, raw: &mut Value, kind: FieldKind, _: &FormatContext<'_>) -> String {
-        u32_of(raw, kind)
-            .map(file::file_flags_string)
-            .unwrap_or_default()
-    }
-}
+static FILE_MODE: FileBits = FileBits {
+    ig_type: ig_type::FILE_MODE,
+    target: "formatters.file_mode.target",
+    format: file::file_mode_string,
+};
 
-struct User;
-impl Family for User {
+static FILE_FLAGS: FileBits = FileBits {
+    ig_type: ig_type::FILE_FLAGS,
+    target: "formatters.file_flags.target",
+    format: file::file_flags_string,
+};
+
+/// A uid or gid resolved to its name (IG's uidgidresolver): the source is hidden, and so is
+/// the name unless asked for.
+struct IdName {
+    ig_type: &'static str,
+    fallback: &'static str,
+    resolve: fn(&dyn ids::IdResolver, u32) -> String,
+}
+impl Family for IdName {
     fn ig_type(&self) -> &'static str {
-        ig_type::UID
+        self.ig_type
     }
     fn target_annotation(&self) -> &'static str {
         "uidgidresolver.target"
     }
     fn fallback_target(&self) -> Option<&'static str> {
-        Some("user")
+        Some(self.fallback)
     }
     fn derived_hidden(&self) -> bool {
         true
@@ -284,36 +288,33 @@ impl Family for User {
     }
     fn derive(&self, raw: &mut Value, kind: FieldKind, ctx: &FormatContext<'_>) -> String {
         u32_of(raw, kind)
-            .map(|id| ids::user_string(ctx.ids, id))
+            .map(|id| (self.resolve)(ctx.ids, id))
             .unwrap_or_default()
     }
 }
 
-struct Group;
-impl Family for Group {
-    fn ig_type(&self) -> &'static str {
-        ig_type::GID
-    }
-    fn target_annotation(&self) -> &'static str {
-        "uidgidresolver.target"
-    }
-    fn fallback_target(&self) -> Option<&'static str> {
-        Some("group")
-    }
-    fn derived_hidden(&self) -> bool {
-        true
-    }
-    fn source_visibility(&self) -> SourceVisibility {
-        SourceVisibility::Hidden
-    }
-    fn derive(&self, raw: &mut Value, kind: FieldKind, ctx: &FormatContext<'_>) -> String {
-        u32_of(raw, kind)
-            .map(|id| ids::group_string(ctx.ids, id))
-            .unwrap_or_default()
-    }
-}
+static USER: IdName = IdName {
+    ig_type: ig_type::UID,
+    fallback: "user",
+    resolve: ids::user_string,
+};
+
+static GROUP: IdName = IdName {
+    ig_type: ig_type::GID,
+    fallback: "group",
+    resolve: ids::group_string,
+};
 
 /// The families in the order IG adds their fields.
 pub(crate) static FAMILIES: &[&dyn Family] = &[
-    &Signal, &Errno, &Syscall, &Timestamp, &Bytes, &Duration, &FileMode, &FileFlags, &User, &Group,
+    &Signal,
+    &Errno,
+    &Syscall,
+    &Timestamp,
+    &BYTES,
+    &DURATION,
+    &FILE_MODE,
+    &FILE_FLAGS,
+    &USER,
+    &GROUP,
 ];

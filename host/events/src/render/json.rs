@@ -150,9 +150,7 @@ fn write_value(out: &mut String, v: Option<&Value>) {
         Some(Value::Str(s)) => write_str(out, s),
         Some(Value::Bytes(b)) => {
             out.push('"');
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
+            out.push_str(&hex::encode(b));
             out.push('"');
         }
         None => out.push_str("null"),

@@ -387,36 +387,12 @@ mod tests {
     /// HELP with its trailing space, the three scope labels, `le` last.
     #[test]
     fn igs_exposition_for_known_counts_line_by_line() {
-        use gadget_model::datasource::{DatasourceSpec, FieldSpec, Publication};
         let mut counts = vec![0u64; 27];
         counts[1] = 2;
         counts[2] = 3;
         counts[20] = 1;
-        let scope = ScopeSnapshot {
-            scope: "blockio-metrics".into(),
-            datasource: DatasourceSpec {
-                name: "blockio".into(),
-                fields: vec![FieldSpec {
-                    name: "latency".into(),
-                    kind: FieldKind::Histogram,
-                    unit: "µs".into(),
-                    description: String::new(),
-                    annotations: vec![],
-                }],
-                annotations: vec![],
-            },
-            publication: Publication {
-                datasource: 0,
-                histograms: vec![Histogram {
-                    field: "latency".into(),
-                    labels: vec![],
-                    upper_bounds: (0..27).map(|k| 1u64 << k).collect(),
-                    counts,
-                    sum: None,
-                }],
-                samples: vec![],
-            },
-        };
+        let scope =
+            super::super::latency_scope(vec![], (0..27).map(|k| 1u64 << k).collect(), counts);
         let text = render(&[scope], &mut BTreeMap::new());
         let expected = [
             "# HELP latency__s ",

@@ -255,6 +255,42 @@ pub fn is_env_field(ds: &DatasourceSpec, label: &str) -> bool {
         .is_some_and(|f| f.annotations.iter().any(|(k, _)| k == ENV_VAR_ANNOTATION))
 }
 
+/// The tests' fixture: scope `blockio-metrics`, datasource `blockio` with one histogram field
+/// `latency` (µs) published once with these labels, bounds and counts.
+#[cfg(test)]
+pub(crate) fn latency_scope(
+    labels: Vec<(String, String)>,
+    upper_bounds: Vec<u64>,
+    counts: Vec<u64>,
+) -> ScopeSnapshot {
+    use gadget_model::datasource::{FieldKind, FieldSpec};
+    ScopeSnapshot {
+        scope: "blockio-metrics".into(),
+        datasource: DatasourceSpec {
+            name: "blockio".into(),
+            fields: vec![FieldSpec {
+                name: "latency".into(),
+                kind: FieldKind::Histogram,
+                unit: "µs".into(),
+                description: String::new(),
+                annotations: vec![],
+            }],
+            annotations: vec![],
+        },
+        publication: Publication {
+            datasource: 0,
+            histograms: vec![Histogram {
+                field: "latency".into(),
+                labels,
+                upper_bounds,
+                counts,
+                sum: None,
+            }],
+            samples: vec![],
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,35 +186,14 @@ pub fn push_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gadget_model::datasource::{DatasourceSpec, FieldSpec, Publication};
 
     #[test]
     fn histogram_in_otlps_model() {
-        let scopes = vec![ScopeSnapshot {
-            scope: "blockio-metrics".into(),
-            datasource: DatasourceSpec {
-                name: "blockio".into(),
-                fields: vec![FieldSpec {
-                    name: "latency".into(),
-                    kind: FieldKind::Histogram,
-                    unit: "µs".into(),
-                    description: String::new(),
-                    annotations: vec![],
-                }],
-                annotations: vec![],
-            },
-            publication: Publication {
-                datasource: 0,
-                histograms: vec![gadget_model::datasource::Histogram {
-                    field: "latency".into(),
-                    labels: vec![("node".into(), "a".into())],
-                    upper_bounds: vec![1, 2, 4],
-                    counts: vec![0, 2, 3],
-                    sum: None,
-                }],
-                samples: vec![],
-            },
-        }];
+        let scopes = vec![super::super::latency_scope(
+            vec![("node".into(), "a".into())],
+            vec![1, 2, 4],
+            vec![0, 2, 3],
+        )];
         let req = request(&scopes, 1, 2);
         let rm = &req.resource_metrics[0];
         let attrs = &rm.resource.as_ref().unwrap().attributes;

@@ -77,8 +77,7 @@ pub fn guest_wasm(name: &str) -> PathBuf {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A loop device over a file in /dev/shm: a quiet, CPU-bound block device only this test uses.
@@ -303,6 +302,21 @@ pub fn gadget_in(store: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`gadget_in`] under an address-space cap of `as_bytes` (`prlimit --as`), with `env` set:
+/// for paths that must stay bounded in memory whatever they are fed.
+pub fn gadget_capped(as_bytes: &str, store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new("prlimit")
+        .arg(format!("--as={as_bytes}"))
+        .arg(gadget_bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 pub fn run_to_end(args: &[&str]) -> Output {
     Command::new(gadget_bin()).args(args).output().unwrap()
 }
@@ -381,12 +395,20 @@ pub fn program_misses() -> std::collections::BTreeMap<u64, u64> {
 /// Sum of the `drops` map of the gadget loaded after `existing` map IDs were taken: completions
 /// the gadget could not time (no start timestamp, a full map), which it counts instead of hiding.
 pub fn gadget_drops(existing: &std::collections::BTreeSet<u64>) -> u64 {
+    drops_entries(existing)
+        .iter()
+        .filter_map(|e| e["value"].as_u64())
+        .sum()
+}
+
+/// The entries (`key`, `value`) of every `drops` map loaded after `existing` map IDs were taken.
+pub fn drops_entries(existing: &std::collections::BTreeSet<u64>) -> Vec<serde_json::Value> {
     let out = Command::new("bpftool")
         .args(["map", "show", "-j"])
         .output()
         .unwrap();
     let maps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mut total = 0;
+    let mut found = Vec::new();
     for m in maps.as_array().into_iter().flatten() {
         let (Some(id), Some("drops")) = (m["id"].as_u64(), m["name"].as_str()) else {
             continue;
@@ -399,19 +421,16 @@ pub fn gadget_drops(existing: &std::collections::BTreeSet<u64>) -> u64 {
             .output()
             .unwrap();
         let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        // With BTF, bpftool gives the raw bytes (a hex array) and a "formatted" copy.
-        total += entries
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                e["formatted"]["value"]
-                    .as_u64()
-                    .or_else(|| e["value"].as_u64())
-            })
-            .sum::<u64>();
+        // With BTF, bpftool gives the raw bytes (hex arrays) and a "formatted" copy.
+        found.extend(entries.as_array().into_iter().flatten().map(|e| {
+            if e["formatted"].is_object() {
+                e["formatted"].clone()
+            } else {
+                e.clone()
+            }
+        }));
     }
-    total
+    found
 }
 
 /// IDs of the BPF maps loaded now.

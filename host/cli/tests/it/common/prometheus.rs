@@ -9,6 +9,19 @@ use serde_json::Value;
 
 pub type Series = Vec<(BTreeMap<String, String>, f64)>;
 
+/// The flags that export profile_blockio's histogram as IG's `blockio-metrics` scope on a
+/// Prometheus endpoint at `listen`.
+pub fn blockio_metrics_flags(listen: &str) -> [&str; 6] {
+    [
+        "--annotate",
+        "blockio:metrics.collect=true",
+        "--otel-metrics-name",
+        "blockio:blockio-metrics",
+        "--otel-metrics-listen-address",
+        listen,
+    ]
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -110,6 +110,31 @@ impl Reply {
     }
 }
 
+/// What a registry holding one image at tag `v1` answers (`/v2/`, the manifest, its blobs, 404
+/// for anything else): the part of a scripted handler behind its authentication or faults.
+pub fn serve_image(req: &Seen, manifest: &[u8], blobs: &[(String, Vec<u8>)]) -> Reply {
+    if req.path == "/v2/" {
+        return Reply::new(200, "{}");
+    }
+    if req.path.ends_with("/manifests/v1") {
+        return Reply::new(200, manifest.to_vec())
+            .header("Content-Type", gadget_image::OCI_MANIFEST);
+    }
+    match blobs.iter().find(|(d, _)| req.path.ends_with(d.as_str())) {
+        Some((_, b)) => Reply::new(200, b.clone()),
+        None => Reply::new(404, ""),
+    }
+}
+
+/// Writes a docker `config.json` in `dir` with alice:s3cret for `host`.
+pub fn write_docker_config(dir: &std::path::Path, host: &str) {
+    std::fs::write(
+        dir.join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+}
+
 type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
 
 /// A scripted registry on a loopback port; every request is recorded.
