@@ -234,16 +234,12 @@ impl Daemon {
     }
 
     pub fn wait_inf(&self, scope: &str, want: u64) {
-        let start = Instant::now();
-        while self.inf(scope) != Some(want) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{scope} +Inf is {:?}, want {want}\n{}",
-                self.inf(scope),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_accounts(
+            want,
+            Duration::from_secs(30),
+            &format!("{scope} +Inf\n{}", self.log()),
+            || self.inf(scope).unwrap_or(0),
+        );
     }
 
     /// (ID, name) of every instance, in creation order.

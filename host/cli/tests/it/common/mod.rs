@@ -76,6 +76,58 @@ pub fn guest_wasm(name: &str) -> PathBuf {
     p
 }
 
+/// Completed requests the kernel may count in /sys/block/*/stat in one measured window without
+/// delivering them to any tracer: neither `block_rq_complete` nor `block_io_done` fires for
+/// them, with or without our gadget loaded (a bare bpftrace misses the same request:
+/// bench/completion-loss/README.md and high_iops.rs's OPEN FINDING; 4 of 306 windows of 3000
+/// writes under load, never more than one each). An exact comparison would test the kernel;
+/// more than this is a loss of ours.
+pub const KERNEL_UNDELIVERED: u64 = 1;
+
+/// Does the gadget's `counted` account for the kernel's `kernel`? Exactly, or short by at most
+/// [`KERNEL_UNDELIVERED`] (said on stderr, so a run that used the allowance shows it).
+pub fn accounts_for(counted: u64, kernel: u64) -> bool {
+    if counted == kernel {
+        return true;
+    }
+    let short = kernel.saturating_sub(counted);
+    if counted < kernel && short <= KERNEL_UNDELIVERED {
+        eprintln!(
+            "note: {short} of {kernel} completions counted by the kernel but delivered to no \
+             tracer (KERNEL_UNDELIVERED)"
+        );
+        return true;
+    }
+    false
+}
+
+/// [`accounts_for`] as an assertion naming what was compared.
+#[track_caller]
+pub fn assert_accounts(counted: u64, kernel: u64, what: &str) {
+    assert!(
+        accounts_for(counted, kernel),
+        "{what}: counted {counted}, kernel {kernel} (at most {KERNEL_UNDELIVERED} undelivered)"
+    );
+}
+
+/// Polls `value` until it equals `kernel`; at `timeout`, accepts what [`accounts_for`] accepts
+/// (a value still settling is never taken for the kernel's loss before then).
+#[track_caller]
+pub fn wait_accounts(kernel: u64, timeout: Duration, what: &str, mut value: impl FnMut() -> u64) {
+    let start = Instant::now();
+    loop {
+        let v = value();
+        if v == kernel {
+            return;
+        }
+        if start.elapsed() >= timeout {
+            assert_accounts(v, kernel, what);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
