@@ -793,8 +793,7 @@ async fn push_signatures(
     let repo = r.name();
     let entries = store.entries()?;
     for tag in signatures::signature_tags(digest) {
-        let name = format!("{repo}:{tag}");
-        let Some(e) = entries.iter().find(|e| e.name == name) else {
+        let Some(e) = signatures::find_tag(&entries, &repo, &tag) else {
             continue;
         };
         let manifests: Vec<(String, String)> = if is_index(&e.media_type) {

@@ -161,15 +161,11 @@ impl ArtifactSource for StoreSource<'_> {
         let found = match self.pending.get(tag) {
             Some(found) => Some(found.clone()),
             None => {
-                let name = format!("{}:{tag}", self.repository);
                 let entries = self.store.entries().map_err(|e| SourceError::Unreadable {
                     what: "the local store's index.json".into(),
                     reason: e.to_string(),
                 })?;
-                entries
-                    .into_iter()
-                    .find(|e| e.name == name)
-                    .map(|e| (e.digest, e.media_type))
+                find_tag(&entries, &self.repository, tag).map(|e| (e.digest, e.media_type))
             }
         };
         let Some((digest, media_type)) = found else {
@@ -195,6 +191,22 @@ impl ArtifactSource for StoreSource<'_> {
     fn blob(&self, digest: &Digest, max: u64) -> Result<Option<Vec<u8>>, SourceError> {
         self.read(digest.as_str(), max, &format!("blob {digest}"))
     }
+}
+
+/// The stored signature tag `tag` (which names the image's digest) of `repository`, else of
+/// any repository: `image tag` gives an image another repository, and what signs its digest
+/// signs it under every name (the verifier checks the digest each signature covers).
+pub fn find_tag(entries: &[Entry], repository: &str, tag: &str) -> Option<Entry> {
+    let own = format!("{repository}:{tag}");
+    entries
+        .iter()
+        .find(|e| e.name == own)
+        .or_else(|| {
+            entries.iter().find(|e| {
+                e.name.len() > tag.len() && e.name == format!("{}:{tag}", repo_of(&e.name))
+            })
+        })
+        .cloned()
 }
 
 /// Whether a stored name is a signature tag (`…:sha256-<hex>.sig` or `…:sha256-<hex>`), which
