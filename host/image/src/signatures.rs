@@ -292,17 +292,40 @@ pub fn check_stored(
     r: &ImageRef,
     entry: &Entry,
 ) -> Result<Outcome, ImageError> {
+    // A reference to a platform manifest runs what its index's signature covers: the
+    // signature is over the index (the digest a tag resolves to), which lists this manifest.
+    let subject = signed_index_of(store, entry)?.unwrap_or_else(|| entry.digest.clone());
     let outcome = check(
         cfg,
         &StoreSource::new(store, &r.name()),
         &r.to_string(),
         r,
-        &entry.digest,
+        &subject,
     )?;
     if cfg.verify_image {
         check_intact(store, entry)?;
     }
     Ok(outcome)
+}
+
+/// The stored index that lists `entry` (a platform manifest), if any.
+fn signed_index_of(store: &Store, entry: &Entry) -> Result<Option<String>, ImageError> {
+    if crate::layout::is_index(&entry.media_type) {
+        return Ok(None);
+    }
+    for e in store.entries()? {
+        if !crate::layout::is_index(&e.media_type) || is_signature_name(&e.name) {
+            continue;
+        }
+        let Ok(index) = store.read_json::<oci_client::manifest::OciImageIndex>(&e.digest, u64::MAX)
+        else {
+            continue;
+        };
+        if index.manifests.iter().any(|m| m.digest == entry.digest) {
+            return Ok(Some(e.digest));
+        }
+    }
+    Ok(None)
 }
 
 /// Re-reads every stored blob `entry` reaches (the store re-hashes each read).

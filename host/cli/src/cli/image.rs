@@ -178,8 +178,15 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
             let mut missing = Vec::new();
             for reference in references {
                 let r = parse(&reference)?;
-                let name = store.resolve(&r)?.map(|e| e.name).unwrap_or(r.to_string());
+                let found = store.resolve(&r)?;
+                let name = found
+                    .as_ref()
+                    .map(|e| e.name.clone())
+                    .unwrap_or(r.to_string());
                 if store.remove_ref(&name)? {
+                    if let Some(e) = &found {
+                        remove_orphan_signatures(&store, &e.digest)?;
+                    }
                     if json_out {
                         println!("{}", json!({"removed": name}));
                     } else {
@@ -284,6 +291,27 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
             } else {
                 println!("verified {}@{}: {by}", entry.name, entry.digest);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Signature tags of `digest` go with the last image name that points at it.
+fn remove_orphan_signatures(store: &Store, digest: &str) -> anyhow::Result<()> {
+    let entries = store.entries()?;
+    let still_named = entries
+        .iter()
+        .any(|e| e.digest == digest && !signatures::is_signature_name(&e.name));
+    if still_named {
+        return Ok(());
+    }
+    let tags = signatures::signature_tags(digest);
+    for e in entries {
+        let is_its_signature = tags
+            .iter()
+            .any(|t| e.name == format!("{}:{t}", gadget_image::store::repo_of(&e.name)));
+        if is_its_signature {
+            store.remove_ref(&e.name)?;
         }
     }
     Ok(())
