@@ -91,6 +91,8 @@ pub struct ImageConfig {
     pub limits: Limits,
     /// Who watches blob transfers (the CLI on a terminal); not from the config file.
     pub progress: crate::progress::ProgressSink,
+    /// Signature verification, IG's `operator.oci.*` options.
+    pub verify: super::signatures::VerifyConfig,
 }
 
 impl Default for ImageConfig {
@@ -102,6 +104,7 @@ impl Default for ImageConfig {
             auth_file: PathBuf::from(DEFAULT_AUTH_FILE),
             limits: Limits::default(),
             progress: Default::default(),
+            verify: Default::default(),
         }
     }
 }
@@ -116,6 +119,16 @@ struct FileConfig {
     insecure_registries: Vec<String>,
     auth_file: Option<PathBuf>,
     limits: Option<Limits>,
+    verify_image: Option<bool>,
+    public_keys: Option<Vec<String>>,
+    #[serde(default)]
+    public_key_files: Vec<PathBuf>,
+    #[serde(default)]
+    notation_certificates: Vec<String>,
+    notation_policy_document: Option<String>,
+    #[serde(default)]
+    allowed_gadgets: Vec<String>,
+    signing_key: Option<PathBuf>,
 }
 
 impl ImageConfig {
@@ -145,7 +158,7 @@ impl ImageConfig {
                 ImageError::invalid(
                     path.display().to_string(),
                     format!(
-                        "{e} (expected keys: store, registry-prefix, insecure-registries, auth-file, limits: {{manifest-bytes, config-bytes, layer-bytes, token-bytes, pull-timeout-seconds, fetch-timeout-seconds}})"
+                        "{e} (expected keys: store, registry-prefix, insecure-registries, auth-file, verify-image, public-keys, public-key-files, notation-certificates, notation-policy-document, allowed-gadgets, signing-key, limits: {{manifest-bytes, config-bytes, layer-bytes, token-bytes, pull-timeout-seconds, fetch-timeout-seconds}})"
                     ),
                 )
             })?
@@ -163,12 +176,47 @@ impl ImageConfig {
         if let Some(l) = file.limits {
             cfg.limits = l;
         }
+        let v = &mut cfg.verify;
+        if let Some(b) = file.verify_image {
+            v.verify_image = b;
+        }
+        let mut keys = file.public_keys;
+        for f in &file.public_key_files {
+            keys.get_or_insert_with(Vec::new)
+                .push(read_text(f, "public-key-files")?);
+        }
+        if keys.is_some() {
+            v.public_keys = keys;
+        }
+        v.notation_certificates = file.notation_certificates;
+        v.notation_policy_document = file.notation_policy_document;
+        v.allowed_gadgets = file.allowed_gadgets;
+        if let Some(k) = file.signing_key {
+            v.signing_key = k;
+        }
         Ok(cfg)
     }
 
     pub fn parse_ref(&self, input: &str) -> Result<super::ImageRef, ImageError> {
         super::ImageRef::parse(input, &self.registry_prefix)
     }
+}
+
+/// A small text file named by a setting (a key, a certificate, a policy): at most 1 MiB.
+pub fn read_text(path: &Path, setting: &str) -> Result<String, ImageError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| ImageError::io(path, e))?;
+    let mut text = String::new();
+    f.take((1 << 20) + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| ImageError::io(path, e))?;
+    if text.len() > 1 << 20 {
+        return Err(ImageError::invalid(
+            path.display().to_string(),
+            format!("{setting}: larger than 1 MiB"),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod signatures;
 pub mod store;
 
 pub use config::{ImageConfig, Limits, PullPolicy};
@@ -89,6 +90,10 @@ pub enum ImageError {
     Build { dir: String, message: String },
     #[error("{path}: {message}")]
     Auth { path: String, message: String },
+    /// IG's policy refused the image (`allowed-gadgets`, or no trusted signature); nothing
+    /// was stored or loaded.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ImageError {
@@ -156,15 +161,26 @@ pub async fn ensure(
     let r = cfg.parse_ref(reference)?;
     let store = Store::open(&cfg.store)?;
     let local = store.resolve(&r)?;
-    match (policy, local) {
-        (PullPolicy::Never, None) => Err(ImageError::NotLocal(
-            r.to_string(),
-            cfg.store.display().to_string(),
-        )),
-        (PullPolicy::Never | PullPolicy::Missing, Some(e)) => Ok(Some(e)),
+    let entry = match (policy, local) {
+        (PullPolicy::Never, None) => {
+            return Err(ImageError::NotLocal(
+                r.to_string(),
+                cfg.store.display().to_string(),
+            ));
+        }
+        (PullPolicy::Never | PullPolicy::Missing, Some(e)) => e,
         (PullPolicy::Missing | PullPolicy::Always, _) => {
             tracing::info!("pulling {r}");
-            registry::pull(cfg, &store, &r).await.map(Some)
+            registry::pull_verified(cfg, &store, &r).await?
         }
+    };
+    // Verified on pull, and again here from the store, before anything is loaded.
+    let outcome = signatures::check_stored(&cfg.verify, &store, &r, &entry)?;
+    for w in &outcome.warnings {
+        tracing::warn!("{w}");
     }
+    if let Some(by) = &outcome.by {
+        tracing::debug!("{r} ({}): {by}", entry.digest);
+    }
+    Ok(Some(entry))
 }

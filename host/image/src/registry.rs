@@ -17,6 +17,7 @@ use oci_client::{Client, RegistryOperation};
 use super::auth::{self, Credentials};
 use super::layout::{self, gadget_layers, is_index};
 use super::progress::Progress;
+use super::signatures::{self, StoreSource};
 use super::store::{Entry, Staging, Store};
 use super::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageConfig, ImageError, ImageRef, OCI_INDEX,
@@ -107,6 +108,18 @@ impl<'a> Session<'a> {
         reference: &str,
         expected: Option<(&str, u64)>,
     ) -> Result<(Vec<u8>, String, String), ImageError> {
+        self.fetch_manifest_if_any(reference, expected, false)
+            .await?
+            .ok_or_else(|| self.err(format!("manifest {reference}: not found")))
+    }
+
+    /// As [`Self::fetch_manifest`]; with `missing_ok`, a 404 is `None` (a signature that is not there).
+    async fn fetch_manifest_if_any(
+        &self,
+        reference: &str,
+        expected: Option<(&str, u64)>,
+        missing_ok: bool,
+    ) -> Result<Option<(Vec<u8>, String, String)>, ImageError> {
         let url = format!(
             "{}://{}/v2/{}/manifests/{reference}",
             self.scheme, self.r.registry, self.r.repository
@@ -126,6 +139,9 @@ impl<'a> Session<'a> {
             .await
             .map_err(|e| self.err(format!("GET {url}: {}", gadget_model::error_chain(&e))))?;
         let status = resp.status();
+        if missing_ok && status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !status.is_success() {
             return Err(self.err(http_failure(status, &url, &self.r, resp).await));
         }
@@ -183,7 +199,185 @@ impl<'a> Session<'a> {
             .ok()
             .and_then(|v| v.media_type)
             .unwrap_or(content_type);
-        Ok((body, digest, media_type))
+        Ok(Some((body, digest, media_type)))
+    }
+
+    /// OCI 1.1 referrers API (`GET /v2/<repo>/referrers/<digest>`), capped; `None` when the
+    /// registry does not offer it (any failure: the referrers tag is the fallback).
+    async fn referrers_api(&self, digest: &str) -> Option<Vec<u8>> {
+        let url = format!(
+            "{}://{}/v2/{}/referrers/{digest}",
+            self.scheme, self.r.registry, self.r.repository
+        );
+        let resp = self
+            .get(&url)
+            .header("Accept", OCI_INDEX)
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let limit = self.cfg.limits.manifest_bytes;
+        read_capped(
+            resp,
+            limit,
+            |size| ImageError::TooLarge {
+                what: format!("referrers of {digest}"),
+                origin: self.r.to_string(),
+                size,
+                limit,
+                setting: "limits.manifest-bytes",
+            },
+            |e| self.err(e.to_string()),
+        )
+        .await
+        .ok()
+    }
+
+    /// Fetches a signature manifest (by tag or digest) and the blobs it names into staging;
+    /// returns its index entry. Blobs are capped at `limits.manifest-bytes` each.
+    async fn fetch_signature_manifest(
+        &mut self,
+        store: &Store,
+        staging: &mut Staging,
+        reference: &str,
+        expected: Option<(&str, u64)>,
+    ) -> Result<Option<ImageIndexEntry>, ImageError> {
+        let Some((bytes, digest, media_type)) = self
+            .fetch_manifest_if_any(reference, expected, true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+            return Err(wrong_type(&format!("signature {reference}"), &media_type));
+        }
+        let manifest: OciImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
+            ImageError::invalid(
+                format!("signature {reference}"),
+                format!("not a manifest: {e}"),
+            )
+        })?;
+        let cap = self.cfg.limits.manifest_bytes;
+        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            if u64::try_from(d.size).unwrap_or(u64::MAX) > cap {
+                return Err(ImageError::TooLarge {
+                    what: format!("signature blob {}", d.digest),
+                    origin: self.r.to_string(),
+                    size: u64::try_from(d.size).unwrap_or(u64::MAX),
+                    limit: cap,
+                    setting: "limits.manifest-bytes",
+                });
+            }
+            self.fetch_blob(store, staging, d).await?;
+        }
+        staging.put_blob(&bytes)?;
+        // What the referrers API lists for it (OCI 1.1): the manifest's artifactType, else its
+        // config's media type; a referrers tag rewritten by a tool may have lost it.
+        let artifact_type = manifest
+            .artifact_type
+            .clone()
+            .unwrap_or_else(|| manifest.config.media_type.clone());
+        Ok(Some(ImageIndexEntry {
+            media_type,
+            digest,
+            size: bytes.len() as i64,
+            platform: None,
+            annotations: None,
+            artifact_type: Some(artifact_type),
+        }))
+    }
+
+    /// IG's pull of signatures: the cosign `.sig` tag and the referrers (API, else the
+    /// referrers tag) into staging, as tags to publish beside the image. Failing to get them
+    /// is a warning, as in IG: verification then finds nothing and refuses.
+    async fn fetch_signatures(
+        &mut self,
+        store: &Store,
+        staging: &mut Staging,
+        digest: &str,
+    ) -> Vec<(String, ImageIndexEntry)> {
+        let mut tags = Vec::new();
+        let Ok(d) = gadget_signature::Digest::parse(digest) else {
+            return tags;
+        };
+        let repo = self.r.name();
+        let legacy = d.cosign_signature_tag();
+        match self
+            .fetch_signature_manifest(store, staging, &legacy, None)
+            .await
+        {
+            Ok(Some(e)) => tags.push((format!("{repo}:{legacy}"), e)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("pulling the signature {repo}:{legacy}: {e}"),
+        }
+        let referrers_tag = d.referrers_tag();
+        let listed = match self.referrers_api(digest).await {
+            Some(b) => Some(b),
+            None => match self.fetch_manifest_if_any(&referrers_tag, None, true).await {
+                Ok(found) => found.map(|(b, _, _)| b),
+                Err(e) => {
+                    tracing::warn!("pulling the referrers {repo}:{referrers_tag}: {e}");
+                    None
+                }
+            },
+        };
+        let Some(listed) = listed else {
+            return tags;
+        };
+        let index: gadget_signature::source::Index = match serde_json::from_slice(&listed) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("the referrers of {repo}@{digest} are not an OCI index: {e}");
+                return tags;
+            }
+        };
+        let mut kept = Vec::new();
+        for m in index
+            .manifests
+            .into_iter()
+            .take(gadget_signature::cosign::MAX_SIGNATURES)
+        {
+            let fetched = self
+                .fetch_signature_manifest(store, staging, &m.digest, Some((&m.digest, m.size)))
+                .await;
+            match fetched {
+                Ok(Some(found)) => kept.push(gadget_signature::Descriptor {
+                    artifact_type: m.artifact_type.clone().or(found.artifact_type),
+                    ..m
+                }),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("pulling the referrer {repo}@{}: {e}", m.digest),
+            }
+        }
+        if kept.is_empty() {
+            return tags;
+        }
+        let local = gadget_signature::source::Index {
+            schema_version: 2,
+            media_type: Some(OCI_INDEX.into()),
+            manifests: kept,
+            annotations: Default::default(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&local) else {
+            return tags;
+        };
+        match staging.put_blob(&bytes) {
+            Ok(digest) => tags.push((
+                format!("{repo}:{referrers_tag}"),
+                ImageIndexEntry {
+                    media_type: OCI_INDEX.into(),
+                    digest,
+                    size: bytes.len() as i64,
+                    platform: None,
+                    annotations: None,
+                    artifact_type: None,
+                },
+            )),
+            Err(e) => tracing::warn!("storing the referrers of {repo}@{digest}: {e}"),
+        }
+        tags
     }
 
     /// Streams one blob into the store (skipped when already there).
@@ -392,9 +586,31 @@ async fn fetch_token(
 /// Pulls `r` into the store; the reference becomes visible only once every blob is verified.
 /// The whole pull has `limits.pull-timeout-seconds`: a registry that trickles cannot hold it
 /// (or a daemon request waiting on it) forever; past it the store is as it was.
+///
+/// As IG's `image pull`, this stores the image and its signatures without judging them; `run`
+/// (through [`crate::ensure`]) pulls with [`pull_verified`].
 pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entry, ImageError> {
+    pull_with(cfg, store, r, false).await
+}
+
+/// [`pull`], refusing (before anything is stored) an image IG's policy would not run:
+/// `allowed-gadgets`, and with `verify-image` a trusted signature among the pulled ones.
+pub async fn pull_verified(
+    cfg: &ImageConfig,
+    store: &Store,
+    r: &ImageRef,
+) -> Result<Entry, ImageError> {
+    pull_with(cfg, store, r, true).await
+}
+
+async fn pull_with(
+    cfg: &ImageConfig,
+    store: &Store,
+    r: &ImageRef,
+    verify: bool,
+) -> Result<Entry, ImageError> {
     let limit = Duration::from_secs(cfg.limits.pull_timeout_seconds);
-    match tokio::time::timeout(limit, pull_within(cfg, store, r)).await {
+    match tokio::time::timeout(limit, pull_within(cfg, store, r, verify)).await {
         Ok(result) => result,
         Err(_) => Err(registry_err(
             r,
@@ -406,7 +622,12 @@ pub async fn pull(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entr
     }
 }
 
-async fn pull_within(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Entry, ImageError> {
+async fn pull_within(
+    cfg: &ImageConfig,
+    store: &Store,
+    r: &ImageRef,
+    verify: bool,
+) -> Result<Entry, ImageError> {
     let mut s = Session::open(cfg, r, RegistryOperation::Pull).await?;
     let origin = r.to_string();
     let top_ref = r
@@ -424,6 +645,23 @@ async fn pull_within(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<E
             expected: d.clone(),
             actual: top_digest,
         });
+    }
+    let mut staging = store.staging()?;
+    let signatures = s.fetch_signatures(store, &mut staging, &top_digest).await;
+    // Verified before anything is published: a refused image leaves the store as it was.
+    if verify {
+        let pending = signatures
+            .iter()
+            .filter_map(|(name, e)| {
+                let tag = name.rsplit_once(':')?.1.to_string();
+                Some((tag, (e.digest.clone(), e.media_type.clone())))
+            })
+            .collect();
+        let source = StoreSource::staged(store, &staging, &r.name(), pending);
+        let outcome = signatures::check(&cfg.verify, &source, &origin, r, &top_digest)?;
+        for w in &outcome.warnings {
+            tracing::warn!("{w}");
+        }
     }
     // Of an index, only this platform's manifest (and its blobs) is fetched and stored.
     let mut platform_manifest = None;
@@ -455,7 +693,6 @@ async fn pull_within(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<E
     let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| ImageError::invalid(&origin, format!("the manifest is not valid: {e}")))?;
     gadget_layers(&manifest, &origin, &cfg.limits)?;
-    let mut staging = store.staging()?;
     for d in layout::all_blobs(&manifest) {
         s.fetch_blob(store, &mut staging, d).await?;
     }
@@ -463,20 +700,19 @@ async fn pull_within(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<E
         staging.put_blob(bytes)?;
     }
     staging.put_blob(&top_bytes)?;
-    store.publish(
-        staging,
-        vec![(
-            origin.clone(),
-            ImageIndexEntry {
-                media_type: top_type.clone(),
-                digest: top_digest.clone(),
-                size: top_bytes.len() as i64,
-                platform: None,
-                annotations: None,
-                artifact_type: None,
-            },
-        )],
-    )?;
+    let mut refs = vec![(
+        origin.clone(),
+        ImageIndexEntry {
+            media_type: top_type.clone(),
+            digest: top_digest.clone(),
+            size: top_bytes.len() as i64,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        },
+    )];
+    refs.extend(signatures);
+    store.publish(staging, refs)?;
     store
         .resolve(r)?
         .ok_or_else(|| ImageError::invalid(origin, "pulled, but the store did not list it"))
@@ -541,7 +777,64 @@ pub async fn push(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Stri
     }
     let top = store.read_blob(&entry.digest, cfg.limits.manifest_bytes)?;
     push_manifest(&s, r, top, &entry.media_type).await?;
+    push_signatures(cfg, store, &mut s, r, &entry.digest).await?;
     Ok(entry.digest)
+}
+
+/// Pushes the signature tags stored beside an image (cosign `.sig`, the referrers index and
+/// each referrer with its blobs), so `image push` carries what `image sign` made.
+async fn push_signatures(
+    cfg: &ImageConfig,
+    store: &Store,
+    s: &mut Session<'_>,
+    r: &ImageRef,
+    digest: &str,
+) -> Result<(), ImageError> {
+    let repo = r.name();
+    let entries = store.entries()?;
+    for tag in signatures::signature_tags(digest) {
+        let Some(e) = signatures::find_tag(&entries, &repo, &tag) else {
+            continue;
+        };
+        let manifests: Vec<(String, String)> = if is_index(&e.media_type) {
+            let index: OciImageIndex = store.read_json(&e.digest, cfg.limits.manifest_bytes)?;
+            index
+                .manifests
+                .into_iter()
+                .map(|m| (m.digest, m.media_type))
+                .collect()
+        } else {
+            vec![(e.digest.clone(), e.media_type.clone())]
+        };
+        for (digest, media_type) in &manifests {
+            let m: OciImageManifest = store.read_json(digest, cfg.limits.manifest_bytes)?;
+            for d in std::iter::once(&m.config).chain(&m.layers) {
+                let bytes = store.read_blob(&d.digest, cfg.limits.manifest_bytes)?;
+                s.client
+                    .push_blob(&r.to_oci(), bytes, &d.digest)
+                    .await
+                    .map_err(|e| {
+                        s.err(format!(
+                            "pushing signature blob {}: {}",
+                            d.digest,
+                            describe(&e, r)
+                        ))
+                    })?;
+            }
+            if is_index(&e.media_type) {
+                let bytes = store.read_blob(digest, cfg.limits.manifest_bytes)?;
+                push_manifest(s, &r.with_digest(digest), bytes, media_type).await?;
+            }
+        }
+        let top = store.read_blob(&e.digest, cfg.limits.manifest_bytes)?;
+        let at = ImageRef {
+            tag: Some(tag.clone()),
+            digest: None,
+            ..r.clone()
+        };
+        push_manifest(s, &at, top, &e.media_type).await?;
+    }
+    Ok(())
 }
 
 async fn push_manifest(

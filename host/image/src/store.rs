@@ -517,6 +517,11 @@ impl Staging {
         store.read_blob(digest, limit)
     }
 
+    /// Whether a blob is staged here or stored.
+    pub fn has(&self, store: &Store, digest: &str) -> bool {
+        self.blob_len(store, digest).is_some()
+    }
+
     /// The size of a blob staged here, or else in the store; `None` when neither has it.
     fn blob_len(&self, store: &Store, digest: &str) -> Option<u64> {
         let path = if self.blobs.iter().any(|b| b == digest) {

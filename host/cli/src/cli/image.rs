@@ -9,7 +9,10 @@ use serde_json::json;
 use gadget_image::layout::LocalImage;
 use gadget_image::registry::{self, human};
 use gadget_image::store::Entry;
-use gadget_image::{ImageConfig, ImageRef, Store, archive, auth, build, reference::DEFAULT_PREFIX};
+use gadget_image::{
+    ImageConfig, ImageRef, Store, archive, auth, build, reference::DEFAULT_PREFIX, signatures,
+};
+use gadget_signature::sign::SigningKey;
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -55,7 +58,23 @@ pub enum ImageVerb {
     Import {
         file: PathBuf,
         reference: Option<String>,
+        /// Vouch for the archive's images: sign them with this host's key, so `run` accepts
+        /// them (an explicit decision, logged; without it an unsigned image is refused at run,
+        /// as IG refuses it).
+        #[arg(long)]
+        trust: bool,
     },
+    /// Sign a stored image (cosign-compatible: the `.sig` tag and an OCI 1.1 referrer);
+    /// `image push` carries the signature.
+    Sign {
+        reference: String,
+        /// PEM private key (PKCS#8 or SEC1; cosign's encrypted files need COSIGN_PASSWORD).
+        /// Default: this host's key (created on first use).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Verify a stored image's signature against the configured keys and say who signed it.
+    Verify { reference: String },
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +115,9 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                     build_file: build_file.as_deref(),
                 },
             )?;
+            // Images built here are signed with this host's key, which this host trusts.
+            let key = signatures::local_key(&cfg.verify.signing_key)?;
+            signatures::sign_stored(&store, &tag, &entry, &key)?;
             report(json_out, "built", &entry);
         }
         ImageVerb::Push { reference } => {
@@ -156,8 +178,15 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
             let mut missing = Vec::new();
             for reference in references {
                 let r = parse(&reference)?;
-                let name = store.resolve(&r)?.map(|e| e.name).unwrap_or(r.to_string());
+                let found = store.resolve(&r)?;
+                let name = found
+                    .as_ref()
+                    .map(|e| e.name.clone())
+                    .unwrap_or(r.to_string());
                 if store.remove_ref(&name)? {
+                    if let Some(e) = &found {
+                        remove_orphan_signatures(&store, &e.digest)?;
+                    }
                     if json_out {
                         println!("{}", json!({"removed": name}));
                     } else {
@@ -203,14 +232,102 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
                 println!("exported {r} to {}", file.display());
             }
         }
-        ImageVerb::Import { file, reference } => {
+        ImageVerb::Import {
+            file,
+            reference,
+            trust,
+        } => {
             let name = reference.as_deref().map(parse).transpose()?;
             for e in archive::import(cfg, &store, &file, name.as_ref())? {
+                if trust {
+                    let key = signatures::local_key(&cfg.verify.signing_key)?;
+                    let r = parse(&e.name)?;
+                    signatures::sign_stored(&store, &r, &e, &key)?;
+                    tracing::warn!(
+                        "--trust: signed {}@{} with this host's key {}",
+                        e.name,
+                        e.digest,
+                        cfg.verify.signing_key.display()
+                    );
+                }
                 report(json_out, "imported", &e);
+            }
+        }
+        ImageVerb::Sign { reference, key } => {
+            let r = parse(&reference)?;
+            let entry = local(&store, &r, cfg)?;
+            let key = match key {
+                None => signatures::local_key(&cfg.verify.signing_key)?,
+                Some(path) => read_signing_key(&path)?,
+            };
+            let sig = signatures::sign_stored(&store, &r, &entry, &key)?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"signed": entry.name, "digest": entry.digest, "tags": [sig.legacy_tag, sig.referrers_tag]})
+                );
+            } else {
+                println!(
+                    "signed {}@{} (tags {} and {})",
+                    entry.name, entry.digest, sig.legacy_tag, sig.referrers_tag
+                );
+            }
+        }
+        ImageVerb::Verify { reference } => {
+            let r = parse(&reference)?;
+            let entry = local(&store, &r, cfg)?;
+            let mut verify = cfg.verify.clone();
+            verify.verify_image = true;
+            let outcome = signatures::check_stored(&verify, &store, &r, &entry)?;
+            for w in &outcome.warnings {
+                eprintln!("warning: {w}");
+            }
+            let by = outcome.by.unwrap_or_default();
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"verified": entry.name, "digest": entry.digest, "by": by})
+                );
+            } else {
+                println!("verified {}@{}: {by}", entry.name, entry.digest);
             }
         }
     }
     Ok(())
+}
+
+/// Signature tags of `digest` go with the last image name that points at it.
+fn remove_orphan_signatures(store: &Store, digest: &str) -> anyhow::Result<()> {
+    let entries = store.entries()?;
+    let still_named = entries
+        .iter()
+        .any(|e| e.digest == digest && !signatures::is_signature_name(&e.name));
+    if still_named {
+        return Ok(());
+    }
+    let tags = signatures::signature_tags(digest);
+    for e in entries {
+        let is_its_signature = tags
+            .iter()
+            .any(|t| e.name == format!("{}:{t}", gadget_image::store::repo_of(&e.name)));
+        if is_its_signature {
+            store.remove_ref(&e.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// A private key file: PEM, or cosign's encrypted format with `COSIGN_PASSWORD` (as cosign).
+fn read_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let text = gadget_image::config::read_text(path, "--key")?;
+    if text.contains("ENCRYPTED SIGSTORE PRIVATE KEY")
+        || text.contains("ENCRYPTED COSIGN PRIVATE KEY")
+    {
+        let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+        return SigningKey::from_cosign_pem(&text, password.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    SigningKey::from_pem(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn local(store: &Store, r: &ImageRef, cfg: &ImageConfig) -> anyhow::Result<Entry> {
@@ -231,6 +348,9 @@ fn report(json_out: bool, verb: &str, e: &Entry) {
 fn list(cfg: &ImageConfig, store: &Store, json_out: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for e in store.entries()? {
+        if signatures::is_signature_name(&e.name) {
+            continue;
+        }
         let r = ImageRef::parse(&e.name, &cfg.registry_prefix).ok();
         let (size, created) = match LocalImage::load(store, e.clone(), &cfg.limits) {
             Ok(img) => (

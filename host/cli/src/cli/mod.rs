@@ -10,7 +10,7 @@ pub mod run;
 use std::ffi::OsString;
 
 use clap::{
-    Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand,
+    Arg, ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand,
 };
 
 use gadget_image::ImageConfig;
@@ -62,6 +62,8 @@ pub struct Cli {
     /// Set a budget on outside input, KEY=VALUE (repeatable); see docs/budgets.md for the keys.
     #[arg(long = "budget", global = true, value_name = "KEY=VALUE")]
     pub budgets: Vec<String>,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
     #[command(subcommand)]
     pub command: Verb,
 }
@@ -90,6 +92,91 @@ pub enum Verb {
     New(new::NewArgs),
 }
 
+/// Signature verification, IG's `operator.oci.*` flags (over the config file's keys of the
+/// same names). Verification is on by default; the default keys are IG's and this host's.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VerifyFlags {
+    /// Verify the image's signature before running it (default true, as in IG).
+    #[arg(long, global = true, env = "GADGET_VERIFY_IMAGE", num_args = 0..=1, default_missing_value = "true")]
+    pub verify_image: Option<bool>,
+    /// PEM public keys to verify with, replacing the defaults (IG's key and this host's);
+    /// several per value (concatenated or comma-separated), repeatable.
+    #[arg(long, global = true)]
+    pub public_keys: Vec<String>,
+    /// A PEM public key file to verify with (repeatable); adds to --public-keys.
+    #[arg(long = "public-key-file", global = true)]
+    pub public_key_files: Vec<std::path::PathBuf>,
+    /// notation: PEM certificates of the trust store (repeatable).
+    #[arg(long, global = true)]
+    pub notation_certificates: Vec<String>,
+    /// notation: the trust policy document (JSON text).
+    #[arg(long, global = true)]
+    pub notation_policy_document: Option<String>,
+    /// Only these images may run: `registry/repo:tag`, `registry/repo@sha256:…` or `prefix*` (comma-separated).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub allowed_gadgets: Vec<String>,
+    /// This host's signing key (default /var/lib/gadget/signing-key.pem; made on first build).
+    #[arg(long, global = true, env = "GADGET_SIGNING_KEY")]
+    pub signing_key: Option<std::path::PathBuf>,
+}
+
+impl VerifyFlags {
+    /// The flags `gadget run` needs before the full parse, read from argv directly.
+    fn from_argv(argv: &[OsString]) -> VerifyFlags {
+        VerifyFlags {
+            verify_image: flag_value(argv, "verify-image", "GADGET_VERIFY_IMAGE")
+                .and_then(|v| v.parse().ok()),
+            public_keys: flag_values(argv, "public-keys"),
+            public_key_files: flag_values(argv, "public-key-file")
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            notation_certificates: flag_values(argv, "notation-certificates"),
+            notation_policy_document: flag_value(argv, "notation-policy-document", ""),
+            allowed_gadgets: flag_values(argv, "allowed-gadgets")
+                .iter()
+                .flat_map(|v| v.split(',').map(str::to_string))
+                .collect(),
+            signing_key: flag_value(argv, "signing-key", "GADGET_SIGNING_KEY").map(Into::into),
+        }
+    }
+
+    fn apply(
+        &self,
+        v: &mut gadget_image::signatures::VerifyConfig,
+    ) -> Result<(), gadget_image::ImageError> {
+        if let Some(b) = self.verify_image {
+            v.verify_image = b;
+        }
+        let mut keys: Vec<String> = self.public_keys.clone();
+        for f in &self.public_key_files {
+            keys.push(gadget_image::config::read_text(f, "--public-key-file")?);
+        }
+        if !keys.is_empty() {
+            v.public_keys = Some(keys);
+        }
+        if !self.notation_certificates.is_empty() {
+            v.notation_certificates = self.notation_certificates.clone();
+        }
+        if let Some(p) = &self.notation_policy_document {
+            v.notation_policy_document = Some(p.clone());
+        }
+        let allowed: Vec<String> = self
+            .allowed_gadgets
+            .iter()
+            .filter(|a| !a.is_empty())
+            .cloned()
+            .collect();
+        if !allowed.is_empty() {
+            v.allowed_gadgets = allowed;
+        }
+        if let Some(k) = &self.signing_key {
+            v.signing_key = k.clone();
+        }
+        Ok(())
+    }
+}
+
 impl Cli {
     /// Image settings: the config file, then these flags (and their environment variables).
     pub fn images(&self) -> Result<ImageConfig, gadget_image::ImageError> {
@@ -98,6 +185,7 @@ impl Cli {
             self.store.clone(),
             self.registry_prefix.clone(),
             &self.insecure_registries,
+            &self.verify,
         )
     }
 }
@@ -107,6 +195,7 @@ fn image_config(
     store: Option<std::path::PathBuf>,
     prefix: Option<String>,
     insecure: &[String],
+    verify: &VerifyFlags,
 ) -> Result<ImageConfig, gadget_image::ImageError> {
     let mut cfg = ImageConfig::load(file)?;
     if let Some(s) = store {
@@ -118,6 +207,7 @@ fn image_config(
     cfg.insecure_registries
         .extend(insecure.iter().filter(|s| !s.is_empty()).cloned());
     cfg.progress = terminal_progress();
+    verify.apply(&mut cfg.verify)?;
     Ok(cfg)
 }
 
@@ -146,6 +236,21 @@ fn terminal_progress() -> gadget_image::progress::ProgressSink {
         }
         Transfer::Finished => eprintln!(),
     })
+}
+
+/// Every `--name VALUE` or `--name=VALUE` in argv.
+fn flag_values(argv: &[OsString], name: &str) -> Vec<String> {
+    let flag = format!("--{name}");
+    let mut found = Vec::new();
+    let mut args = argv.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = args.next() {
+        if a == flag {
+            found.extend(args.next().map(|v| v.into_owned()));
+        } else if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+            found.push(v.to_string());
+        }
+    }
+    found
 }
 
 /// What `gadget run` needs before the full parse: the gadget reference, the pull policy and
@@ -236,6 +341,7 @@ impl Early {
             &flag_value(argv, "insecure-registries", "GADGET_INSECURE_REGISTRIES")
                 .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
                 .unwrap_or_default(),
+            &VerifyFlags::from_argv(argv),
         )
         .ok()?;
         Some(RunTarget {

@@ -47,9 +47,13 @@ fn gadget(store: &Path, args: &[&str]) -> Output {
 
 fn imported_store() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    // IG's published archive carries no signature (IG signs in its registry, not in the
+    // archive), so `run` would refuse it, as IG does. The test vouches for this local fixture
+    // (checked against its known sha256 above) with --trust, which signs it with this host's
+    // key: the user's explicit decision `image import --trust` exists for.
     let out = ok(&gadget(
         dir.path(),
-        &["image", "import", fixture().to_str().unwrap()],
+        &["image", "import", "--trust", fixture().to_str().unwrap()],
     ));
     assert!(out.contains(IG_REF), "{out}");
     dir
@@ -284,6 +288,20 @@ fn igs_image_pushed_with_skopeo_runs_by_reference() {
         &format!("oci-archive:{}", fixture().display()),
         &format!("docker://{target}"),
     ]);
+    // skopeo copies the unsigned image; the signature this host trusts comes from a store
+    // that imported the fixture with --trust, pushed beside it by `image push`.
+    let signer = tempfile::tempdir().unwrap();
+    ok(&gadget(
+        signer.path(),
+        &[
+            "image",
+            "import",
+            "--trust",
+            fixture().to_str().unwrap(),
+            &target,
+        ],
+    ));
+    ok(&gadget(signer.path(), &["image", "push", &target]));
     // The registry's blob files are written to the root disk: flush them now, so their
     // writeback does not land in the measured window of every disk.
     assert!(Command::new("sync").status().unwrap().success());

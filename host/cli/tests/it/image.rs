@@ -391,6 +391,10 @@ fn image_written_by_skopeo_without_wasm_runs_through_the_default_guest() {
         &format!("docker://{reference}"),
     ]);
     let store_dir = tempfile::tempdir().unwrap();
+    // skopeo copied no signature: the user vouches for the hand-made image by signing it with
+    // this host's key after pulling it (`run` would refuse it unsigned, as IG does).
+    ok(&gadget(store_dir.path(), &["image", "pull", &reference]));
+    ok(&gadget(store_dir.path(), &["image", "sign", &reference]));
     let err = run_counts_io(store_dir.path(), &reference, &[]);
     assert!(err.contains("default guest"), "{err}");
     assert!(
@@ -648,7 +652,9 @@ fn hostile_registry_replies_are_clear_errors_and_leave_the_store_untouched() {
         shown.contains("pulling") && shown.contains("100%"),
         "{shown}"
     );
-    // The image that was there still runs.
+    // The image that was there still runs (its user vouches for it: `image pull` stores
+    // what a registry serves without judging it, and this test's registry signs nothing).
+    ok(&gadget(store, &["image", "sign", &r("good")]));
     let out = ok(&gadget(
         store,
         &["run", &r("good"), "--pull", "never", "--timeout", "1s"],

@@ -34,3 +34,4 @@ mod metrics_prometheus;
 mod multinode;
 mod object_model;
 mod real_io;
+mod signatures;
