@@ -7,8 +7,13 @@ mod cli;
 use cli::Verb;
 
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let filter = tracing_subscriber::EnvFilter::try_new(cli::log_level(&argv))
+    let argv = cli::plugin_argv(std::env::args_os().collect());
+    let mut level = cli::log_level(&argv);
+    // kube logs each failed request at error level; the cluster client reports it once itself.
+    if !level.contains("kube") {
+        level.push_str(",kube_client=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -107,7 +112,12 @@ fn main() -> ExitCode {
 /// `--cluster`: the verb on every node's daemon, through the Kubernetes API server.
 async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
     use gadget_cluster as cluster;
-    let c = cluster::Cluster::connect(&cli.namespace, cli.context.as_deref()).await?;
+    let c = cluster::Cluster::connect(
+        &cli.namespace,
+        cli.kubeconfig.as_deref(),
+        cli.context.as_deref(),
+    )
+    .await?;
     // Only `run -f URL` needs them: a bad config file fails only that.
     let limits = cli.images().map(|i| i.limits);
     match cli.command {

@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
-use kube::config::KubeConfigOptions;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use gadget_api::{
@@ -21,12 +21,16 @@ pub const DAEMON_SELECTOR: &str =
 /// `--api-listen-address` in the DaemonSet.
 pub const API_PORT: u16 = 2225;
 pub const TOKEN_SECRET: &str = "gadget-api-token";
+/// An API server that does not accept the connection is named quickly, not after kube's 30 s.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Starting an instance waits for its programs to attach: seconds, not minutes.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no usable Kubernetes configuration: {0} (set KUBECONFIG, or pass --context)")]
+    #[error(
+        "no usable Kubernetes configuration: {0} (set KUBECONFIG, or pass --kubeconfig or --context)"
+    )]
     Config(String),
     #[error("listing the gadget daemon pods in namespace {namespace}: {reason}")]
     ListPods { namespace: String, reason: String },
@@ -128,18 +132,38 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn connect(namespace: &str, context: Option<&str>) -> Result<Cluster, ClusterError> {
-        let config = match context {
-            Some(ctx) => Config::from_kubeconfig(&KubeConfigOptions {
-                context: Some(ctx.to_string()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::Config(e.to_string()))?,
-            None => Config::infer()
-                .await
-                .map_err(|e| ClusterError::Config(e.to_string()))?,
+    /// A client for the API server of `kubeconfig` (else `KUBECONFIG`, ~/.kube/config or the
+    /// in-cluster service account, as kubectl finds it) in `context` (else the current one).
+    pub async fn connect(
+        namespace: &str,
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+    ) -> Result<Cluster, ClusterError> {
+        let config_err =
+            |e: &dyn std::error::Error| ClusterError::Config(gadget_model::error_chain(e));
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
         };
+        let mut config = match (kubeconfig, context) {
+            (Some(path), _) => {
+                let file = Kubeconfig::read_from(path).map_err(|e| {
+                    ClusterError::Config(format!(
+                        "{}: {}",
+                        path.display(),
+                        gadget_model::error_chain(&e)
+                    ))
+                })?;
+                Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| config_err(&e))?
+            }
+            (None, Some(_)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| config_err(&e))?,
+            (None, None) => Config::infer().await.map_err(|e| config_err(&e))?,
+        };
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
         let client = Client::try_from(config).map_err(|e| ClusterError::Config(describe(&e)))?;
         Ok(Cluster {
             client,
