@@ -122,23 +122,44 @@ async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
     let limits = cli.images().map(|i| i.limits);
     match cli.command {
         Verb::Run(args) => {
-            anyhow::ensure!(
-                args.detach,
-                "--cluster runs instances detached on every node: add --detach"
-            );
             let limits = limits?;
-            cli::cluster::run(&c, &cli.nodes, cli::run::requests(&args, false, &limits)?).await?
+            let requests = cli::run::requests(&args, false, &limits)?;
+            if args.detach {
+                cli::cluster::run(&c, &cli.nodes, requests).await?
+            } else {
+                let [spec] = <[_; 1]>::try_from(requests).map_err(|r| {
+                    anyhow::anyhow!(
+                        "the manifest has {} instance specs: run several with --detach (as in IG)",
+                        r.len()
+                    )
+                })?;
+                cli::cluster::foreground(
+                    &c,
+                    &cli.nodes,
+                    cli::cluster::Source::Run(spec),
+                    args.interval,
+                    args.timeout,
+                    args.output == "json",
+                )
+                .await?
+            }
         }
         Verb::List(args) => cli::cluster::list(&c, &cli.nodes, args.output == "json").await?,
         Verb::Delete(args) => cli::cluster::delete(&c, &cli.nodes, args.targets).await?,
-        Verb::Attach(_)
-        | Verb::Daemon(_)
-        | Verb::Image(_)
-        | Verb::Login(_)
-        | Verb::Logout(_)
-        | Verb::New(_) => {
+        Verb::Attach(args) => {
+            cli::cluster::foreground(
+                &c,
+                &cli.nodes,
+                cli::cluster::Source::Attach(args.target),
+                std::time::Duration::from_secs(1),
+                None,
+                false,
+            )
+            .await?
+        }
+        Verb::Daemon(_) | Verb::Image(_) | Verb::Login(_) | Verb::Logout(_) | Verb::New(_) => {
             anyhow::bail!(
-                "attach, daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"
+                "daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"
             )
         }
     }
