@@ -94,7 +94,9 @@ impl Daemon {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let registry = self.registry.clone();
-        let pin_dir = self.pin_dir(&id);
+        // A temporary instance is not pinned: if the daemon dies, its programs go with it (it
+        // is never saved, so a restarted daemon could not find the pins to remove them).
+        let pin_dir = lease.is_none().then(|| self.pin_dir(&id));
         let thread_status = status.clone();
         let on_attached = ready_tx.clone();
         let images = self.images.clone();
@@ -112,7 +114,7 @@ impl Daemon {
                 ];
                 let hooks = Hooks {
                     images,
-                    pin_dir: Some(pin_dir),
+                    pin_dir,
                     on_attached: Some(Box::new(move || {
                         let _ = on_attached.send(Ok(()));
                     })),
