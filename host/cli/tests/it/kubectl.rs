@@ -342,6 +342,23 @@ fn prog_ids() -> std::collections::BTreeSet<u64> {
         .collect()
 }
 
+/// Waits (bounded) until every program loaded since `before` is gone: the kernel frees a
+/// program once its last reference is dropped, which may be a moment after the fd closes.
+fn wait_progs_gone(before: &std::collections::BTreeSet<u64>) {
+    let start = std::time::Instant::now();
+    loop {
+        let left: Vec<u64> = prog_ids().difference(before).copied().collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "programs left: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Nodes of a cluster on this machine: daemons in network namespaces with the cluster API,
 /// each with profile_blockio:v0.46.0 in its own image store, behind the stand-in API server.
 struct Nodes {
@@ -527,8 +544,7 @@ fn kubectl_gadget_run_combines_every_nodes_histogram_and_cleans_up() {
     for d in &nodes.daemons {
         assert_eq!(d.ok(&["list", "-o", "json"]).trim(), "[]", "{}", d.log());
     }
-    let left: Vec<u64> = prog_ids().difference(&progs_before).copied().collect();
-    assert!(left.is_empty(), "programs left: {left:?}");
+    wait_progs_gone(&progs_before);
 
     // `--node` selects one node: only its daemon runs an instance.
     let mut one = nodes.kubectl_gadget("run profile_blockio:v0.46.0 --node node-b");
@@ -548,8 +564,7 @@ fn kubectl_gadget_run_combines_every_nodes_histogram_and_cleans_up() {
         "{}",
         nodes.daemons[1].log()
     );
-    let left: Vec<u64> = prog_ids().difference(&progs_before).copied().collect();
-    assert!(left.is_empty(), "programs left after the lease: {left:?}");
+    wait_progs_gone(&progs_before);
 }
 
 #[test]
