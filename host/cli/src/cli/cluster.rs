@@ -150,13 +150,18 @@ pub async fn foreground(
     let mut printer = Printer::stdout();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut tick = tokio::time::interval(interval.min(RENEW_EVERY));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // Registered once, before the first request: a signal that arrives while the nodes are
+    // being asked is kept for the next wait, not lost.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
     let mut found_any = false;
+    let mut unreachable: Vec<String> = Vec::new();
     while !live.is_empty() {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
+            _ = recv(&mut int) => break,
+            _ = recv(&mut term) => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending::<()>().await } } => break,
         }
         let targets: Vec<(&DaemonPod, &str, u64)> = live
@@ -191,6 +196,8 @@ pub async fn foreground(
                 Err(e) => {
                     failed += 1;
                     frames.remove(&d.node);
+                    // Named once: not asked again, not even to delete (its lease does that).
+                    unreachable.push(d.pod.clone());
                     eprintln!(
                         "node {} (pod {}): {e}; the other nodes keep streaming",
                         d.node, d.pod
@@ -208,7 +215,11 @@ pub async fn foreground(
         }
     }
     if temporary {
-        for (d, r) in gadget_cluster::delete_each(cluster, &session, &started).await {
+        let reachable: Vec<(DaemonPod, String)> = started
+            .into_iter()
+            .filter(|(d, _)| !unreachable.contains(&d.pod))
+            .collect();
+        for (d, r) in gadget_cluster::delete_each(cluster, &session, &reachable).await {
             if let Err(e) = r {
                 eprintln!(
                     "node {} (pod {}): deleting the temporary instance: {e} (its lease deletes it within {} s)",
@@ -223,6 +234,16 @@ pub async fn foreground(
         return Err(ClusterError::SomeNodesFailed { failed, total });
     }
     Ok(())
+}
+
+/// The next signal of a stream, or never if it could not be registered.
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// One refresh: the nodes' latest frames combined, then IG's view or a JSON line.

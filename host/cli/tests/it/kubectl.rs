@@ -303,6 +303,7 @@ fn forward(api: &str, token: &str, body: &[u8]) -> (u16, String) {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let head = format!(
         "POST /api/v1 HTTP/1.1\r\nHost: {api}\r\nX-Gadget-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
