@@ -6,6 +6,7 @@
 #   make fuzz     every fuzz target for FUZZ_SECONDS each (docs/fuzzing.md)
 #   make image    the DaemonSet's container image from deploy/Dockerfile, offline (podman)
 #   make image-test   runs that image as deploy/kubernetes/daemonset.yaml does (part of make test)
+#   make install  `gadget` and the `kubectl-gadget` plugin symlink into $(PREFIX)/bin (PREFIX=/usr/local)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -19,7 +20,7 @@ HOST_CRATES := gadget-keys gadget-object gadget-model gadget-ebpf gadget-wasm ga
 PURE_TEST_CRATES := gadget-signature gadget-events
 CARGO_MACHETE_VERSION := 0.9.2
 
-.PHONY: all deps guests gadgets host run test lint lint-deps unit-test integration-test deploy-validate bench clean \
+.PHONY: all deps guests gadgets host install run test lint lint-deps unit-test integration-test deploy-validate bench clean \
 	fuzz-deps fuzz-build fuzz fuzz-check fuzz-open image image-test
 all: host gadgets
 
@@ -54,6 +55,15 @@ host: guests
 run: deps host gadgets
 	$(GADGET) image build gadgets/profile_blockio -t profile_blockio:v0.46.0
 	$(GADGET) run profile_blockio:v0.46.0
+
+# `gadget` and the kubectl plugin (`kubectl gadget X` is `gadget --cluster X`: the binary answers as
+# kubectl-gadget when called by that name). PREFIX=/usr/local puts both in /usr/local/bin.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+install: host
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(GADGET) $(DESTDIR)$(BINDIR)/gadget
+	ln -sf gadget $(DESTDIR)$(BINDIR)/kubectl-gadget
 
 # cargo-machete: a dependency a crate declares but never uses fails the lint.
 lint-deps:

@@ -114,10 +114,49 @@ pub fn check_tag(tag: &str) -> Result<(), NameError> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
-    Run { spec: RunRequest },
+    Run {
+        spec: RunRequest,
+    },
     List,
-    Delete { targets: Vec<String> },
-    Attach { target: String },
+    Delete {
+        targets: Vec<String>,
+    },
+    Attach {
+        target: String,
+    },
+    /// A foreground run on a remote daemon: an instance that is never saved and that the
+    /// daemon deletes once `lease_seconds` pass without a [`Request::Fetch`] of it (a client
+    /// that died, or lost its network, leaves nothing behind).
+    RunTemporary {
+        spec: RunRequest,
+        lease_seconds: u32,
+    },
+    /// An instance's latest datasource snapshot, as data, if newer than `after` (a sequence
+    /// number from an earlier [`Reply::Snapshot`], 0 at first). Renews a temporary instance's
+    /// lease.
+    Fetch {
+        target: String,
+        #[serde(default)]
+        after: u64,
+    },
+}
+
+/// How long a temporary instance outlives its client's last fetch, unless the client asks for
+/// another lease: long enough for a slow API server, short enough that a killed client's
+/// programs go soon.
+pub const DEFAULT_LEASE_SECONDS: u32 = 15;
+/// Bounds on a requested lease.
+pub const MIN_LEASE_SECONDS: u32 = 2;
+pub const MAX_LEASE_SECONDS: u32 = 300;
+
+/// One instance's datasources after a snapshot: their declarations and what was published,
+/// the data the terminal view is rendered from (a cluster client combines nodes' frames).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotFrame {
+    /// Increases with every snapshot of the instance; 0 means none yet.
+    pub seq: u64,
+    pub datasources: Vec<gadget_model::datasource::DatasourceSpec>,
+    pub publications: Vec<gadget_model::datasource::Publication>,
 }
 
 /// One row of `gadget list`.
@@ -146,6 +185,11 @@ pub enum Reply {
     },
     Frame {
         text: String,
+    },
+    /// The answer to [`Request::Fetch`]: `frame` is None when nothing is newer than `after`.
+    Snapshot {
+        status: String,
+        frame: Option<SnapshotFrame>,
     },
     Error {
         /// What kind of failure, for clients to act on (never the message's text).

@@ -12,8 +12,13 @@ use cli::Verb;
 
 fn main() -> ExitCode {
     // argv is read here only; see `cli::Early` for why it is parsed in two passes.
-    let early = cli::Early::new(std::env::args_os().collect());
-    let filter = tracing_subscriber::EnvFilter::try_new(early.log_level())
+    let early = cli::Early::new(cli::plugin_argv(std::env::args_os().collect()));
+    let mut level = early.log_level();
+    // kube logs each failed request at error level; the cluster client reports it once itself.
+    if !level.contains("kube") {
+        level.push_str(",kube_client=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -113,28 +118,54 @@ fn main() -> ExitCode {
 /// `--cluster`: the verb on every node's daemon, through the Kubernetes API server.
 async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
     use gadget_cluster as cluster;
-    let c = cluster::Cluster::connect(&cli.namespace, cli.context.as_deref()).await?;
+    let c = cluster::Cluster::connect(
+        &cli.namespace,
+        cli.kubeconfig.as_deref(),
+        cli.context.as_deref(),
+    )
+    .await?;
     // Only `run -f URL` needs them: a bad config file fails only that.
     let limits = cli.images().map(|i| i.limits);
     match cli.command {
         Verb::Run(args) => {
-            anyhow::ensure!(
-                args.detach,
-                "--cluster runs instances detached on every node: add --detach"
-            );
             let limits = limits?;
-            cli::cluster::run(&c, &cli.nodes, cli::run::requests(&args, false, &limits)?).await?
+            let requests = cli::run::requests(&args, false, &limits)?;
+            if args.detach {
+                cli::cluster::run(&c, &cli.nodes, requests).await?
+            } else {
+                let [spec] = <[_; 1]>::try_from(requests).map_err(|r| {
+                    anyhow::anyhow!(
+                        "the manifest has {} instance specs: run several with --detach (as in IG)",
+                        r.len()
+                    )
+                })?;
+                cli::cluster::foreground(
+                    &c,
+                    &cli.nodes,
+                    cli::cluster::Source::Run(spec),
+                    args.interval,
+                    args.timeout,
+                    args.output == "json",
+                )
+                .await?
+            }
         }
         Verb::List(args) => cli::cluster::list(&c, &cli.nodes, args.output == "json").await?,
         Verb::Delete(args) => cli::cluster::delete(&c, &cli.nodes, args.targets).await?,
-        Verb::Attach(_)
-        | Verb::Daemon(_)
-        | Verb::Image(_)
-        | Verb::Login(_)
-        | Verb::Logout(_)
-        | Verb::New(_) => {
+        Verb::Attach(args) => {
+            cli::cluster::foreground(
+                &c,
+                &cli.nodes,
+                cli::cluster::Source::Attach(args.target),
+                std::time::Duration::from_secs(1),
+                None,
+                false,
+            )
+            .await?
+        }
+        Verb::Daemon(_) | Verb::Image(_) | Verb::Login(_) | Verb::Logout(_) | Verb::New(_) => {
             anyhow::bail!(
-                "attach, daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"
+                "daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"
             )
         }
     }

@@ -7,11 +7,12 @@
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
-use kube::config::KubeConfigOptions;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use gadget_api::{
     CLUSTER_API_PATH, CLUSTER_TOKEN_HEADER, ErrorCode, InstanceInfo, Reply, Request, RunRequest,
+    SnapshotFrame,
 };
 
 pub const DEFAULT_NAMESPACE: &str = "gadget";
@@ -21,12 +22,18 @@ pub const DAEMON_SELECTOR: &str =
 /// `--api-listen-address` in the DaemonSet.
 pub const API_PORT: u16 = 2225;
 pub const TOKEN_SECRET: &str = "gadget-api-token";
+/// An API server that does not accept the connection is named quickly, not after kube's 30 s.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Starting an instance waits for its programs to attach: seconds, not minutes.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A fetch answers from memory: a node that takes longer has stalled.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no usable Kubernetes configuration: {0} (set KUBECONFIG, or pass --context)")]
+    #[error(
+        "no usable Kubernetes configuration: {0} (set KUBECONFIG, or pass --kubeconfig or --context)"
+    )]
     Config(String),
     #[error("listing the gadget daemon pods in namespace {namespace}: {reason}")]
     ListPods { namespace: String, reason: String },
@@ -145,18 +152,38 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn connect(namespace: &str, context: Option<&str>) -> Result<Cluster, ClusterError> {
-        let config = match context {
-            Some(ctx) => Config::from_kubeconfig(&KubeConfigOptions {
-                context: Some(ctx.to_string()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::Config(e.to_string()))?,
-            None => Config::infer()
-                .await
-                .map_err(|e| ClusterError::Config(e.to_string()))?,
+    /// A client for the API server of `kubeconfig` (else `KUBECONFIG`, ~/.kube/config or the
+    /// in-cluster service account, as kubectl finds it) in `context` (else the current one).
+    pub async fn connect(
+        namespace: &str,
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+    ) -> Result<Cluster, ClusterError> {
+        let config_err =
+            |e: &dyn std::error::Error| ClusterError::Config(gadget_model::error_chain(e));
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
         };
+        let mut config = match (kubeconfig, context) {
+            (Some(path), _) => {
+                let file = Kubeconfig::read_from(path).map_err(|e| {
+                    ClusterError::Config(format!(
+                        "{}: {}",
+                        path.display(),
+                        gadget_model::error_chain(&e)
+                    ))
+                })?;
+                Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| config_err(&e))?
+            }
+            (None, Some(_)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| config_err(&e))?,
+            (None, None) => Config::infer().await.map_err(|e| config_err(&e))?,
+        };
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
         let client = Client::try_from(config).map_err(|e| ClusterError::Config(describe(&e)))?;
         Ok(Cluster {
             client,
@@ -236,9 +263,30 @@ impl Cluster {
         token: &str,
         request: &Request,
     ) -> Result<Reply, NodeError> {
-        self.call_text(pod, token, request)
+        self.call_within(pod, token, request, CALL_TIMEOUT).await
+    }
+
+    async fn call_within(
+        &self,
+        pod: &DaemonPod,
+        token: &str,
+        request: &Request,
+        timeout: std::time::Duration,
+    ) -> Result<Reply, NodeError> {
+        self.call_text(pod, token, request, timeout)
             .await
             .map_err(NodeError::Transport)?
+    }
+
+    /// The daemons and the token, looked up once for a run of many requests.
+    pub async fn session(&self, nodes: &[String]) -> Result<Session, ClusterError> {
+        let (daemons, skipped) = self.daemons(nodes).await?;
+        let token = self.token().await?;
+        Ok(Session {
+            daemons,
+            skipped,
+            token,
+        })
     }
 
     /// [`Cluster::call`]: the outer error is the transport's, the inner the daemon's reply.
@@ -247,6 +295,7 @@ impl Cluster {
         pod: &DaemonPod,
         token: &str,
         request: &Request,
+        timeout: std::time::Duration,
     ) -> Result<Result<Reply, NodeError>, TransportError> {
         let path = format!(
             "/api/v1/namespaces/{}/pods/{}:{API_PORT}/proxy{}",
@@ -260,9 +309,9 @@ impl Cluster {
             .body(body)
             .map_err(|e| TransportError::Encode(e.to_string()))?;
         // A node whose daemon hangs must not hang the whole command.
-        let text = tokio::time::timeout(CALL_TIMEOUT, self.client.request_text(req))
+        let text = tokio::time::timeout(timeout, self.client.request_text(req))
             .await
-            .map_err(|_| TransportError::Timeout(CALL_TIMEOUT.as_secs()))?
+            .map_err(|_| TransportError::Timeout(timeout.as_secs()))?
             .map_err(|e| TransportError::Api(describe(&e)))?;
         let reply: Reply = serde_json::from_str(&text).map_err(|e| TransportError::Unparsable {
             reason: e.to_string(),
@@ -289,6 +338,110 @@ impl Cluster {
             skipped,
         })
     }
+}
+
+/// The daemons selected for a run and the token to talk to them.
+pub struct Session {
+    pub daemons: Vec<DaemonPod>,
+    pub skipped: Vec<SkippedPod>,
+    token: String,
+}
+
+/// Starts `spec` as a temporary instance on every daemon of the session: the instance ID per
+/// node. Each is deleted by its daemon once `lease_seconds` pass without a [`fetch`].
+pub async fn start_temporary(
+    cluster: &Cluster,
+    session: &Session,
+    spec: RunRequest,
+    lease_seconds: u32,
+) -> Vec<(DaemonPod, Result<String, NodeError>)> {
+    let request = Request::RunTemporary {
+        spec,
+        lease_seconds,
+    };
+    let calls = session
+        .daemons
+        .iter()
+        .map(|d| cluster.call(d, &session.token, &request));
+    let results = futures::future::join_all(calls).await;
+    session
+        .daemons
+        .iter()
+        .cloned()
+        .zip(results)
+        .map(|(d, r)| {
+            let id = r.and_then(|reply| match reply {
+                Reply::Started { id } => Ok(id),
+                other => Err(unexpected(&other)),
+            });
+            (d, id)
+        })
+        .collect()
+}
+
+/// What one fetch of one node's instance returned.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The instance's status (`Running`, `Failed: …`).
+    pub status: String,
+    /// None when there is no snapshot newer than the one asked after.
+    pub frame: Option<SnapshotFrame>,
+}
+
+/// The newest snapshot of `target` on `pod` after `after` (renews a temporary instance's
+/// lease). A node that does not answer within [`FETCH_TIMEOUT`] is a transport error.
+pub async fn fetch(
+    cluster: &Cluster,
+    session: &Session,
+    pod: &DaemonPod,
+    target: &str,
+    after: u64,
+) -> Result<Fetched, NodeError> {
+    let request = Request::Fetch {
+        target: target.to_string(),
+        after,
+    };
+    match cluster
+        .call_within(pod, &session.token, &request, FETCH_TIMEOUT)
+        .await?
+    {
+        Reply::Snapshot { status, frame } => Ok(Fetched { status, frame }),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// [`fetch`] on several nodes at once: (pod, instance, after) each; results in that order.
+pub async fn fetch_all(
+    cluster: &Cluster,
+    session: &Session,
+    targets: &[(&DaemonPod, &str, u64)],
+) -> Vec<Result<Fetched, NodeError>> {
+    let calls = targets
+        .iter()
+        .map(|(d, id, after)| fetch(cluster, session, d, id, *after));
+    futures::future::join_all(calls).await
+}
+
+/// Deletes one instance per node (the temporary instances of a run that ends).
+pub async fn delete_each(
+    cluster: &Cluster,
+    session: &Session,
+    instances: &[(DaemonPod, String)],
+) -> Vec<(DaemonPod, Result<Vec<String>, NodeError>)> {
+    let calls = instances.iter().map(|(d, id)| async move {
+        let request = Request::Delete {
+            targets: vec![id.clone()],
+        };
+        let r = cluster
+            .call(d, &session.token, &request)
+            .await
+            .and_then(|reply| match reply {
+                Reply::Deleted { ids } => Ok(ids),
+                other => Err(unexpected(&other)),
+            });
+        (d.clone(), r)
+    });
+    futures::future::join_all(calls).await
 }
 
 /// Starts each request on every selected node: the instance ID per node.

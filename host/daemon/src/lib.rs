@@ -132,6 +132,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || d.restore()).await.ok();
+    let reaper = tokio::spawn(daemon.clone().reap_expired());
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
         "gadget daemon ready on {} (state in {})",
@@ -162,6 +163,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         _ = term.recv() => {},
     }
     accepting.abort();
+    reaper.abort();
     tracing::info!("stopping; instances stay pinned and saved for the next start");
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || d.shutdown()).await.ok();

@@ -14,7 +14,9 @@ use gadget_operators::printer::Printer;
 use gadget_runtime::instance::{self, Hooks};
 
 use crate::ids::{new_id, now_ms, short};
-use crate::record::{FrameSink, Frames, InstanceStatus, Managed, lock};
+use crate::record::{
+    DataSink, FrameSink, Frames, InstanceStatus, Lease, Managed, empty_data, lock,
+};
 use crate::store::{SavedInstance, Store};
 
 /// Why an instance did not start, or a target named none; [`ManagerError::code`] is the one
@@ -77,11 +79,13 @@ impl Daemon {
     }
 
     /// Starts an instance and waits until it is attached (or failed). New instances are saved
-    /// only once running; restored ones that fail stay listed with their error.
+    /// only once running, and temporary ones (with a `lease`) never; restored ones that fail
+    /// stay listed with their error.
     pub(crate) fn start(
         &self,
         saved: SavedInstance,
         restoring: bool,
+        lease: Option<Lease>,
     ) -> Result<String, ManagerError> {
         let id = saved.id.clone();
         let (spec, names) = instance::spec_from_request(&saved.request)?;
@@ -89,6 +93,7 @@ impl Daemon {
             last: Arc::new(Mutex::new(String::new())),
             live: broadcast::channel(16).0,
         };
+        let data = empty_data();
         let status = Arc::new(Mutex::new(InstanceStatus::Starting));
         {
             let mut map = lock(&self.instances);
@@ -127,13 +132,17 @@ impl Daemon {
                     stop: None,
                     thread: None,
                     frames: frames.clone(),
+                    data: data.clone(),
+                    lease,
                 },
             );
         }
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), instance::InstanceError>>();
         let registry = self.registry.clone();
-        let pin_dir = self.pin_dir(&id);
+        // A temporary instance is not pinned: if the daemon dies, its programs go with it (it
+        // is never saved, so a restarted daemon could not find the pins to remove them).
+        let pin_dir = lease.is_none().then(|| self.pin_dir(&id));
         let thread_status = status.clone();
         let on_attached = ready_tx.clone();
         let images = self.images.clone();
@@ -147,10 +156,11 @@ impl Daemon {
                 let mut operators: Vec<Box<dyn Operator>> = vec![
                     Box::new(Printer::new(Box::new(sink), false)),
                     Box::new(MetricsOperator::new(registry, names)),
+                    Box::new(DataSink(data)),
                 ];
                 let hooks = Hooks {
                     images,
-                    pin_dir: Some(pin_dir),
+                    pin_dir,
                     on_attached: Some(Box::new(move || {
                         let _ = on_attached.send(Ok(()));
                     })),
@@ -188,8 +198,15 @@ impl Daemon {
         match outcome {
             Ok(()) => {
                 *lock(&status) = InstanceStatus::Running;
+                // Pulling and attaching do not count against the client's lease.
+                if let Some(l) = m.lease.as_mut() {
+                    l.renew();
+                }
                 drop(map);
-                if !restoring && let Err(e) = self.store.save(&saved) {
+                if !restoring
+                    && lease.is_none()
+                    && let Err(e) = self.store.save(&saved)
+                {
                     self.remove(&id);
                     return Err(ManagerError::Save(e));
                 }
@@ -294,51 +311,133 @@ impl Daemon {
                         last: Arc::new(Mutex::new(String::new())),
                         live: broadcast::channel(1).0,
                     },
+                    data: empty_data(),
+                    lease: None,
                 },
             );
         }
         for saved in loaded.instances {
             let id = saved.id.clone();
-            match self.start(saved, true) {
+            match self.start(saved, true, None) {
                 Ok(_) => tracing::info!("restored instance {id}"),
                 Err(e) => tracing::error!("instance {id} could not be restored: {e}"),
             }
         }
     }
 
+    /// Stops every instance; temporary ones are removed (they are never restored, so their
+    /// pins would otherwise stay behind).
     pub(crate) fn shutdown(&self) {
+        let temporary: Vec<String> = lock(&self.instances)
+            .iter()
+            .filter(|(_, m)| m.lease.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in temporary {
+            self.remove(&id);
+        }
         let mut map = lock(&self.instances);
         for m in map.values_mut() {
             m.stop();
         }
     }
 
+    /// The temporary instances whose lease ran out.
+    pub(crate) fn expired(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
+        lock(&self.instances)
+            .iter()
+            .filter(|(_, m)| m.lease.is_some_and(|l| l.deadline <= now))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Deletes temporary instances whose client stopped fetching, every second, until the
+    /// daemon stops.
+    pub(crate) async fn reap_expired(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            for id in self.expired() {
+                tracing::info!(
+                    "deleting temporary instance {}: its client did not renew the lease",
+                    short(&id)
+                );
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.remove(&id)).await;
+            }
+        }
+    }
+
+    /// The newest snapshot of `target` after `after`; renews a temporary instance's lease.
+    fn fetch(&self, target: &str, after: u64) -> Reply {
+        let id = match self.resolve(target) {
+            Ok(id) => id,
+            Err(e) => return e.reply(),
+        };
+        let mut map = lock(&self.instances);
+        let Some(m) = map.get_mut(&id) else {
+            return Reply::error(ErrorCode::NotFound, format!("instance {id} was deleted"));
+        };
+        if let Some(lease) = m.lease.as_mut() {
+            lease.renew();
+        }
+        let status = lock(&m.status).to_string();
+        let data = lock(&m.data);
+        Reply::Snapshot {
+            status,
+            frame: (data.seq > after).then(|| data.clone()),
+        }
+    }
+
+    /// Starts an instance (temporary when it has a lease).
+    async fn run(self: &Arc<Self>, spec: RunRequest, lease: Option<Lease>) -> Reply {
+        // A reference the CLI pulled is local already; a remote CLI's may not be.
+        if let Err(e) = gadget_image::ensure(
+            &self.images,
+            &spec.reference,
+            gadget_image::PullPolicy::Missing,
+        )
+        .await
+        {
+            return Reply::error(ErrorCode::Failed, gadget_model::error_chain(&e));
+        }
+        let me = self.clone();
+        let saved = SavedInstance {
+            id: new_id(),
+            created_ms: now_ms(),
+            request: spec,
+        };
+        match tokio::task::spawn_blocking(move || me.start(saved, false, lease)).await {
+            Ok(Ok(id)) => Reply::Started { id },
+            Ok(Err(e)) => e.reply(),
+            Err(e) => Reply::error(ErrorCode::Internal, format!("internal error: {e}")),
+        }
+    }
+
     /// Run, list and delete: one request, one reply (the local socket and the cluster API).
     pub(crate) async fn dispatch(self: Arc<Self>, request: Request) -> Reply {
         match request {
-            Request::Run { spec } => {
-                // A reference the CLI pulled is local already; a remote CLI's may not be.
-                if let Err(e) = gadget_image::ensure(
-                    &self.images,
-                    &spec.reference,
-                    gadget_image::PullPolicy::Missing,
-                )
-                .await
-                {
-                    return Reply::error(ErrorCode::Failed, gadget_model::error_chain(&e));
+            Request::Run { spec } => self.run(spec, None).await,
+            Request::RunTemporary {
+                spec,
+                lease_seconds,
+            } => {
+                let range = gadget_api::MIN_LEASE_SECONDS..=gadget_api::MAX_LEASE_SECONDS;
+                if !range.contains(&lease_seconds) {
+                    return Reply::error(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "lease_seconds = {lease_seconds}: give {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    );
                 }
-                let me = self.clone();
-                let saved = SavedInstance {
-                    id: new_id(),
-                    created_ms: now_ms(),
-                    request: spec,
-                };
-                match tokio::task::spawn_blocking(move || me.start(saved, false)).await {
-                    Ok(Ok(id)) => Reply::Started { id },
-                    Ok(Err(e)) => e.reply(),
-                    Err(e) => Reply::error(ErrorCode::Internal, format!("internal error: {e}")),
-                }
+                let lease = Lease::new(std::time::Duration::from_secs(lease_seconds.into()));
+                self.run(spec, Some(lease)).await
             }
+            Request::Fetch { target, after } => self.fetch(&target, after),
             Request::List => Reply::Instances {
                 instances: self.list(),
             },

@@ -7,7 +7,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::broadcast;
 
-use gadget_api::InstanceInfo;
+use gadget_api::{InstanceInfo, SnapshotFrame};
+use gadget_model::datasource::{DatasourceSpec, Publication};
+use gadget_operators::{Operator, OperatorError};
 
 use crate::store::SavedInstance;
 
@@ -34,6 +36,60 @@ impl Write for FrameSink {
         *lock(&self.frames.last) = frame.clone();
         let _ = self.frames.live.send(frame);
         Ok(())
+    }
+}
+
+/// An instance's latest snapshot as data (what `Request::Fetch` answers).
+pub(crate) type DataSlot = Arc<Mutex<SnapshotFrame>>;
+
+pub(crate) fn empty_data() -> DataSlot {
+    Arc::new(Mutex::new(SnapshotFrame {
+        seq: 0,
+        datasources: Vec::new(),
+        publications: Vec::new(),
+    }))
+}
+
+/// The operator that keeps [`DataSlot`] current: every datasource's declaration and the last
+/// snapshot's publications (all datasources: the client picks what it shows).
+pub(crate) struct DataSink(pub(crate) DataSlot);
+
+impl Operator for DataSink {
+    fn start(&mut self, datasources: &[DatasourceSpec]) -> Result<(), OperatorError> {
+        lock(&self.0).datasources = datasources.to_vec();
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        _: &[DatasourceSpec],
+        publications: &[Publication],
+    ) -> Result<(), OperatorError> {
+        let mut slot = lock(&self.0);
+        slot.seq += 1;
+        slot.publications = publications.to_vec();
+        Ok(())
+    }
+}
+
+/// A temporary instance's lease: the daemon deletes the instance once `deadline` passes; each
+/// fetch by its client moves the deadline `duration` ahead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease {
+    pub(crate) duration: std::time::Duration,
+    pub(crate) deadline: std::time::Instant,
+}
+
+impl Lease {
+    pub(crate) fn new(duration: std::time::Duration) -> Lease {
+        Lease {
+            duration,
+            deadline: std::time::Instant::now() + duration,
+        }
+    }
+
+    pub(crate) fn renew(&mut self) {
+        self.deadline = std::time::Instant::now() + self.duration;
     }
 }
 
@@ -66,6 +122,10 @@ pub(crate) struct Managed {
     pub(crate) stop: Option<mpsc::Sender<()>>,
     pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) frames: Frames,
+    pub(crate) data: DataSlot,
+    /// Some for a temporary instance (a foreground cluster run): never saved, deleted when the
+    /// lease runs out.
+    pub(crate) lease: Option<Lease>,
 }
 
 impl Managed {

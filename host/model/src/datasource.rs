@@ -1,8 +1,10 @@
 //! The data model between guests and operators: datasources (declared by the guest) and what is
 //! published to them. Operators choose datasources by annotations, as in IG.
 
+use serde::{Deserialize, Serialize};
+
 /// How operators should treat a field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FieldKind {
     Key,
     Counter,
@@ -11,7 +13,7 @@ pub enum FieldKind {
     Value,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldSpec {
     pub name: String,
     pub kind: FieldKind,
@@ -20,7 +22,7 @@ pub struct FieldSpec {
     pub annotations: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasourceSpec {
     pub name: String,
     pub fields: Vec<FieldSpec>,
@@ -49,7 +51,7 @@ impl DatasourceSpec {
 }
 
 /// A histogram's cumulative state; bucket i covers [upper_bounds[i-1], upper_bounds[i]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
     pub field: String,
     pub labels: Vec<(String, String)>,
@@ -64,7 +66,7 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub field: String,
     pub labels: Vec<(String, String)>,
@@ -72,7 +74,7 @@ pub struct Sample {
 }
 
 /// One datasource's state after a snapshot.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Publication {
     pub datasource: usize,
     pub histograms: Vec<Histogram>,

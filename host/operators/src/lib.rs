@@ -4,6 +4,7 @@
 //! May depend on: gadget-model (datasources), gadget-net (the metrics endpoint's serving loop).
 //! Operators return data or errors; the terminal printer renders text for the CLI to write.
 
+pub mod combiner;
 pub mod env;
 pub mod metrics;
 pub mod printer;

@@ -33,9 +33,12 @@ pub struct Cli {
     /// With --cluster: only these nodes (repeatable).
     #[arg(long = "node", global = true)]
     pub nodes: Vec<String>,
-    /// With --cluster: the daemons' namespace.
-    #[arg(long, global = true, default_value = gadget_cluster::DEFAULT_NAMESPACE)]
+    /// With --cluster: the daemons' namespace (IG's --gadget-namespace).
+    #[arg(short = 'n', long, visible_alias = "gadget-namespace", global = true, default_value = gadget_cluster::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// With --cluster: the kubeconfig file (default: KUBECONFIG, else ~/.kube/config, as kubectl).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// With --cluster: the kubeconfig context (default: the current one).
     #[arg(long, global = true)]
     pub context: Option<String>,
@@ -264,6 +267,22 @@ pub struct RunTarget {
     pub cluster: bool,
 }
 
+/// The name kubectl looks for on PATH: `kubectl gadget X` runs `kubectl-gadget X`.
+pub const PLUGIN_NAME: &str = "kubectl-gadget";
+
+/// `kubectl-gadget X …` is `gadget --cluster X …` (kubectl's plugin convention: the binary's
+/// file name says how it was called, as for a symlink). Any other name leaves argv as it is.
+pub fn plugin_argv(mut argv: Vec<OsString>) -> Vec<OsString> {
+    let called_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str());
+    if called_as == Some(PLUGIN_NAME) {
+        argv.insert(1.min(argv.len()), OsString::from("--cluster"));
+    }
+    argv
+}
+
 /// The last `--name VALUE` or `--name=VALUE` in argv, else the environment variable.
 fn flag_value(argv: &[OsString], name: &str, env: &str) -> Option<String> {
     let flag = format!("--{name}");
@@ -360,6 +379,15 @@ impl Early {
 pub fn parse(early: Early, run: Option<&RunTarget>) -> Result<Cli, clap::Error> {
     let argv = early.argv;
     let mut cmd = Cli::command();
+    if argv
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        == Some(std::ffi::OsStr::new(PLUGIN_NAME))
+    {
+        // Usage and errors name the command as the user typed it.
+        cmd = cmd.bin_name("kubectl gadget");
+    }
     let declared = run
         .and_then(|t| GadgetBundle::open(&t.reference, &t.images).ok())
         .and_then(|b| {
@@ -449,10 +477,44 @@ fn collect_params(
 mod tests {
     use super::*;
 
-    fn parse_line(s: &str) -> Result<Cli, clap::Error> {
-        let early = Early::new(s.split_whitespace().map(OsString::from).collect());
+    fn argv(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    fn parse_argv(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
+        let early = Early::new(argv);
         let run = early.run_target();
         parse(early, run.as_ref())
+    }
+
+    fn parse_line(s: &str) -> Result<Cli, clap::Error> {
+        parse_argv(argv(s))
+    }
+
+    #[test]
+    fn the_plugin_name_means_cluster() {
+        let plugin = plugin_argv(argv("/usr/local/bin/kubectl-gadget list -n ig"));
+        assert_eq!(
+            plugin,
+            argv("/usr/local/bin/kubectl-gadget --cluster list -n ig")
+        );
+        let cli = parse_argv(plugin).unwrap();
+        assert!(cli.cluster);
+        assert_eq!(cli.namespace, "ig");
+        // `gadget` itself is unchanged, and so is a name that only contains the plugin's.
+        assert_eq!(plugin_argv(argv("gadget list")), argv("gadget list"));
+        assert_eq!(
+            plugin_argv(argv("/x/kubectl-gadget-old list")),
+            argv("/x/kubectl-gadget-old list")
+        );
+        assert!(!parse_argv(argv("gadget list")).unwrap().cluster);
+        let cli = parse_argv(argv(
+            "kubectl-gadget --cluster list --kubeconfig /k --context c --gadget-namespace g",
+        ))
+        .unwrap();
+        assert_eq!(cli.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(cli.context.as_deref(), Some("c"));
+        assert_eq!(cli.namespace, "g");
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "1s", value_parser = gadget_model::duration::parse_positive)]
     pub interval: Duration,
 
+    /// Output: columns (IG's view) or json (one line of the combined data per refresh; for now
+    /// only on a cluster).
+    #[arg(short = 'o', long, default_value = "columns", value_parser = ["columns", "json"])]
+    pub output: String,
+
     /// Stop after this long (e.g. 10s, 2m); default: until Ctrl+C.
     #[arg(long, value_parser = gadget_model::duration::parse_positive)]
     pub timeout: Option<Duration>,
@@ -230,6 +235,11 @@ pub async fn execute(
     socket: &std::path::Path,
     images: &ImageConfig,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.output == "columns" || args.detach,
+        "-o {} is for runs on a cluster (kubectl gadget run); here the gadget's view is columns",
+        args.output
+    );
     let mut requests = requests(&args, true, &images.limits)?;
     // `gadget run REF` pulled before parsing (see `prefetch`); a manifest's images are pulled here.
     let policy = match args.file {

@@ -28,6 +28,7 @@ mod high_iops;
 mod hostile;
 mod ig_image;
 mod image;
+mod kubectl;
 mod memory_pressure;
 mod metrics_export;
 mod metrics_prometheus;

@@ -12,8 +12,8 @@ use crate::common::*;
 const NAME: &str = "blockio-metrics-with-nodeinfo";
 
 /// A network namespace with a veth pair: host side 10.250.N.1, namespace side 10.250.N.2.
-struct Netns {
-    name: String,
+pub(crate) struct Netns {
+    pub(crate) name: String,
     host_if: String,
 }
 
@@ -27,7 +27,7 @@ fn ip(args: &[&str]) {
 }
 
 impl Netns {
-    fn new(n: u8) -> Netns {
+    pub(crate) fn new(n: u8) -> Netns {
         let name = format!("gadget-test-{}-{n}", std::process::id());
         let host_if = format!("gt{}h{n}", std::process::id() % 100000);
         let ns_if = format!("gt{}n{n}", std::process::id() % 100000);

@@ -48,6 +48,28 @@ impl Daemon {
         d
     }
 
+    /// A daemon in network namespace `netns` (NODE_NAME=`node`) that also serves the cluster
+    /// API on `api` with this token: a node of the kubectl tests.
+    pub fn in_netns_with_api(
+        netns: &str,
+        listen: &str,
+        node: &str,
+        api: &str,
+        token: &str,
+    ) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("api-token"), format!("{token}\n")).unwrap();
+        let mut d = Daemon::unstarted(
+            listen.to_string(),
+            Some(netns.to_string()),
+            Some(node.to_string()),
+            tmp,
+        );
+        d.cluster_api = Some(api.to_string());
+        d.start();
+        d
+    }
+
     /// A daemon with more flags, and the cluster API with this token if given.
     pub fn with_flags(flags: &[&str], api_token: Option<&str>) -> Daemon {
         let tmp = tempfile::tempdir().unwrap();
