@@ -21,8 +21,14 @@ mkdir -p "$dest/usr/local/bin" "$dest/opt/gadget/gadgets/profile_blockio" "$dest
 cp "$bin" "$dest/usr/local/bin/gadget"
 cp $gadget_dir/gadget.yaml $gadget_dir/program.bpf.o $gadget_dir/program.wasm \
 	"$dest/opt/gadget/gadgets/profile_blockio/"
-"$bin" --store "$dest/opt/gadget/oci-store" image build $gadget_dir \
-	-t profile_blockio:v0.46.0 >/dev/null
+# The built-in gadget is signed with a key made for this build and then thrown away; only its
+# public half ships (/opt/gadget/image-signing.pub, trusted through the Dockerfile's
+# GADGET_PUBLIC_KEY_FILES), so nobody holding the image can sign gadgets its nodes would trust.
+keydir=$(mktemp -d)
+trap 'rm -rf "$keydir"' EXIT
+"$bin" --store "$dest/opt/gadget/oci-store" --signing-key "$keydir/image-signing.pem" \
+	image build $gadget_dir -t profile_blockio:v0.46.0 >/dev/null
+openssl pkey -in "$keydir/image-signing.pem" -pubout -out "$dest/opt/gadget/image-signing.pub"
 cp /etc/ssl/certs/ca-certificates.crt "$dest/etc/ssl/certs/"
 # Everything readable by all, nothing writable: the root filesystem is read-only at run time.
 chmod -R a+rX,go-w "$dest"

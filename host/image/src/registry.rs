@@ -725,16 +725,8 @@ pub async fn push(cfg: &ImageConfig, store: &Store, r: &ImageRef) -> Result<Stri
         .ok_or_else(|| ImageError::NotLocal(r.to_string(), store.root().display().to_string()))?;
     let mut s = Session::open(cfg, r, RegistryOperation::Push).await?;
     let oci = r.to_oci();
-    let manifests: Vec<(String, String)> = if is_index(&entry.media_type) {
-        let index: OciImageIndex = store.read_json(&entry.digest, cfg.limits.manifest_bytes)?;
-        index
-            .manifests
-            .into_iter()
-            .map(|m| (m.digest, m.media_type))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let manifests =
+        index_manifests(store, &entry.digest, &entry.media_type, cfg)?.unwrap_or_default();
     let leaves = if manifests.is_empty() {
         vec![(entry.digest.clone(), entry.media_type.clone())]
     } else {
@@ -796,16 +788,8 @@ async fn push_signatures(
         let Some(e) = signatures::find_tag(&entries, &repo, &tag) else {
             continue;
         };
-        let manifests: Vec<(String, String)> = if is_index(&e.media_type) {
-            let index: OciImageIndex = store.read_json(&e.digest, cfg.limits.manifest_bytes)?;
-            index
-                .manifests
-                .into_iter()
-                .map(|m| (m.digest, m.media_type))
-                .collect()
-        } else {
-            vec![(e.digest.clone(), e.media_type.clone())]
-        };
+        let manifests = index_manifests(store, &e.digest, &e.media_type, cfg)?
+            .unwrap_or_else(|| vec![(e.digest.clone(), e.media_type.clone())]);
         for (digest, media_type) in &manifests {
             let m: OciImageManifest = store.read_json(digest, cfg.limits.manifest_bytes)?;
             for d in std::iter::once(&m.config).chain(&m.layers) {
@@ -963,6 +947,27 @@ pub fn human(bytes: u64) -> String {
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
     }
+}
+
+/// (digest, media type) of each manifest a stored index names; `None` when `media_type` is not
+/// an index.
+fn index_manifests(
+    store: &Store,
+    digest: &str,
+    media_type: &str,
+    cfg: &ImageConfig,
+) -> Result<Option<Vec<(String, String)>>, ImageError> {
+    if !is_index(media_type) {
+        return Ok(None);
+    }
+    let index: OciImageIndex = store.read_json(digest, cfg.limits.manifest_bytes)?;
+    Ok(Some(
+        index
+            .manifests
+            .into_iter()
+            .map(|m| (m.digest, m.media_type))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

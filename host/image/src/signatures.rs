@@ -47,6 +47,9 @@ pub struct VerifyConfig {
     pub verify_image: bool,
     /// `public-keys`: `None` means the defaults, IG's key and this host's own.
     pub public_keys: Option<Vec<String>>,
+    /// `--public-key-file` keys: trusted in addition to `public_keys` (or the defaults), so a
+    /// node can trust the key its bundled gadgets were signed with and still IG's.
+    pub extra_public_keys: Vec<String>,
     /// `notation-certificates` (PEM texts).
     pub notation_certificates: Vec<String>,
     /// `notation-policy-document` (JSON text).
@@ -62,6 +65,7 @@ impl Default for VerifyConfig {
         VerifyConfig {
             verify_image: true,
             public_keys: None,
+            extra_public_keys: Vec::new(),
             notation_certificates: Vec::new(),
             notation_policy_document: None,
             allowed_gadgets: Vec::new(),
@@ -74,6 +78,12 @@ impl VerifyConfig {
     /// The keys in force: the configured ones, else IG's key plus this host's public key (if
     /// the host has made one and this process may read it).
     pub fn effective_public_keys(&self) -> Vec<String> {
+        let mut keys = self.base_public_keys();
+        keys.extend(self.extra_public_keys.iter().cloned());
+        keys
+    }
+
+    fn base_public_keys(&self) -> Vec<String> {
         if let Some(keys) = &self.public_keys {
             return keys.clone();
         }

@@ -100,6 +100,22 @@ fn add_histogram(into: &mut Vec<Histogram>, ds: &DatasourceSpec, h: &Histogram) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Nodes "a" and "b", with the same datasources.
+    fn combine_ab(specs: &[DatasourceSpec], a: &[Publication], b: &[Publication]) -> Combined {
+        combine(&[
+            NodeFrame {
+                node: "a",
+                datasources: specs,
+                publications: a,
+            },
+            NodeFrame {
+                node: "b",
+                datasources: specs,
+                publications: b,
+            },
+        ])
+    }
     use gadget_model::datasource::{FieldKind, FieldSpec};
 
     fn ds(name: &str, env_node: bool) -> DatasourceSpec {
@@ -155,18 +171,7 @@ mod tests {
             histograms: vec![hist(&[0, 5, 0, 7], &[("node", "b")])],
             samples: vec![],
         }];
-        let c = combine(&[
-            NodeFrame {
-                node: "a",
-                datasources: &specs,
-                publications: &a,
-            },
-            NodeFrame {
-                node: "b",
-                datasources: &specs,
-                publications: &b,
-            },
-        ]);
+        let c = combine_ab(&specs, &a, &b);
         assert_eq!(c.datasources.len(), 1);
         assert_eq!(c.datasources[0].name, "combined-blockio");
         assert_eq!(c.datasources[0].fields, specs[0].fields);
@@ -204,18 +209,7 @@ mod tests {
                 value: 512.0,
             }],
         }];
-        let c = combine(&[
-            NodeFrame {
-                node: "a",
-                datasources: &specs,
-                publications: &a,
-            },
-            NodeFrame {
-                node: "b",
-                datasources: &specs,
-                publications: &b,
-            },
-        ]);
+        let c = combine_ab(&specs, &a, &b);
         let hs = &c.publications[0].histograms;
         assert_eq!(hs.len(), 3, "{hs:?}");
         assert_eq!(hs[1].counts, vec![3, u64::MAX], "saturates");

@@ -106,8 +106,14 @@ pub struct VerifyFlags {
     /// several per value (concatenated or comma-separated), repeatable.
     #[arg(long, global = true)]
     pub public_keys: Vec<String>,
-    /// A PEM public key file to verify with (repeatable); adds to --public-keys.
-    #[arg(long = "public-key-file", global = true)]
+    /// A PEM public key file to verify with (repeatable, or comma-separated in
+    /// GADGET_PUBLIC_KEY_FILES); trusted in addition to --public-keys or the defaults.
+    #[arg(
+        long = "public-key-file",
+        global = true,
+        env = "GADGET_PUBLIC_KEY_FILES",
+        value_delimiter = ','
+    )]
     pub public_key_files: Vec<std::path::PathBuf>,
     /// notation: PEM certificates of the trust store (repeatable).
     #[arg(long, global = true)]
@@ -132,6 +138,14 @@ impl VerifyFlags {
             public_keys: flag_values(argv, "public-keys"),
             public_key_files: flag_values(argv, "public-key-file")
                 .into_iter()
+                .chain(
+                    std::env::var("GADGET_PUBLIC_KEY_FILES")
+                        .ok()
+                        .filter(|_| flag_values(argv, "public-key-file").is_empty())
+                        .into_iter()
+                        .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>()),
+                )
+                .filter(|f| !f.is_empty())
                 .map(Into::into)
                 .collect(),
             notation_certificates: flag_values(argv, "notation-certificates"),
@@ -151,12 +165,12 @@ impl VerifyFlags {
         if let Some(b) = self.verify_image {
             v.verify_image = b;
         }
-        let mut keys: Vec<String> = self.public_keys.clone();
-        for f in &self.public_key_files {
-            keys.push(gadget_image::config::read_text(f, "--public-key-file")?);
+        if !self.public_keys.is_empty() {
+            v.public_keys = Some(self.public_keys.clone());
         }
-        if !keys.is_empty() {
-            v.public_keys = Some(keys);
+        for f in &self.public_key_files {
+            v.extra_public_keys
+                .push(gadget_image::config::read_text(f, "--public-key-file")?);
         }
         if !self.notation_certificates.is_empty() {
             v.notation_certificates = self.notation_certificates.clone();

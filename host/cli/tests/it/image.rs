@@ -102,14 +102,7 @@ fn run_counts_io(store: &Path, reference: &str, extra: &[&str]) -> String {
     );
     let h = final_histogram(&hists, &err);
     assert!(kernel >= u64::from(WRITES), "kernel counted {kernel}");
-    assert_accounts(
-        h.total() + missed,
-        kernel,
-        &format!(
-            "histogram total vs /sys/block/{}/stat; stderr:\n{err}",
-            dev.name
-        ),
-    );
+    assert_histogram_accounts(&h, missed, kernel, &dev, &err);
     err
 }
 

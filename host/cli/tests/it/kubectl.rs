@@ -531,16 +531,7 @@ fn kubectl_gadget_run_combines_every_nodes_histogram_and_cleans_up() {
     let last = parse_histograms(&text).pop().unwrap();
     assert_eq!(last.title, "latency", "{text}");
     // Ctrl+C: the client deletes the temporary instance on every node.
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &run.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = run.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, err) = interrupt_and_wait(&mut run);
     assert!(status.success(), "{err}");
     for d in &nodes.daemons {
         assert_eq!(d.ok(&["list", "-o", "json"]).trim(), "[]", "{}", d.log());
@@ -591,6 +582,19 @@ fn a_node_killed_mid_run_is_named_and_the_others_keep_streaming() {
                 .last()
                 .is_some_and(|h| h.total() >= kernel)
     });
+    let (status, err) = interrupt_and_wait(&mut run);
+    assert!(!status.success(), "a failed node fails the command: {err}");
+    assert_eq!(err.matches("node node-b").count(), 1, "named once: {err}");
+    assert!(err.contains("the other nodes keep streaming"), "{err}");
+    assert_eq!(nodes.daemons[0].ok(&["list", "-o", "json"]).trim(), "[]");
+    // The killed daemon's pins: restarted to delete what it left.
+    for d in &mut nodes.daemons {
+        d.clean_up();
+    }
+}
+
+/// Ctrl+C to the client; its exit status and stderr.
+fn interrupt_and_wait(run: &mut std::process::Child) -> (std::process::ExitStatus, String) {
     assert!(
         Command::new("kill")
             .args(["-INT", &run.id().to_string()])
@@ -601,12 +605,5 @@ fn a_node_killed_mid_run_is_named_and_the_others_keep_streaming() {
     let status = run.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(!status.success(), "a failed node fails the command: {err}");
-    assert_eq!(err.matches("node node-b").count(), 1, "named once: {err}");
-    assert!(err.contains("the other nodes keep streaming"), "{err}");
-    assert_eq!(nodes.daemons[0].ok(&["list", "-o", "json"]).trim(), "[]");
-    // The killed daemon's pins: restarted to delete what it left.
-    for d in &mut nodes.daemons {
-        d.clean_up();
-    }
+    (status, err)
 }

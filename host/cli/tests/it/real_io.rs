@@ -43,14 +43,7 @@ fn check_mode(extra: &[&str], expect_notice: &str) {
     );
     // Skipped runs are rare (an IRQ nesting inside the hook on one CPU); many would be a bug.
     assert!(missed * 100 <= kernel, "{missed} skipped runs of {kernel}");
-    assert_accounts(
-        h.total() + missed,
-        kernel,
-        &format!(
-            "histogram total vs /sys/block/{}/stat; stderr:\n{err}",
-            dev.name
-        ),
-    );
+    assert_histogram_accounts(&h, missed, kernel, &dev, &err);
     assert_plausible(&h);
     let notice: Vec<&str> = err.lines().filter(|l| l.contains("attached ")).collect();
     assert_eq!(notice.len(), 1, "one attach notice expected:\n{err}");

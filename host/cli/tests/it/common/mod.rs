@@ -110,6 +110,26 @@ pub fn assert_accounts(counted: u64, kernel: u64, what: &str) {
     );
 }
 
+/// A printed histogram's total plus what was `missed` (recursion misses, gadget drops) against
+/// the kernel's count of completed requests on `dev`.
+#[track_caller]
+pub fn assert_histogram_accounts(
+    h: &PrintedHistogram,
+    missed: u64,
+    kernel: u64,
+    dev: &LoopDevice,
+    err: &str,
+) {
+    assert_accounts(
+        h.total() + missed,
+        kernel,
+        &format!(
+            "histogram total vs /sys/block/{}/stat; stderr:\n{err}",
+            dev.name
+        ),
+    );
+}
+
 /// Polls `value` until it equals `kernel`; at `timeout`, accepts what [`accounts_for`] accepts
 /// (a value still settling is never taken for the kernel's loss before then).
 #[track_caller]
