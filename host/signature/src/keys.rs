@@ -209,10 +209,21 @@ impl PublicKey {
     }
 }
 
+/// Why text given as PEM blocks cannot be split into them.
+#[derive(Debug, thiserror::Error)]
+pub enum PemTextError {
+    #[error("expected a -----BEGIN ...----- line, found {0:?}")]
+    Outside(String),
+    #[error("unterminated BEGIN line")]
+    UnterminatedBegin,
+    #[error("no {0:?} line: truncated?")]
+    NoEnd(String),
+}
+
 /// Splits text holding one or more PEM blocks (IG's `--public-keys` takes them concatenated,
 /// or comma-separated as a string slice) into the blocks. Text outside blocks other than
 /// whitespace and commas is an error: a truncated paste must not silently drop a key.
-pub fn split_pem_blocks(text: &str) -> Result<Vec<&str>, String> {
+pub fn split_pem_blocks(text: &str) -> Result<Vec<&str>, PemTextError> {
     let mut blocks = Vec::new();
     let mut rest = text;
     loop {
@@ -222,19 +233,17 @@ pub fn split_pem_blocks(text: &str) -> Result<Vec<&str>, String> {
         }
         if !trimmed.starts_with("-----BEGIN ") {
             let shown: String = trimmed.chars().take(40).collect();
-            return Err(format!(
-                "expected a -----BEGIN ...----- line, found {shown:?}"
-            ));
+            return Err(PemTextError::Outside(shown));
         }
         let label_end = trimmed[11..]
             .find("-----")
-            .ok_or("unterminated BEGIN line")?
+            .ok_or(PemTextError::UnterminatedBegin)?
             + 11;
         let label = &trimmed[11..label_end];
         let end_line = format!("-----END {label}-----");
         let end = trimmed
             .find(&end_line)
-            .ok_or_else(|| format!("no {end_line:?} line: truncated?"))?
+            .ok_or_else(|| PemTextError::NoEnd(end_line.clone()))?
             + end_line.len();
         blocks.push(&trimmed[..end]);
         rest = &trimmed[end..];
@@ -250,10 +259,16 @@ mod tests {
         let a = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----";
         assert_eq!(split_pem_blocks(&format!("{a}\n{a}\n")).unwrap().len(), 2);
         assert_eq!(split_pem_blocks(&format!("{a},{a}")).unwrap(), vec![a, a]);
-        assert!(split_pem_blocks("foobar").unwrap_err().contains("foobar"));
+        assert!(
+            split_pem_blocks("foobar")
+                .unwrap_err()
+                .to_string()
+                .contains("foobar")
+        );
         assert!(
             split_pem_blocks("-----BEGIN PUBLIC KEY-----\nAAAA")
                 .unwrap_err()
+                .to_string()
                 .contains("truncated")
         );
         assert!(split_pem_blocks(" , ").unwrap().is_empty());

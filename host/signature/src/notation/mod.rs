@@ -84,7 +84,9 @@ impl NotationVerifier {
     ) -> Result<NotationVerifier, ConfigError> {
         let mut certs = Vec::new();
         for text in certificates {
-            for block in split_pem_blocks(text.as_ref()).map_err(ConfigError::CertificateText)? {
+            for block in split_pem_blocks(text.as_ref())
+                .map_err(|e| ConfigError::CertificateText(e.to_string()))?
+            {
                 let index = certs.len() + 1;
                 let (label, der) = pem_rfc7468::decode_vec(block.as_bytes()).map_err(|e| {
                     ConfigError::Certificate {
