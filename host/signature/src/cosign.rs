@@ -263,7 +263,7 @@ fn verify_layer<'k, S: ArtifactSource + ?Sized>(
             tried.push(Attempt {
                 signature: label.to_string(),
                 with: key.label(),
-                failure: Failure::BadSignature(reason),
+                failure: Failure::BadSignature(reason.to_string()),
             });
             continue;
         }

@@ -607,7 +607,7 @@ enum CertSignatureError {
     #[error("signature is not whole bytes")]
     NotWholeBytes,
     #[error("{0}")]
-    Verify(String),
+    Verify(#[source] crate::keys::VerifyError),
 }
 
 /// Key usage, extended key usage and basic constraints of one chain certificate.
