@@ -61,15 +61,34 @@ pub fn bearer_challenge(header: &str) -> Option<BearerChallenge> {
         })
 }
 
+/// Why a registry's token realm is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RealmError {
+    #[error("the token realm {realm:?} is not a URL: {source}")]
+    NotUrl {
+        realm: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error(
+        "the registry asks to send its credentials to {realm} over plain HTTP; refused (they would travel in clear text). If {host} is trusted, list it with --insecure-registries"
+    )]
+    PlainHttp { realm: String, host: String },
+    #[error("the token realm {realm:?} uses {scheme:?}; only http and https are supported")]
+    Scheme { realm: String, scheme: String },
+}
+
 /// Where a token may be asked for: an http(s) realm, and credentials only over HTTPS or to a
 /// loopback host or one listed as insecure (`host` or `host:port`), as for registries.
 pub fn check_realm(
     realm: &str,
     with_credentials: bool,
     insecure: &[String],
-) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(realm)
-        .map_err(|e| format!("the token realm {realm:?} is not a URL: {e}"))?;
+) -> Result<reqwest::Url, RealmError> {
+    let url = reqwest::Url::parse(realm).map_err(|source| RealmError::NotUrl {
+        realm: realm.to_string(),
+        source,
+    })?;
     let host = url.host_str().unwrap_or("").to_string();
     match url.scheme() {
         "https" => Ok(url),
@@ -90,14 +109,16 @@ pub fn check_realm(
             if loopback || listed {
                 Ok(url)
             } else {
-                Err(format!(
-                    "the registry asks to send its credentials to {realm} over plain HTTP; refused (they would travel in clear text). If {host} is trusted, list it with --insecure-registries"
-                ))
+                Err(RealmError::PlainHttp {
+                    realm: realm.to_string(),
+                    host,
+                })
             }
         }
-        other => Err(format!(
-            "the token realm {realm:?} uses {other:?}; only http and https are supported"
-        )),
+        other => Err(RealmError::Scheme {
+            realm: realm.to_string(),
+            scheme: other.to_string(),
+        }),
     }
 }
 
@@ -269,7 +290,9 @@ mod tests {
 
         assert!(check_realm("https://auth.example/t", true, &[]).is_ok());
         assert!(check_realm("http://auth.example/t", false, &[]).is_ok());
-        let e = check_realm("http://auth.example:8080/t", true, &[]).unwrap_err();
+        let e = check_realm("http://auth.example:8080/t", true, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("plain HTTP") && e.contains("--insecure-registries"),
             "{e}"

@@ -524,7 +524,7 @@ async fn fetch_token(
         credentials.is_some(),
         &cfg.insecure_registries,
     )
-    .map_err(|m| registry_err(r, m))?;
+    .map_err(|e| registry_err(r, e.to_string()))?;
     let scope = format!(
         "repository:{}:{}",
         r.repository,

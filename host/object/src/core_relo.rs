@@ -202,6 +202,23 @@ struct CoreSection {
     records: Vec<[u8; RECORD_LEN]>,
 }
 
+/// Why the CO-RE relocation subsection of `.BTF.ext` cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum ExtError {
+    #[error("truncated")]
+    Truncated,
+    #[error("bad header")]
+    BadHeader,
+    #[error("CO-RE relocations out of bounds")]
+    OutOfBounds,
+    #[error("CO-RE record size {0} below {RECORD_LEN}")]
+    RecordSize(usize),
+    #[error("CO-RE section header truncated")]
+    SectionHeaderTruncated,
+    #[error("CO-RE records truncated")]
+    RecordsTruncated,
+}
+
 /// The CO-RE relocation subsection of `.BTF.ext`.
 struct CoreRelos {
     /// Offset of the subsection in `.BTF.ext` and its declared length.
@@ -212,14 +229,14 @@ struct CoreRelos {
 
 impl CoreRelos {
     /// `None` when the object has no CO-RE relocations.
-    fn parse(ext: &[u8]) -> Result<Option<CoreRelos>, String> {
+    fn parse(ext: &[u8]) -> Result<Option<CoreRelos>, ExtError> {
         let word = |o: usize| {
             ext.get(o..o + 4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                .ok_or_else(|| "truncated".to_string())
+                .ok_or(ExtError::Truncated)
         };
         if ext.len() < 8 || u16::from_le_bytes([ext[0], ext[1]]) != 0xeb9f {
-            return Err("bad header".into());
+            return Err(ExtError::BadHeader);
         }
         let hdr_len = word(4)?;
         if hdr_len < CORE_RELO_LEN_FIELD + 4 {
@@ -232,11 +249,11 @@ impl CoreRelos {
         let start = hdr_len
             .checked_add(off)
             .filter(|s| s.checked_add(len).is_some_and(|e| e <= ext.len()))
-            .ok_or("CO-RE relocations out of bounds")?;
+            .ok_or(ExtError::OutOfBounds)?;
         let data = &ext[start..start + len];
         let rec_size = word(start)?;
         if rec_size < RECORD_LEN {
-            return Err(format!("CO-RE record size {rec_size} below {RECORD_LEN}"));
+            return Err(ExtError::RecordSize(rec_size));
         }
         let mut sections = Vec::new();
         let mut o = 4;
@@ -244,7 +261,7 @@ impl CoreRelos {
             let rd = |o: usize| {
                 data.get(o..o + 4)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .ok_or("CO-RE section header truncated")
+                    .ok_or(ExtError::SectionHeaderTruncated)
             };
             let name_off = rd(o)?;
             let n = rd(o + 4)? as usize;
@@ -253,7 +270,7 @@ impl CoreRelos {
                 .checked_mul(rec_size)
                 .and_then(|b| b.checked_add(o))
                 .filter(|&e| e <= data.len())
-                .ok_or("CO-RE records truncated")?;
+                .ok_or(ExtError::RecordsTruncated)?;
             let records = (0..n)
                 .map(|i| {
                     let r = &data[o + i * rec_size..o + i * rec_size + RECORD_LEN];

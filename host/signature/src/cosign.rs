@@ -67,7 +67,9 @@ impl CosignKey {
 pub fn parse_public_keys<S: AsRef<str>>(texts: &[S]) -> Result<Vec<CosignKey>, ConfigError> {
     let mut keys = Vec::new();
     for text in texts {
-        for block in split_pem_blocks(text.as_ref()).map_err(ConfigError::PublicKeyText)? {
+        for block in split_pem_blocks(text.as_ref())
+            .map_err(|e| ConfigError::PublicKeyText(e.to_string()))?
+        {
             let index = keys.len() + 1;
             let first_line = block.lines().next().unwrap_or_default().to_string();
             let key = PublicKey::from_pem(block).map_err(|source| ConfigError::PublicKey {
@@ -261,7 +263,7 @@ fn verify_layer<'k, S: ArtifactSource + ?Sized>(
             tried.push(Attempt {
                 signature: label.to_string(),
                 with: key.label(),
-                failure: Failure::BadSignature(reason),
+                failure: Failure::BadSignature(reason.to_string()),
             });
             continue;
         }

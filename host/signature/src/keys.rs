@@ -145,33 +145,53 @@ impl PublicKey {
         algorithm: Algorithm,
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), VerifyError> {
         // The error carries no detail worth showing (it is opaque by design).
-        let bad = |_: p256::ecdsa::signature::Error| "signature does not verify".to_string();
+        let bad = |_: p256::ecdsa::signature::Error| VerifyError::DoesNotVerify;
         match (self, algorithm) {
             (PublicKey::P256(k), Algorithm::EcdsaDer(Hash::Sha256)) => {
-                let sig = p256::ecdsa::Signature::from_der(signature)
-                    .map_err(|e| format!("malformed ECDSA signature: {e}"))?;
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|source| {
+                    VerifyError::Malformed {
+                        what: "ECDSA",
+                        source,
+                    }
+                })?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::P256(k), Algorithm::EcdsaFixed(Hash::Sha256)) => {
-                let sig = p256::ecdsa::Signature::from_slice(signature)
-                    .map_err(|e| format!("malformed ES256 signature: {e}"))?;
+                let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|source| {
+                    VerifyError::Malformed {
+                        what: "ES256",
+                        source,
+                    }
+                })?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::P384(k), Algorithm::EcdsaDer(Hash::Sha384)) => {
-                let sig = p384::ecdsa::Signature::from_der(signature)
-                    .map_err(|e| format!("malformed ECDSA signature: {e}"))?;
+                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|source| {
+                    VerifyError::Malformed {
+                        what: "ECDSA",
+                        source,
+                    }
+                })?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::P384(k), Algorithm::EcdsaFixed(Hash::Sha384)) => {
-                let sig = p384::ecdsa::Signature::from_slice(signature)
-                    .map_err(|e| format!("malformed ES384 signature: {e}"))?;
+                let sig = p384::ecdsa::Signature::from_slice(signature).map_err(|source| {
+                    VerifyError::Malformed {
+                        what: "ES384",
+                        source,
+                    }
+                })?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::Rsa(k), Algorithm::RsaPkcs1v15(hash)) => {
-                let sig = rsa::pkcs1v15::Signature::try_from(signature)
-                    .map_err(|e| format!("malformed RSA signature: {e}"))?;
+                let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|source| {
+                    VerifyError::Malformed {
+                        what: "RSA",
+                        source,
+                    }
+                })?;
                 match hash {
                     Hash::Sha256 => {
                         rsa::pkcs1v15::VerifyingKey::<Sha256>::new(k.clone()).verify(message, &sig)
@@ -186,8 +206,12 @@ impl PublicKey {
                 .map_err(bad)
             }
             (PublicKey::Rsa(k), Algorithm::RsaPss(hash)) => {
-                let sig = rsa::pss::Signature::try_from(signature)
-                    .map_err(|e| format!("malformed RSA signature: {e}"))?;
+                let sig = rsa::pss::Signature::try_from(signature).map_err(|source| {
+                    VerifyError::Malformed {
+                        what: "RSA",
+                        source,
+                    }
+                })?;
                 match hash {
                     Hash::Sha256 => {
                         rsa::pss::VerifyingKey::<Sha256>::new(k.clone()).verify(message, &sig)
@@ -201,18 +225,47 @@ impl PublicKey {
                 }
                 .map_err(bad)
             }
-            (key, algorithm) => Err(format!(
-                "a {} key cannot check a {algorithm:?} signature",
-                key.kind()
-            )),
+            (key, algorithm) => Err(VerifyError::Mismatch {
+                kind: key.kind(),
+                algorithm,
+            }),
         }
     }
+}
+
+/// Why a signature does not check.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("signature does not verify")]
+    DoesNotVerify,
+    #[error("malformed {what} signature: {source}")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: p256::ecdsa::signature::Error,
+    },
+    #[error("a {kind} key cannot check a {algorithm:?} signature")]
+    Mismatch {
+        kind: &'static str,
+        algorithm: Algorithm,
+    },
+}
+
+/// Why text given as PEM blocks cannot be split into them.
+#[derive(Debug, thiserror::Error)]
+pub enum PemTextError {
+    #[error("expected a -----BEGIN ...----- line, found {0:?}")]
+    Outside(String),
+    #[error("unterminated BEGIN line")]
+    UnterminatedBegin,
+    #[error("no {0:?} line: truncated?")]
+    NoEnd(String),
 }
 
 /// Splits text holding one or more PEM blocks (IG's `--public-keys` takes them concatenated,
 /// or comma-separated as a string slice) into the blocks. Text outside blocks other than
 /// whitespace and commas is an error: a truncated paste must not silently drop a key.
-pub fn split_pem_blocks(text: &str) -> Result<Vec<&str>, String> {
+pub fn split_pem_blocks(text: &str) -> Result<Vec<&str>, PemTextError> {
     let mut blocks = Vec::new();
     let mut rest = text;
     loop {
@@ -222,19 +275,17 @@ pub fn split_pem_blocks(text: &str) -> Result<Vec<&str>, String> {
         }
         if !trimmed.starts_with("-----BEGIN ") {
             let shown: String = trimmed.chars().take(40).collect();
-            return Err(format!(
-                "expected a -----BEGIN ...----- line, found {shown:?}"
-            ));
+            return Err(PemTextError::Outside(shown));
         }
         let label_end = trimmed[11..]
             .find("-----")
-            .ok_or("unterminated BEGIN line")?
+            .ok_or(PemTextError::UnterminatedBegin)?
             + 11;
         let label = &trimmed[11..label_end];
         let end_line = format!("-----END {label}-----");
         let end = trimmed
             .find(&end_line)
-            .ok_or_else(|| format!("no {end_line:?} line: truncated?"))?
+            .ok_or_else(|| PemTextError::NoEnd(end_line.clone()))?
             + end_line.len();
         blocks.push(&trimmed[..end]);
         rest = &trimmed[end..];
@@ -250,10 +301,16 @@ mod tests {
         let a = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----";
         assert_eq!(split_pem_blocks(&format!("{a}\n{a}\n")).unwrap().len(), 2);
         assert_eq!(split_pem_blocks(&format!("{a},{a}")).unwrap(), vec![a, a]);
-        assert!(split_pem_blocks("foobar").unwrap_err().contains("foobar"));
+        assert!(
+            split_pem_blocks("foobar")
+                .unwrap_err()
+                .to_string()
+                .contains("foobar")
+        );
         assert!(
             split_pem_blocks("-----BEGIN PUBLIC KEY-----\nAAAA")
                 .unwrap_err()
+                .to_string()
                 .contains("truncated")
         );
         assert!(split_pem_blocks(" , ").unwrap().is_empty());

@@ -84,7 +84,9 @@ impl NotationVerifier {
     ) -> Result<NotationVerifier, ConfigError> {
         let mut certs = Vec::new();
         for text in certificates {
-            for block in split_pem_blocks(text.as_ref()).map_err(ConfigError::CertificateText)? {
+            for block in split_pem_blocks(text.as_ref())
+                .map_err(|e| ConfigError::CertificateText(e.to_string()))?
+            {
                 let index = certs.len() + 1;
                 let (label, der) = pem_rfc7468::decode_vec(block.as_bytes()).map_err(|e| {
                     ConfigError::Certificate {
@@ -576,59 +578,88 @@ fn check_chain(chain: &[Certificate]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Why a chain certificate's usage does not fit its place in the chain.
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    #[error("{0}: {1}")]
+    Extension(&'static str, #[source] der::Error),
+    #[error("the signing certificate's key usage does not allow digital signatures")]
+    NoDigitalSignature,
+    #[error("the signing certificate's extended key usage does not include code signing")]
+    NoCodeSigning,
+    #[error("the signing certificate is a CA certificate")]
+    LeafIsCa,
+    #[error("an issuing certificate is not a CA (basic constraints)")]
+    IssuerNotCa,
+    #[error("an issuing certificate's key usage does not allow signing certificates")]
+    IssuerCannotSign,
+}
+
+/// Why a certificate's signature by its issuer does not check.
+#[derive(Debug, thiserror::Error)]
+enum CertSignatureError {
+    #[error("{0}")]
+    Der(#[source] der::Error),
+    #[error("{0}")]
+    Key(#[source] crate::keys::KeyError),
+    #[error("unsupported certificate signature algorithm {0}")]
+    Algorithm(String),
+    #[error("signature is not whole bytes")]
+    NotWholeBytes,
+    #[error("{0}")]
+    Verify(#[source] crate::keys::VerifyError),
+}
+
 /// Key usage, extended key usage and basic constraints of one chain certificate.
-fn check_usage(cert: &Certificate, leaf: bool, alone: bool) -> Result<(), String> {
+fn check_usage(cert: &Certificate, leaf: bool, alone: bool) -> Result<(), UsageError> {
     use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
     const CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
     let tbs = cert.tbs_certificate();
     let key_usage = tbs
         .get_extension::<KeyUsage>()
-        .map_err(|e| format!("key usage: {e}"))?
+        .map_err(|e| UsageError::Extension("key usage", e))?
         .map(|(_, k)| k);
     let ca = tbs
         .get_extension::<BasicConstraints>()
-        .map_err(|e| format!("basic constraints: {e}"))?
+        .map_err(|e| UsageError::Extension("basic constraints", e))?
         .is_some_and(|(_, b)| b.ca);
     if leaf {
         if !key_usage.is_some_and(|k| k.digital_signature()) {
-            return Err(
-                "the signing certificate's key usage does not allow digital signatures".into(),
-            );
+            return Err(UsageError::NoDigitalSignature);
         }
         if let Some((_, eku)) = tbs
             .get_extension::<ExtendedKeyUsage>()
-            .map_err(|e| format!("extended key usage: {e}"))?
+            .map_err(|e| UsageError::Extension("extended key usage", e))?
             && !eku.0.iter().any(|oid| oid.to_string() == CODE_SIGNING)
         {
-            return Err(
-                "the signing certificate's extended key usage does not include code signing".into(),
-            );
+            return Err(UsageError::NoCodeSigning);
         }
         // A self-signed leaf alone (what `notation cert generate-test` makes) is no CA; a
         // leaf below a CA must not be one either.
         if ca && !alone {
-            return Err("the signing certificate is a CA certificate".into());
+            return Err(UsageError::LeafIsCa);
         }
     } else {
         if !ca {
-            return Err("an issuing certificate is not a CA (basic constraints)".into());
+            return Err(UsageError::IssuerNotCa);
         }
         if key_usage.is_some_and(|k| !k.key_cert_sign()) {
-            return Err(
-                "an issuing certificate's key usage does not allow signing certificates".into(),
-            );
+            return Err(UsageError::IssuerCannotSign);
         }
     }
     Ok(())
 }
 
-fn verify_certificate_signature(cert: &Certificate, issuer: &Certificate) -> Result<(), String> {
+fn verify_certificate_signature(
+    cert: &Certificate,
+    issuer: &Certificate,
+) -> Result<(), CertSignatureError> {
     let spki = issuer
         .tbs_certificate()
         .subject_public_key_info()
         .to_der()
-        .map_err(|e| e.to_string())?;
-    let key = PublicKey::from_spki_der(&spki).map_err(|e| e.to_string())?;
+        .map_err(CertSignatureError::Der)?;
+    let key = PublicKey::from_spki_der(&spki).map_err(CertSignatureError::Key)?;
     let oid = cert.signature_algorithm().oid.to_string();
     let algorithm = match oid.as_str() {
         "1.2.840.113549.1.1.11" => Algorithm::RsaPkcs1v15(Hash::Sha256),
@@ -637,17 +668,19 @@ fn verify_certificate_signature(cert: &Certificate, issuer: &Certificate) -> Res
         "1.2.840.10045.4.3.2" => Algorithm::EcdsaDer(Hash::Sha256),
         "1.2.840.10045.4.3.3" => Algorithm::EcdsaDer(Hash::Sha384),
         other => {
-            return Err(format!(
-                "unsupported certificate signature algorithm {other}"
-            ));
+            return Err(CertSignatureError::Algorithm(other.to_string()));
         }
     };
-    let tbs = cert.tbs_certificate().to_der().map_err(|e| e.to_string())?;
+    let tbs = cert
+        .tbs_certificate()
+        .to_der()
+        .map_err(CertSignatureError::Der)?;
     let signature = cert
         .signature()
         .as_bytes()
-        .ok_or("signature is not whole bytes")?;
+        .ok_or(CertSignatureError::NotWholeBytes)?;
     key.verify(algorithm, &tbs, signature)
+        .map_err(CertSignatureError::Verify)
 }
 
 /// Whether the leaf's subject holds every attribute of one trusted identity.
@@ -696,6 +729,7 @@ mod tests {
         assert!(
             check_usage(&cert, false, false)
                 .unwrap_err()
+                .to_string()
                 .contains("not a CA")
         );
         // A chain where it issues itself is refused by check_chain for that reason.
