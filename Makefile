@@ -28,7 +28,7 @@ include ebpf/Makefile.inc
 
 # Debian packages and the Rust target the build and tests need; a no-op when present.
 APT_PACKAGES := clang clang-19 llvm bpftool libbpf-dev libbpf-tools bpftrace jq util-linux curl prometheus docker-registry skopeo \
-	podman runc debootstrap fio
+	podman runc debootstrap openssl fio
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
