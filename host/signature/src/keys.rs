@@ -148,50 +148,33 @@ impl PublicKey {
     ) -> Result<(), VerifyError> {
         // The error carries no detail worth showing (it is opaque by design).
         let bad = |_: p256::ecdsa::signature::Error| VerifyError::DoesNotVerify;
+        let malformed = |what: &'static str| {
+            move |source: p256::ecdsa::signature::Error| VerifyError::Malformed { what, source }
+        };
         match (self, algorithm) {
             (PublicKey::P256(k), Algorithm::EcdsaDer(Hash::Sha256)) => {
-                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|source| {
-                    VerifyError::Malformed {
-                        what: "ECDSA",
-                        source,
-                    }
-                })?;
+                let sig =
+                    p256::ecdsa::Signature::from_der(signature).map_err(malformed("ECDSA"))?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::P256(k), Algorithm::EcdsaFixed(Hash::Sha256)) => {
-                let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|source| {
-                    VerifyError::Malformed {
-                        what: "ES256",
-                        source,
-                    }
-                })?;
+                let sig =
+                    p256::ecdsa::Signature::from_slice(signature).map_err(malformed("ES256"))?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::P384(k), Algorithm::EcdsaDer(Hash::Sha384)) => {
-                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|source| {
-                    VerifyError::Malformed {
-                        what: "ECDSA",
-                        source,
-                    }
-                })?;
+                let sig =
+                    p384::ecdsa::Signature::from_der(signature).map_err(malformed("ECDSA"))?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::P384(k), Algorithm::EcdsaFixed(Hash::Sha384)) => {
-                let sig = p384::ecdsa::Signature::from_slice(signature).map_err(|source| {
-                    VerifyError::Malformed {
-                        what: "ES384",
-                        source,
-                    }
-                })?;
+                let sig =
+                    p384::ecdsa::Signature::from_slice(signature).map_err(malformed("ES384"))?;
                 k.verify(message, &sig).map_err(bad)
             }
             (PublicKey::Rsa(k), Algorithm::RsaPkcs1v15(hash)) => {
-                let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|source| {
-                    VerifyError::Malformed {
-                        what: "RSA",
-                        source,
-                    }
-                })?;
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(malformed("RSA"))?;
                 match hash {
                     Hash::Sha256 => {
                         rsa::pkcs1v15::VerifyingKey::<Sha256>::new(k.clone()).verify(message, &sig)
@@ -206,12 +189,7 @@ impl PublicKey {
                 .map_err(bad)
             }
             (PublicKey::Rsa(k), Algorithm::RsaPss(hash)) => {
-                let sig = rsa::pss::Signature::try_from(signature).map_err(|source| {
-                    VerifyError::Malformed {
-                        what: "RSA",
-                        source,
-                    }
-                })?;
+                let sig = rsa::pss::Signature::try_from(signature).map_err(malformed("RSA"))?;
                 match hash {
                     Hash::Sha256 => {
                         rsa::pss::VerifyingKey::<Sha256>::new(k.clone()).verify(message, &sig)

@@ -4,7 +4,7 @@
 //! `gadget` binary, kube's client with a kubeconfig, and the daemon's side of the proxy API.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -39,6 +39,51 @@ pub(crate) fn api_server(routes: BTreeMap<String, (u16, String)>) -> (u16, Seen)
     (port, seen)
 }
 
+/// One request as the stand-in API servers see it.
+pub(crate) struct ApiRequest {
+    pub method: String,
+    pub target: String,
+    /// The cluster API token header, empty when absent.
+    pub token: String,
+    pub body: String,
+}
+
+/// Reads one HTTP/1.1 request (Content-Length bodies only); `None` once the client closes.
+pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<ApiRequest> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let (mut len, mut token) = (0usize, String::new());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if line.trim().is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        if lower.starts_with("x-gadget-token:") {
+            token = line["x-gadget-token:".len()..].trim().to_string();
+        }
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(ApiRequest {
+        method,
+        target,
+        token,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
 /// Answers the requests of one kept-alive connection until the client closes it.
 fn serve_connection(
     mut conn: std::net::TcpStream,
@@ -46,34 +91,13 @@ fn serve_connection(
     routes: &BTreeMap<String, (u16, String)>,
 ) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            break;
-        }
-        let mut parts = request_line.split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let (mut len, mut token) = (0usize, String::new());
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-            if lower.starts_with("x-gadget-token:") {
-                token = line["x-gadget-token:".len()..].trim().to_string();
-            }
-        }
-        let mut body = vec![0u8; len];
-        reader.read_exact(&mut body).unwrap();
-        let body = String::from_utf8_lossy(&body).to_string();
+    while let Some(ApiRequest {
+        method,
+        target,
+        token,
+        body,
+    }) = read_request(&mut reader)
+    {
         let path = target.split('?').next().unwrap_or("").to_string();
         log.lock()
             .unwrap()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::cluster::{api_server, fixture, instances_reply, kubeconfig};
+use crate::cluster::{ApiRequest, api_server, fixture, instances_reply, kubeconfig, read_request};
 use crate::common::*;
 
 /// `kubectl-gadget` (a symlink to the built binary, as `make install` makes) in `dir/bin`.
@@ -203,7 +203,7 @@ fn pod_list(nodes: &[(&str, &str)]) -> String {
 
 impl StandIn {
     fn start(pods: &[(&str, &str, String)]) -> StandIn {
-        use std::io::{BufRead, BufReader, Read, Write};
+        use std::io::{BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let backends: std::sync::Arc<BTreeMap<String, String>> = std::sync::Arc::new(
@@ -220,34 +220,15 @@ impl StandIn {
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     loop {
-                        let mut request_line = String::new();
-                        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        let Some(ApiRequest {
+                            method,
+                            target,
+                            token,
+                            body,
+                        }) = read_request(&mut reader)
+                        else {
                             return;
-                        }
-                        let mut parts = request_line.split_whitespace();
-                        let method = parts.next().unwrap_or("").to_string();
-                        let target = parts.next().unwrap_or("").to_string();
-                        let (mut len, mut token) = (0usize, String::new());
-                        loop {
-                            let mut line = String::new();
-                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line.trim().is_empty() {
-                                break;
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                len = v.trim().parse().unwrap();
-                            }
-                            if lower.starts_with("x-gadget-token:") {
-                                token = line["x-gadget-token:".len()..].trim().to_string();
-                            }
-                        }
-                        let mut body = vec![0u8; len];
-                        if reader.read_exact(&mut body).is_err() {
-                            return;
-                        }
+                        };
                         let path = target.split('?').next().unwrap_or("");
                         let proxied = path
                             .strip_prefix("/api/v1/namespaces/gadget/pods/")
@@ -258,7 +239,7 @@ impl StandIn {
                                 (200, fixture("secret.json"))
                             }
                             ("POST", _, Some(pod)) => match b.get(pod) {
-                                Some(api) => forward(api, &token, &body),
+                                Some(api) => forward(api, &token, body.as_bytes()),
                                 None => (404, "{}".to_string()),
                             },
                             _ => (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.to_string()),
