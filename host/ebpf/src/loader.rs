@@ -8,10 +8,12 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use aya::maps::MapError;
 use aya::maps::{Map, MapData};
-use aya::programs::links::{FdLink, PinnedLink};
+use aya::pin::PinError;
+use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
 use super::snapshot;
 use super::system::KernelVersion;
@@ -94,6 +96,106 @@ pub enum LoadError {
     },
 }
 
+/// Why one attach mode could not be used; [`load`] tries the next one and, when none works,
+/// lists every mode's reason in [`LoadError::AllModesFailed`].
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    #[error(transparent)]
+    Load(#[from] EbpfError),
+    #[error("reading kernel BTF")]
+    KernelBtf(#[source] BtfError),
+    #[error("kernel BTF not loaded")]
+    KernelBtfNotLoaded,
+    #[error("program {program} is not in the object")]
+    MissingProgram { program: String },
+    // The verifier log's tail is in the message (see `program_error`), so `error` is not a
+    // `#[source]`: error_chain would repeat it.
+    #[error("program {program} ({section}): {}", program_error(.error))]
+    Program {
+        program: String,
+        section: String,
+        error: Box<ProgramError>,
+    },
+    #[error("section {section} is not tracepoint/<category>/<name>")]
+    TracepointSection { section: String },
+    #[error("program {program}: this kernel cannot pin perf links")]
+    PerfLink {
+        program: String,
+        #[source]
+        source: LinkError,
+    },
+    #[error("datasource {datasource}")]
+    Datasource {
+        datasource: String,
+        #[source]
+        source: DatasourceMapError,
+    },
+    #[error("pinning {what} in {}", dir.display())]
+    PinDir {
+        what: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pinning {what} in {}", dir.display())]
+    Pin {
+        what: String,
+        dir: PathBuf,
+        #[source]
+        source: PinError,
+    },
+}
+
+/// Why a datasource's map cannot serve it.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasourceMapError {
+    #[error("the eBPF object has no map named {map}")]
+    Missing { map: String },
+    #[error("map {map} is a {kind}; datasources support HASH, LRU_HASH and ARRAY maps")]
+    Unsupported { map: String, kind: String },
+    #[error("map {map} info")]
+    Info {
+        map: String,
+        #[source]
+        source: Box<MapError>,
+    },
+}
+
+/// Why the programs a previous process pinned cannot be taken over ([`load`] then loads afresh).
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("reading {}", dir.display())]
+    ReadDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no mode marker")]
+    NoModeMarker,
+    #[error(transparent)]
+    Mode(#[from] UnknownAttachMode),
+    #[error("{}", path.display())]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("no pinned links")]
+    NoLinks,
+    #[error("{}", path.display())]
+    Map {
+        path: PathBuf,
+        #[source]
+        source: Box<MapError>,
+    },
+    #[error("datasource {datasource}")]
+    Datasource {
+        datasource: String,
+        #[source]
+        source: DatasourceMapError,
+    },
+}
+
 /// What the loader needs besides the object bytes.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -147,8 +249,9 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
             match adopt(dir, info) {
                 Ok(g) => return Ok(g),
                 Err(reason) => tracing::warn!(
-                    "cannot adopt the pinned programs in {}: {reason}; loading afresh",
-                    dir.display()
+                    "cannot adopt the pinned programs in {}: {}; loading afresh",
+                    dir.display(),
+                    error_chain(&reason)
                 ),
             }
         }
@@ -206,7 +309,7 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
                 if let Some(dir) = &opts.pin_dir {
                     remove_pins(dir);
                 }
-                failures.push(format!("{mode} failed: {reason}"));
+                failures.push(format!("{mode} failed: {}", error_chain(&reason)));
             }
         }
     }
@@ -222,7 +325,7 @@ fn load_mode(
     opts: &LoadOptions,
     mode: AttachMode,
     progs: &[&ProgramSection],
-) -> Result<LoadedGadget, String> {
+) -> Result<LoadedGadget, ModeError> {
     let mut loader = EbpfLoader::new();
     // One parse of the kernel's BTF (≈ 10 MiB in aya's form) serves the loader's relocations and
     // the tp_btf attach; the parse `EbpfLoader::new` made is dropped first, so only one is
@@ -246,13 +349,9 @@ fn load_mode(
     for (map, entries) in &sizes {
         loader.map_max_entries(map, *entries);
     }
-    let mut ebpf = loader.load(object).map_err(|e| error_chain(&e))?;
+    let mut ebpf = loader.load(object)?;
     let btf = if mode == AttachMode::TpBtf {
-        Some(
-            kernel_btf
-                .as_ref()
-                .map_err(|e| format!("reading kernel BTF: {e}"))?,
-        )
+        Some(kernel_btf.map_err(ModeError::KernelBtf)?)
     } else {
         None
     };
@@ -262,14 +361,19 @@ fn load_mode(
         let hook = mode.hook(&p.section).unwrap_or_default();
         let program = ebpf
             .program_mut(&p.name)
-            .ok_or_else(|| format!("program {} is not in the object", p.name))?;
-        let ctx =
-            |e: ProgramError| format!("program {} ({}): {}", p.name, p.section, program_error(&e));
+            .ok_or_else(|| ModeError::MissingProgram {
+                program: p.name.clone(),
+            })?;
+        let ctx = |error: ProgramError| ModeError::Program {
+            program: p.name.clone(),
+            section: p.section.clone(),
+            error: Box::new(error),
+        };
         match mode {
             AttachMode::TpBtf => {
                 let prog: &mut BtfTracePoint = program.try_into().map_err(ctx)?;
                 // The BTF was loaded above for this mode.
-                let btf = btf.as_ref().ok_or("kernel BTF not loaded")?;
+                let btf = btf.as_ref().ok_or(ModeError::KernelBtfNotLoaded)?;
                 prog.load(hook, btf).map_err(ctx)?;
                 let id = prog.attach().map_err(ctx)?;
                 if opts.pin_dir.is_some() {
@@ -285,16 +389,19 @@ fn load_mode(
                 }
             }
             AttachMode::Tracepoint => {
-                let (category, name) = hook.split_once('/').ok_or_else(|| {
-                    format!("section {} is not tracepoint/<category>/<name>", p.section)
-                })?;
+                let (category, name) =
+                    hook.split_once('/')
+                        .ok_or_else(|| ModeError::TracepointSection {
+                            section: p.section.clone(),
+                        })?;
                 let prog: &mut TracePoint = program.try_into().map_err(ctx)?;
                 prog.load().map_err(ctx)?;
                 let id = prog.attach(category, name).map_err(ctx)?;
                 if opts.pin_dir.is_some() {
                     let link = prog.take_link(id).map_err(ctx)?;
-                    let fd = FdLink::try_from(link).map_err(|e| {
-                        format!("program {}: this kernel cannot pin perf links: {e}", p.name)
+                    let fd = FdLink::try_from(link).map_err(|source| ModeError::PerfLink {
+                        program: p.name.clone(),
+                        source,
                     })?;
                     links.push((p.name.clone(), fd));
                 }
@@ -305,33 +412,42 @@ fn load_mode(
     let mut maps = Vec::new();
     for iter in &info.mapiters {
         let data = take_map_data(&mut ebpf, &iter.map)
-            .map_err(|reason| format!("datasource {}: {reason}", iter.datasource))?;
-        maps.push(datasource_map(iter, data)?);
+            .and_then(|data| datasource_map(iter, data))
+            .map_err(|source| ModeError::Datasource {
+                datasource: iter.datasource.clone(),
+                source,
+            })?;
+        maps.push(data);
     }
     let mut pinned = Vec::new();
     if let Some(dir) = &opts.pin_dir {
-        let pin_err = |what: &str, e: &dyn std::error::Error| {
-            format!("pinning {what} in {}: {}", dir.display(), error_chain(e))
+        let dir_err = |what: &str| {
+            let (what, dir) = (what.to_string(), dir.clone());
+            move |source| ModeError::PinDir { what, dir, source }
+        };
+        let pin_err = |what: &str| {
+            let (what, dir) = (what.to_string(), dir.clone());
+            move |source| ModeError::Pin { what, dir, source }
         };
         for sub in ["maps", "links"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| pin_err(sub, &e))?;
+            std::fs::create_dir_all(dir.join(sub)).map_err(dir_err(sub))?;
         }
         for m in &maps {
             m.data
                 .pin(dir.join("maps").join(&m.iter.map))
-                .map_err(|e| pin_err(&m.iter.map, &e))?;
+                .map_err(pin_err(&m.iter.map))?;
         }
         for (name, link) in links {
             pinned.push(
                 link.pin(dir.join("links").join(&name))
-                    .map_err(|e| pin_err(&name, &e))?,
+                    .map_err(pin_err(&name))?,
             );
         }
         // bpffs holds only BPF objects and directories, so the markers are directories.
         let mode_dir = format!("{MODE_PREFIX}{mode}");
-        std::fs::create_dir(dir.join(&mode_dir)).map_err(|e| pin_err(&mode_dir, &e))?;
+        std::fs::create_dir(dir.join(&mode_dir)).map_err(dir_err(&mode_dir))?;
         // Made last: only a complete set of pins is ever adopted.
-        std::fs::create_dir(dir.join(COMPLETE_MARKER)).map_err(|e| pin_err(COMPLETE_MARKER, &e))?;
+        std::fs::create_dir(dir.join(COMPLETE_MARKER)).map_err(dir_err(COMPLETE_MARKER))?;
     }
     Ok(LoadedGadget {
         _ebpf: Some(ebpf),
@@ -393,10 +509,11 @@ fn map_sizes(info: &ElfInfo, overrides: &[(String, Vec<u8>)]) -> Vec<(String, u3
 const COMPLETE_MARKER: &str = "complete";
 const MODE_PREFIX: &str = "mode-";
 
-fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, String> {
-    let mi = data
-        .info()
-        .map_err(|e| format!("datasource {}: map {} info: {e}", iter.datasource, iter.map))?;
+fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, DatasourceMapError> {
+    let mi = data.info().map_err(|source| DatasourceMapError::Info {
+        map: iter.map.clone(),
+        source: Box::new(source),
+    })?;
     Ok(DatasourceMap {
         iter: iter.clone(),
         key_size: mi.key_size(),
@@ -406,20 +523,27 @@ fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, String
     })
 }
 
-fn take_map_data(ebpf: &mut Ebpf, name: &str) -> Result<MapData, String> {
+fn take_map_data(ebpf: &mut Ebpf, name: &str) -> Result<MapData, DatasourceMapError> {
     match ebpf.take_map(name) {
         Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::Array(d)) => Ok(d),
-        Some(other) => Err(format!(
-            "map {name} is a {other:?}; datasources support HASH, LRU_HASH and ARRAY maps"
-        )),
-        None => Err(format!("the eBPF object has no map named {name}")),
+        Some(other) => Err(DatasourceMapError::Unsupported {
+            map: name.to_string(),
+            kind: format!("{other:?}"),
+        }),
+        None => Err(DatasourceMapError::Missing {
+            map: name.to_string(),
+        }),
     }
 }
 
 /// Takes over programs a previous process pinned: they never stopped counting.
-fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
+fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
+    let read_err = |dir: &Path| {
+        let dir = dir.to_path_buf();
+        move |source| AdoptError::ReadDir { dir, source }
+    };
     let mode: AttachMode = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(read_err(dir))?
         .flatten()
         .find_map(|e| {
             e.file_name()
@@ -427,17 +551,19 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
                 .strip_prefix(MODE_PREFIX)
                 .map(str::to_string)
         })
-        .ok_or("no mode marker")?
-        .parse()
-        .map_err(|e: UnknownAttachMode| e.to_string())?;
+        .ok_or(AdoptError::NoModeMarker)?
+        .parse()?;
     let mut links = Vec::new();
     let mut programs = Vec::new();
-    let entries = std::fs::read_dir(dir.join("links")).map_err(|e| format!("links: {e}"))?;
+    let links_dir = dir.join("links");
+    let entries = std::fs::read_dir(&links_dir).map_err(read_err(&links_dir))?;
     for entry in entries {
-        let path = entry.map_err(|e| format!("links: {e}"))?.path();
+        let path = entry.map_err(read_err(&links_dir))?.path();
         links.push(
-            PinnedLink::from_pin(&path)
-                .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?,
+            PinnedLink::from_pin(&path).map_err(|source| AdoptError::Link {
+                path: path.clone(),
+                source,
+            })?,
         );
         programs.push(
             path.file_name()
@@ -446,15 +572,22 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
         );
     }
     if links.is_empty() {
-        return Err("no pinned links".into());
+        return Err(AdoptError::NoLinks);
     }
     programs.sort();
     let mut maps = Vec::new();
     for iter in &info.mapiters {
         let path = dir.join("maps").join(&iter.map);
-        let data = MapData::from_pin(&path)
-            .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
-        maps.push(datasource_map(iter, data)?);
+        let data = MapData::from_pin(&path).map_err(|source| AdoptError::Map {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        maps.push(
+            datasource_map(iter, data).map_err(|source| AdoptError::Datasource {
+                datasource: iter.datasource.clone(),
+                source,
+            })?,
+        );
     }
     Ok(LoadedGadget {
         _ebpf: None,

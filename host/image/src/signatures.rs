@@ -465,7 +465,7 @@ pub fn sign_stored(
         existing.as_ref().map(|f| f.bytes.as_slice()),
         &sig.referrer.descriptor,
     )
-    .map_err(bad)?;
+    .map_err(|e| bad(e.to_string()))?;
     let index_digest = staging.put_blob(&index)?;
     let entry_of = |media_type: &str, digest: String, size: usize| ImageIndexEntry {
         media_type: media_type.to_string(),

@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::digest::Digest;
 use crate::keys::KeyError;
+use crate::notation::policy::PolicyError;
 use crate::source::SourceError;
 
 /// A verifier configuration that cannot verify anything.
@@ -37,7 +38,7 @@ pub enum ConfigError {
     )]
     PolicyWithoutCertificates,
     #[error("notation trust policy document: {0}")]
-    Policy(String),
+    Policy(PolicyError),
 }
 
 /// An image that did not verify.

@@ -408,10 +408,11 @@ impl SignatureManifest {
 pub fn add_to_referrers_index(
     existing: Option<&[u8]>,
     entry: &Descriptor,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ReferrersIndexError> {
     let mut index = match existing {
-        Some(bytes) => serde_json::from_slice::<Index>(bytes)
-            .map_err(|e| format!("existing referrers index: {e}"))?,
+        Some(bytes) => {
+            serde_json::from_slice::<Index>(bytes).map_err(ReferrersIndexError::Existing)?
+        }
         None => Index {
             schema_version: 2,
             media_type: Some(OCI_INDEX.into()),
@@ -421,7 +422,17 @@ pub fn add_to_referrers_index(
     };
     index.manifests.retain(|d| d.digest != entry.digest);
     index.manifests.push(entry.clone());
-    serde_json::to_vec(&index).map_err(|e| e.to_string())
+    serde_json::to_vec(&index).map_err(ReferrersIndexError::Encode)
+}
+
+/// Why the referrers index cannot take a new entry. The JSON error is in the message, not a
+/// `#[source]`: callers show this error's text alone.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferrersIndexError {
+    #[error("existing referrers index: {0}")]
+    Existing(serde_json::Error),
+    #[error("encoding the referrers index: {0}")]
+    Encode(serde_json::Error),
 }
 
 fn blob_descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {

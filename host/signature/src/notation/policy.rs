@@ -127,25 +127,109 @@ struct VerificationJson {
 /// The longest policy document read.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
 
+/// Why a trust policy document is refused: each names the policy and the field at fault and
+/// says what is accepted.
+///
+/// Causes are in the message, not `#[source]`s: the verifier's configuration errors are shown by
+/// their text alone ([`crate::ConfigError::Policy`]), and a source would be repeated by
+/// `error_chain`.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{size} bytes, more than the {MAX_POLICY_BYTES}-byte limit")]
+    TooLarge { size: usize },
+    #[error("not a trust policy document: {0}")]
+    Json(serde_json::Error),
+    #[error("version {0:?} is not supported (only \"1.0\")")]
+    Version(String),
+    #[error("no trustPolicies")]
+    NoPolicies,
+    #[error("a trust policy without a name")]
+    Unnamed,
+    #[error("two trust policies are named {0:?}")]
+    DuplicateName(String),
+    #[error("trust policy {policy:?}: {problem}")]
+    Policy {
+        policy: String,
+        problem: PolicyProblem,
+    },
+}
+
+/// What is wrong in one trust policy ([`PolicyError::Policy`] names it).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyProblem {
+    #[error("level {0:?} is not strict, permissive, audit or skip")]
+    Level(String),
+    #[error("level skip cannot have overrides")]
+    SkipOverridden,
+    #[error("override action {0:?} is not enforce, log or skip")]
+    OverrideAction(String),
+    #[error("integrity cannot be overridden")]
+    IntegrityOverridden,
+    #[error("unknown verification {0:?} in override")]
+    UnknownVerification(String),
+    #[error("level skip must have no trustStores and no trustedIdentities")]
+    SkipWithTrust,
+    #[error("no registryScopes")]
+    NoScopes,
+    #[error("\"*\" must be the only registry scope")]
+    WildcardScopeNotAlone,
+    #[error("another policy already has registry scope \"*\"")]
+    WildcardScopeTwice,
+    #[error("registry scope {0:?} is not a repository (registry/path, no tag or digest)")]
+    ScopeNotRepository(String),
+    #[error("registry scope {0:?} appears in two policies")]
+    ScopeTwice(String),
+    #[error(
+        "needs exactly one trust store, found {0}: certificates are given without a store name \
+         (as in IG), so they all go to the one store the policy names"
+    )]
+    TrustStoreCount(usize),
+    #[error("trust store {0:?} is not type:name")]
+    TrustStoreForm(String),
+    #[error("trust store type {0:?} is not ca or signingAuthority")]
+    TrustStoreType(String),
+    #[error("trust store name {0:?} must match [a-zA-Z0-9_.-]+")]
+    TrustStoreName(String),
+    #[error("no trustedIdentities")]
+    NoIdentities,
+    #[error("\"*\" must be the only trusted identity")]
+    WildcardIdentityNotAlone,
+    #[error("trusted identity {0:?} is not \"*\" or \"x509.subject: <DN>\"")]
+    IdentityForm(String),
+    #[error("trusted identity {identity:?}: {error}")]
+    IdentityName { identity: String, error: DnError },
+    #[error("trusted identity {identity:?} lacks {required}= (C, ST and O are required)")]
+    IdentityLacks {
+        identity: String,
+        required: &'static str,
+    },
+}
+
+/// Why text is not an RFC 4514 distinguished name.
+#[derive(Debug, thiserror::Error)]
+pub enum DnError {
+    #[error("{0:?} is not ATTRIBUTE=value")]
+    NotAPair(String),
+    #[error("{0:?} has no attribute name")]
+    NoAttribute(String),
+    #[error("attribute {0} appears twice")]
+    Repeated(String),
+    #[error("empty distinguished name")]
+    Empty,
+}
+
 impl TrustPolicyDocument {
     /// Parses and validates a policy document (JSON text).
-    pub fn parse(text: &str) -> Result<TrustPolicyDocument, String> {
+    pub fn parse(text: &str) -> Result<TrustPolicyDocument, PolicyError> {
         if text.len() > MAX_POLICY_BYTES {
-            return Err(format!(
-                "{} bytes, more than the {MAX_POLICY_BYTES}-byte limit",
-                text.len()
-            ));
+            return Err(PolicyError::TooLarge { size: text.len() });
         }
-        let doc: DocumentJson =
-            serde_json::from_str(text).map_err(|e| format!("not a trust policy document: {e}"))?;
+        let doc: DocumentJson = serde_json::from_str(text).map_err(PolicyError::Json)?;
         if doc.version != "1.0" {
-            return Err(format!(
-                "version {:?} is not supported (only \"1.0\")",
-                doc.version
-            ));
+            return Err(PolicyError::Version(doc.version));
         }
         if doc.trust_policies.is_empty() {
-            return Err("no trustPolicies".into());
+            return Err(PolicyError::NoPolicies);
         }
         let mut names = BTreeSet::new();
         let mut scopes_seen = BTreeSet::new();
@@ -153,73 +237,17 @@ impl TrustPolicyDocument {
         for p in doc.trust_policies {
             let name = p.name.trim().to_string();
             if name.is_empty() {
-                return Err("a trust policy without a name".into());
+                return Err(PolicyError::Unnamed);
             }
             if !names.insert(name.clone()) {
-                return Err(format!("two trust policies are named {name:?}"));
+                return Err(PolicyError::DuplicateName(name));
             }
-            let what = format!("trust policy {name:?}");
-            let scopes = validate_scopes(&p.registry_scopes, &what, &mut scopes_seen)?;
-            let level = match p.signature_verification.level.as_str() {
-                "strict" => Level::Strict,
-                "permissive" => Level::Permissive,
-                "audit" => Level::Audit,
-                "skip" => Level::Skip,
-                other => {
-                    return Err(format!(
-                        "{what}: level {other:?} is not strict, permissive, audit or skip"
-                    ));
-                }
-            };
-            let mut actions = level.actions();
-            for (check, action) in &p.signature_verification.overrides {
-                if level == Level::Skip {
-                    return Err(format!("{what}: level skip cannot have overrides"));
-                }
-                let action = match action.as_str() {
-                    "enforce" => Action::Enforce,
-                    "log" => Action::Log,
-                    "skip" => Action::Skip,
-                    other => {
-                        return Err(format!(
-                            "{what}: override action {other:?} is not enforce, log or skip"
-                        ));
-                    }
-                };
-                match check.as_str() {
-                    "authenticity" => actions.authenticity = action,
-                    "authenticTimestamp" => actions.authentic_timestamp = action,
-                    "expiry" => actions.expiry = action,
-                    "revocation" => actions.revocation = action,
-                    "integrity" => return Err(format!("{what}: integrity cannot be overridden")),
-                    other => {
-                        return Err(format!(
-                            "{what}: unknown verification {other:?} in override"
-                        ));
-                    }
-                }
-            }
-            let (trust_store, identities) = if level == Level::Skip {
-                if !p.trust_stores.is_empty() || !p.trusted_identities.is_empty() {
-                    return Err(format!(
-                        "{what}: level skip must have no trustStores and no trustedIdentities"
-                    ));
-                }
-                (None, Identities::Any)
-            } else {
-                (
-                    Some(validate_trust_stores(&p.trust_stores, &what)?),
-                    validate_identities(&p.trusted_identities, &what)?,
-                )
-            };
-            policies.push(TrustPolicy {
-                name,
-                scopes,
-                level,
-                actions,
-                trust_store,
-                identities,
-            });
+            let policy =
+                validate_policy(&p, &mut scopes_seen).map_err(|problem| PolicyError::Policy {
+                    policy: name.clone(),
+                    problem,
+                })?;
+            policies.push(TrustPolicy { name, ..policy });
         }
         Ok(TrustPolicyDocument { policies })
     }
@@ -237,22 +265,73 @@ impl TrustPolicyDocument {
     }
 }
 
+/// One policy, validated; its `name` is left empty for the caller (who checked it) to fill.
+fn validate_policy(
+    p: &PolicyJson,
+    scopes_seen: &mut BTreeSet<String>,
+) -> Result<TrustPolicy, PolicyProblem> {
+    let scopes = validate_scopes(&p.registry_scopes, scopes_seen)?;
+    let level = match p.signature_verification.level.as_str() {
+        "strict" => Level::Strict,
+        "permissive" => Level::Permissive,
+        "audit" => Level::Audit,
+        "skip" => Level::Skip,
+        other => return Err(PolicyProblem::Level(other.to_string())),
+    };
+    let mut actions = level.actions();
+    for (check, action) in &p.signature_verification.overrides {
+        if level == Level::Skip {
+            return Err(PolicyProblem::SkipOverridden);
+        }
+        let action = match action.as_str() {
+            "enforce" => Action::Enforce,
+            "log" => Action::Log,
+            "skip" => Action::Skip,
+            other => return Err(PolicyProblem::OverrideAction(other.to_string())),
+        };
+        match check.as_str() {
+            "authenticity" => actions.authenticity = action,
+            "authenticTimestamp" => actions.authentic_timestamp = action,
+            "expiry" => actions.expiry = action,
+            "revocation" => actions.revocation = action,
+            "integrity" => return Err(PolicyProblem::IntegrityOverridden),
+            other => return Err(PolicyProblem::UnknownVerification(other.to_string())),
+        }
+    }
+    let (trust_store, identities) = if level == Level::Skip {
+        if !p.trust_stores.is_empty() || !p.trusted_identities.is_empty() {
+            return Err(PolicyProblem::SkipWithTrust);
+        }
+        (None, Identities::Any)
+    } else {
+        (
+            Some(validate_trust_stores(&p.trust_stores)?),
+            validate_identities(&p.trusted_identities)?,
+        )
+    };
+    Ok(TrustPolicy {
+        name: String::new(),
+        scopes,
+        level,
+        actions,
+        trust_store,
+        identities,
+    })
+}
+
 fn validate_scopes(
     scopes: &[String],
-    what: &str,
     seen: &mut BTreeSet<String>,
-) -> Result<Option<Vec<String>>, String> {
+) -> Result<Option<Vec<String>>, PolicyProblem> {
     if scopes.is_empty() {
-        return Err(format!("{what}: no registryScopes"));
+        return Err(PolicyProblem::NoScopes);
     }
     if scopes.iter().any(|s| s == "*") {
         if scopes.len() > 1 {
-            return Err(format!("{what}: \"*\" must be the only registry scope"));
+            return Err(PolicyProblem::WildcardScopeNotAlone);
         }
         if !seen.insert("*".into()) {
-            return Err(format!(
-                "{what}: another policy already has registry scope \"*\""
-            ));
+            return Err(PolicyProblem::WildcardScopeTwice);
         }
         return Ok(None);
     }
@@ -266,69 +345,60 @@ fn validate_scopes(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
         if !valid {
-            return Err(format!(
-                "{what}: registry scope {scope:?} is not a repository (registry/path, no tag or digest)"
-            ));
+            return Err(PolicyProblem::ScopeNotRepository(scope.clone()));
         }
         if !seen.insert(scope.clone()) {
-            return Err(format!(
-                "{what}: registry scope {scope:?} appears in two policies"
-            ));
+            return Err(PolicyProblem::ScopeTwice(scope.clone()));
         }
     }
     Ok(Some(scopes.to_vec()))
 }
 
-fn validate_trust_stores(stores: &[String], what: &str) -> Result<String, String> {
+fn validate_trust_stores(stores: &[String]) -> Result<String, PolicyProblem> {
     let [store] = stores else {
-        return Err(format!(
-            "{what}: needs exactly one trust store, found {}: certificates are given without a store name \
-             (as in IG), so they all go to the one store the policy names",
-            stores.len()
-        ));
+        return Err(PolicyProblem::TrustStoreCount(stores.len()));
     };
     let (kind, name) = store
         .split_once(':')
-        .ok_or_else(|| format!("{what}: trust store {store:?} is not type:name"))?;
+        .ok_or_else(|| PolicyProblem::TrustStoreForm(store.clone()))?;
     if kind != "ca" && kind != "signingAuthority" {
-        return Err(format!(
-            "{what}: trust store type {kind:?} is not ca or signingAuthority"
-        ));
+        return Err(PolicyProblem::TrustStoreType(kind.to_string()));
     }
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
     {
-        return Err(format!(
-            "{what}: trust store name {name:?} must match [a-zA-Z0-9_.-]+"
-        ));
+        return Err(PolicyProblem::TrustStoreName(name.to_string()));
     }
     Ok(store.clone())
 }
 
-fn validate_identities(identities: &[String], what: &str) -> Result<Identities, String> {
+fn validate_identities(identities: &[String]) -> Result<Identities, PolicyProblem> {
     if identities.is_empty() {
-        return Err(format!("{what}: no trustedIdentities"));
+        return Err(PolicyProblem::NoIdentities);
     }
     if identities.iter().any(|i| i == "*") {
         if identities.len() > 1 {
-            return Err(format!("{what}: \"*\" must be the only trusted identity"));
+            return Err(PolicyProblem::WildcardIdentityNotAlone);
         }
         return Ok(Identities::Any);
     }
     let mut subjects = Vec::new();
     for identity in identities {
-        let dn = identity.strip_prefix("x509.subject:").ok_or_else(|| {
-            format!("{what}: trusted identity {identity:?} is not \"*\" or \"x509.subject: <DN>\"")
+        let dn = identity
+            .strip_prefix("x509.subject:")
+            .ok_or_else(|| PolicyProblem::IdentityForm(identity.clone()))?;
+        let pairs = parse_dn(dn).map_err(|error| PolicyProblem::IdentityName {
+            identity: identity.clone(),
+            error,
         })?;
-        let pairs =
-            parse_dn(dn).map_err(|e| format!("{what}: trusted identity {identity:?}: {e}"))?;
         for required in ["C", "ST", "O"] {
             if !pairs.iter().any(|(k, _)| k == required) {
-                return Err(format!(
-                    "{what}: trusted identity {identity:?} lacks {required}= (C, ST and O are required)"
-                ));
+                return Err(PolicyProblem::IdentityLacks {
+                    identity: identity.clone(),
+                    required,
+                });
             }
         }
         subjects.push(pairs);
@@ -338,25 +408,25 @@ fn validate_identities(identities: &[String], what: &str) -> Result<Identities, 
 
 /// Parses an RFC 4514 distinguished name (`CN=a, O=b\, c`) into attribute/value pairs,
 /// attribute names uppercased.
-pub(crate) fn parse_dn(text: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_dn(text: &str) -> Result<Vec<(String, String)>, DnError> {
     let mut pairs = Vec::new();
     let mut seen = BTreeSet::new();
     for part in split_unescaped(text) {
         let part = part.trim();
         let (key, value) = part
             .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not ATTRIBUTE=value"))?;
+            .ok_or_else(|| DnError::NotAPair(part.to_string()))?;
         let key = key.trim().to_ascii_uppercase();
         if key.is_empty() {
-            return Err(format!("{part:?} has no attribute name"));
+            return Err(DnError::NoAttribute(part.to_string()));
         }
         if !seen.insert(key.clone()) {
-            return Err(format!("attribute {key} appears twice"));
+            return Err(DnError::Repeated(key));
         }
         pairs.push((key, unescape(value.trim())));
     }
     if pairs.is_empty() {
-        return Err("empty distinguished name".into());
+        return Err(DnError::Empty);
     }
     Ok(pairs)
 }
@@ -466,7 +536,7 @@ mod tests {
             ("{".to_string(), "not a trust policy"),
         ];
         for (text, expected) in cases {
-            let err = TrustPolicyDocument::parse(&text).unwrap_err();
+            let err = TrustPolicyDocument::parse(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "{expected:?} not in {err:?}");
         }
     }
