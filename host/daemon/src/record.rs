@@ -60,11 +60,7 @@ impl Operator for DataSink {
         Ok(())
     }
 
-    fn publish(
-        &mut self,
-        _: &[DatasourceSpec],
-        publications: &[Publication],
-    ) -> Result<(), OperatorError> {
+    fn publish(&mut self, publications: &[Publication]) -> Result<(), OperatorError> {
         let mut slot = lock(&self.0);
         slot.seq += 1;
         slot.publications = publications.to_vec();

@@ -21,13 +21,11 @@ pub enum OperatorError {
 }
 
 pub trait Operator: Send {
-    /// Called once, with the datasources the guest declared.
+    /// Called once, with the datasources the guest declared (they cannot change afterwards:
+    /// a guest declares them during init only).
     fn start(&mut self, datasources: &[DatasourceSpec]) -> Result<(), OperatorError>;
 
-    /// Called after every snapshot with each datasource's new state.
-    fn publish(
-        &mut self,
-        datasources: &[DatasourceSpec],
-        publications: &[Publication],
-    ) -> Result<(), OperatorError>;
+    /// Called after every snapshot with each datasource's new state; a publication names its
+    /// datasource by its index in what [`Operator::start`] received.
+    fn publish(&mut self, publications: &[Publication]) -> Result<(), OperatorError>;
 }

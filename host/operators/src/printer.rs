@@ -25,6 +25,8 @@ pub struct Printer {
     out: Box<dyn Write + Send>,
     /// Clear the screen before each refresh (`cli.clear-screen-before=true` on a terminal).
     terminal: bool,
+    /// What `start` received: publications name their datasource by index in it.
+    datasources: Vec<DatasourceSpec>,
     selected: Vec<bool>,
     clear: bool,
 }
@@ -36,6 +38,7 @@ impl Printer {
         Printer {
             out,
             terminal,
+            datasources: Vec::new(),
             selected: Vec::new(),
             clear: false,
         }
@@ -56,20 +59,17 @@ impl Operator for Printer {
                     .annotation(gadget_keys::CLI_CLEAR_SCREEN_BEFORE)
                     .is_some_and(|v| v.eq_ignore_ascii_case("false"))
             });
+        self.datasources = datasources.to_vec();
         Ok(())
     }
 
-    fn publish(
-        &mut self,
-        datasources: &[DatasourceSpec],
-        publications: &[Publication],
-    ) -> Result<(), OperatorError> {
+    fn publish(&mut self, publications: &[Publication]) -> Result<(), OperatorError> {
         let mut text = String::new();
         for p in publications {
             if !self.selected.get(p.datasource).copied().unwrap_or(false) {
                 continue;
             }
-            let Some(ds) = datasources.get(p.datasource) else {
+            let Some(ds) = self.datasources.get(p.datasource) else {
                 continue;
             };
             for h in &p.histograms {
@@ -358,14 +358,11 @@ mod tests {
             p.start(&specs).unwrap();
             let mut counts = vec![0u64; 27];
             counts[4] = 3;
-            p.publish(
-                &specs,
-                &[Publication {
-                    datasource: 0,
-                    histograms: vec![hist(&counts)],
-                    samples: vec![],
-                }],
-            )
+            p.publish(&[Publication {
+                datasource: 0,
+                histograms: vec![hist(&counts)],
+                samples: vec![],
+            }])
             .unwrap();
             String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
         };
@@ -412,7 +409,7 @@ mod tests {
                 samples: vec![],
             },
         ];
-        p.publish(&specs, &pubs).unwrap();
+        p.publish(&pubs).unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.matches("latency").count(), 1, "{text}");
     }

@@ -208,7 +208,7 @@ pub fn run(
                 failures = 0;
                 env.apply(&mut publications);
                 for op in operators.iter_mut() {
-                    op.publish(&datasources, &publications)?;
+                    op.publish(&publications)?;
                 }
             }
             Err(e) => {

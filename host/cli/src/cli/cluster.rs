@@ -278,7 +278,7 @@ fn show(frames: &BTreeMap<String, SnapshotFrame>, printer: &mut Printer, json: b
     }
     let shown = printer
         .start(&combined.datasources)
-        .and_then(|()| printer.publish(&combined.datasources, &combined.publications));
+        .and_then(|()| printer.publish(&combined.publications));
     if let Err(e) = shown {
         eprintln!("error: {e}");
     }

@@ -144,6 +144,9 @@ const PODS: &str = "GET /api/v1/namespaces/gadget/pods";
 const SECRET: &str = "GET /api/v1/namespaces/gadget/secrets/gadget-api-token";
 const PROXY_A: &str = "POST /api/v1/namespaces/gadget/pods/gadget-7xk2p:2225/proxy/api/v1";
 const PROXY_B: &str = "POST /api/v1/namespaces/gadget/pods/gadget-q9m4d:2225/proxy/api/v1";
+/// Instance IDs the stand-in daemons on node-a and node-b answer with.
+pub(crate) const ID_A: &str = "aaaaaaaaaaaa1111aaaaaaaaaaaa1111";
+pub(crate) const ID_B: &str = "bbbbbbbbbbbb2222bbbbbbbbbbbb2222";
 
 fn routes(extra: &[(&str, u16, String)]) -> BTreeMap<String, (u16, String)> {
     let mut r: BTreeMap<String, (u16, String)> = [
@@ -167,16 +170,8 @@ pub(crate) fn instances_reply(id: &str, name: &str) -> String {
 fn list_finds_every_running_daemon_through_the_pod_proxy() {
     let tmp = tempfile::tempdir().unwrap();
     let (port, seen) = api_server(routes(&[
-        (
-            PROXY_A,
-            200,
-            instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "profileblockio"),
-        ),
-        (
-            PROXY_B,
-            200,
-            instances_reply("bbbbbbbbbbbb2222bbbbbbbbbbbb2222", "profileblockio"),
-        ),
+        (PROXY_A, 200, instances_reply(ID_A, "profileblockio")),
+        (PROXY_B, 200, instances_reply(ID_B, "profileblockio")),
     ]));
     let out = gadget(&kubeconfig(tmp.path(), port), &["list"]);
     let (stdout, stderr) = (
@@ -229,8 +224,8 @@ fn run_detached_on_selected_nodes_sends_the_spec() {
     let tmp = tempfile::tempdir().unwrap();
     let started = |id: &str| format!(r#"{{"reply":"started","id":"{id}"}}"#);
     let (port, seen) = api_server(routes(&[
-        (PROXY_A, 200, started("aaaaaaaaaaaa1111aaaaaaaaaaaa1111")),
-        (PROXY_B, 200, started("bbbbbbbbbbbb2222bbbbbbbbbbbb2222")),
+        (PROXY_A, 200, started(ID_A)),
+        (PROXY_B, 200, started(ID_B)),
     ]));
     let kc = kubeconfig(tmp.path(), port);
     let out = gadget(
@@ -256,7 +251,7 @@ fn run_detached_on_selected_nodes_sends_the_spec() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "node-b\tbbbbbbbbbbbb2222bbbbbbbbbbbb2222"
+        format!("node-b\t{ID_B}")
     );
     let seen = seen.lock().unwrap();
     let posts: Vec<_> = seen.iter().filter(|s| s.0 == "POST").collect();
@@ -275,11 +270,7 @@ fn forbidden_and_unreachable_are_explained() {
     let tmp = tempfile::tempdir().unwrap();
     // One node's proxy is forbidden by RBAC: the other still answers, the command fails.
     let (port, _) = api_server(routes(&[
-        (
-            PROXY_A,
-            200,
-            instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "x"),
-        ),
+        (PROXY_A, 200, instances_reply(ID_A, "x")),
         (PROXY_B, 403, fixture("forbidden-proxy.json")),
     ]));
     let out = gadget(&kubeconfig(tmp.path(), port), &["list"]);

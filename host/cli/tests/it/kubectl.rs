@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::cluster::{ApiRequest, api_server, fixture, instances_reply, kubeconfig, read_request};
+use crate::cluster::{
+    ApiRequest, ID_A, ID_B, api_server, fixture, instances_reply, kubeconfig, read_request,
+};
 use crate::common::*;
 
 /// `kubectl-gadget` (a symlink to the built binary, as `make install` makes) in `dir/bin`.
@@ -59,30 +61,19 @@ fn the_plugin_name_acts_on_the_cluster_with_kubectls_flags() {
     let (port, seen) = api_server(routes(
         "ig",
         &[
-            (
-                "gadget-7xk2p",
-                instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "p"),
-            ),
-            (
-                "gadget-q9m4d",
-                instances_reply("bbbbbbbbbbbb2222bbbbbbbbbbbb2222", "p"),
-            ),
+            ("gadget-7xk2p", instances_reply(ID_A, "p")),
+            ("gadget-q9m4d", instances_reply(ID_B, "p")),
         ],
     ));
     // The kubeconfig in a file of its own, its context named explicitly: kubectl's flags.
     let kc = kubeconfig(tmp.path(), port);
-    let out = kubectl_gadget(
-        tmp.path(),
-        &[
-            "list",
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-            "--context",
-            "test",
-            "-n",
-            "ig",
-        ],
-    );
+    let list = |context: &str, more: &[&str]| {
+        let mut args = vec!["list", "--kubeconfig", kc.to_str().unwrap(), "--context"];
+        args.push(context);
+        args.extend_from_slice(more);
+        kubectl_gadget(tmp.path(), &args)
+    };
+    let out = list("test", &["-n", "ig"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -107,16 +98,7 @@ fn the_plugin_name_acts_on_the_cluster_with_kubectls_flags() {
     drop(seen);
 
     // A context the kubeconfig does not have is named.
-    let out = kubectl_gadget(
-        tmp.path(),
-        &[
-            "list",
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-            "--context",
-            "prod",
-        ],
-    );
+    let out = list("prod", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("prod"), "{stderr}");
 

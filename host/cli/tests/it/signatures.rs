@@ -18,6 +18,8 @@ use crate::common::*;
 
 const NOT_SIGNED: &str = "the image was not signed by the provided keys or certificates";
 const NO_EBPF: &str = "the image has no layer of media type";
+/// The fixture image IG's own tests use as unsigned.
+const UNSIGNED: &str = "ghcr.io/inspektor-gadget/gadget/unsigned:francis-signature-unit-tests";
 
 fn fixtures() -> PathBuf {
     let dir = repo_root().join("../shared/fixtures/ig-signatures");
@@ -110,6 +112,17 @@ fn refused(store: &Path, reference: &str, extra: &[&str], why: &str) -> String {
     err
 }
 
+/// `image verify REFERENCE --public-key-file KEY`.
+fn verify_args<'a>(reference: &'a str, public_key: &'a str) -> [&'a str; 5] {
+    [
+        "image",
+        "verify",
+        reference,
+        "--public-key-file",
+        public_key,
+    ]
+}
+
 /// Verified, then stopped because the fixture is not a gadget.
 fn verified(store: &Path, reference: &str, extra: &[&str]) {
     let err = fails(&run(store, reference, extra));
@@ -190,12 +203,7 @@ fn unsigned_images_and_missing_or_misplaced_signatures_are_refused() {
     let reg = DockerRegistry::start();
     let good = key("cosign-good.pub");
     let store = tempfile::tempdir().unwrap();
-    let unsigned = publish(
-        &reg,
-        "ghcr.io/inspektor-gadget/gadget/unsigned:francis-signature-unit-tests",
-        "unsigned",
-        false,
-    );
+    let unsigned = publish(&reg, UNSIGNED, "unsigned", false);
     refused(
         store.path(),
         &unsigned,
@@ -217,9 +225,7 @@ fn unsigned_images_and_missing_or_misplaced_signatures_are_refused() {
     );
     // A signature over another digest: the legacy image's signature manifest tagged for the
     // unsigned image's digest.
-    let unsigned_digest =
-        fixture_digest("ghcr.io/inspektor-gadget/gadget/unsigned:francis-signature-unit-tests")
-            .unwrap();
+    let unsigned_digest = fixture_digest(UNSIGNED).unwrap();
     let legacy_digest = fixture_digest("ttl.sh/signed_with_cosign_legacy:latest").unwrap();
     let legacy_sig = format!("sha256-{}.sig", &legacy_digest[7..]);
     skopeo(&[
@@ -248,12 +254,7 @@ fn unsigned_images_and_missing_or_misplaced_signatures_are_refused() {
 fn verification_off_warns_and_allowed_gadgets_filters_by_digest() {
     let reg = DockerRegistry::start();
     let store = tempfile::tempdir().unwrap();
-    let unsigned = publish(
-        &reg,
-        "ghcr.io/inspektor-gadget/gadget/unsigned:francis-signature-unit-tests",
-        "unsigned",
-        false,
-    );
+    let unsigned = publish(&reg, UNSIGNED, "unsigned", false);
     // The one test that turns verification off: the image gets past it, with IG's warning.
     let err = fails(&run(store.path(), &unsigned, &["--verify-image=false"]));
     assert!(
@@ -263,9 +264,7 @@ fn verification_off_warns_and_allowed_gadgets_filters_by_digest() {
     assert!(err.contains(NO_EBPF), "{err}");
     // allowed-gadgets applies whether or not signatures are verified.
     let store = tempfile::tempdir().unwrap();
-    let digest =
-        fixture_digest("ghcr.io/inspektor-gadget/gadget/unsigned:francis-signature-unit-tests")
-            .unwrap();
+    let digest = fixture_digest(UNSIGNED).unwrap();
     let repo = format!("{}/unsigned", reg.host());
     refused(
         store.path(),
@@ -312,45 +311,31 @@ fn an_image_we_build_sign_and_push_verifies_with_our_key_only() {
     // Our own cosign-compatible key, made with openssl.
     let signing = work.path().join("cosign.key");
     let public = work.path().join("cosign.pub");
-    assert!(
-        std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out"
-            ])
-            .arg(&signing)
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        std::process::Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&signing)
+    let openssl = |args: &[&str], out: &Path| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
             .arg("-out")
-            .arg(&public)
+            .arg(out)
             .status()
             .unwrap()
-            .success()
+            .success();
+        assert!(ok, "openssl {args:?} failed");
+    };
+    let signing_str = signing.to_str().unwrap();
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
+        &signing,
     );
-    ok(&build(&[
-        "image",
-        "sign",
-        &reference,
-        "--key",
-        signing.to_str().unwrap(),
-    ]));
-    let out = ok(&build(&[
-        "image",
-        "verify",
-        &reference,
-        "--public-key-file",
-        public.to_str().unwrap(),
-    ]));
+    openssl(&["pkey", "-pubout", "-in", signing_str], &public);
+    ok(&build(&["image", "sign", &reference, "--key", signing_str]));
+    let public = public.to_str().unwrap();
+    let out = ok(&build(&verify_args(&reference, public)));
     assert!(out.contains("verified"), "{out}");
     // The host key signed it at build time, and is trusted by default.
     ok(&build(&["image", "verify", &reference]));
@@ -359,27 +344,10 @@ fn an_image_we_build_sign_and_push_verifies_with_our_key_only() {
     let other = tempfile::tempdir().unwrap();
     let out = ok(&gadget_in(other.path(), &["image", "pull", &reference]));
     assert!(out.contains("pulled"), "{out}");
-    let out = ok(&gadget_in(
-        other.path(),
-        &[
-            "image",
-            "verify",
-            &reference,
-            "--public-key-file",
-            public.to_str().unwrap(),
-        ],
-    ));
+    let out = ok(&gadget_in(other.path(), &verify_args(&reference, public)));
     assert!(out.contains("verified"), "{out}");
-    let err = fails(&gadget_in(
-        other.path(),
-        &[
-            "image",
-            "verify",
-            &reference,
-            "--public-key-file",
-            &key("cosign-wrong.pub"),
-        ],
-    ));
+    let wrong = key("cosign-wrong.pub");
+    let err = fails(&gadget_in(other.path(), &verify_args(&reference, &wrong)));
     assert!(err.contains(NOT_SIGNED), "{err}");
     // Tampering with a stored layer after signing is caught before anything loads.
     let blobs = other.path().join("blobs/sha256");
@@ -402,7 +370,7 @@ fn an_image_we_build_sign_and_push_verifies_with_our_key_only() {
             "run",
             &reference,
             "--public-key-file",
-            public.to_str().unwrap(),
+            public,
             "--timeout",
             "1",
         ],

@@ -235,11 +235,7 @@ impl Operator for MetricsOperator {
         Ok(())
     }
 
-    fn publish(
-        &mut self,
-        _: &[DatasourceSpec],
-        publications: &[Publication],
-    ) -> Result<(), OperatorError> {
+    fn publish(&mut self, publications: &[Publication]) -> Result<(), OperatorError> {
         for p in publications {
             if let Some((_, guard)) = self.scopes.iter().find(|(i, _)| *i == p.datasource) {
                 guard.update(p.clone());
@@ -340,7 +336,7 @@ mod tests {
         let mut op = operator(&reg, "blockio-metrics");
         let specs = vec![blockio(true)];
         op.start(&specs).unwrap();
-        op.publish(&specs, &[publication(&[0, 2, 3], &[("node", "a")])])
+        op.publish(&[publication(&[0, 2, 3], &[("node", "a")])])
             .unwrap();
         let text = reg.render();
         assert!(text.contains("# TYPE latency__s histogram"), "{text}");
@@ -382,8 +378,8 @@ mod tests {
         let mut b = operator(&reg, "two");
         a.start(&specs).unwrap();
         b.start(&specs).unwrap();
-        a.publish(&specs, &[publication(&[1], &[])]).unwrap();
-        b.publish(&specs, &[publication(&[2], &[])]).unwrap();
+        a.publish(&[publication(&[1], &[])]).unwrap();
+        b.publish(&[publication(&[2], &[])]).unwrap();
         let text = reg.render();
         assert_eq!(
             text.matches("# TYPE latency__s histogram").count(),
@@ -427,7 +423,7 @@ mod tests {
         let specs = vec![blockio(true)];
         let mut good = operator(&reg, "good");
         good.start(&specs).unwrap();
-        good.publish(&specs, &[publication(&[1, 2], &[("node", "a")])])
+        good.publish(&[publication(&[1, 2], &[("node", "a")])])
             .unwrap();
         // What a hostile guest or a careless annotation could hand over if the checks at
         // publish time were bypassed: each would fail the scrape or mark the target down.
@@ -451,7 +447,7 @@ mod tests {
             labels: vec![],
             value: 1.0,
         });
-        bad.publish(&bad_specs, &[p]).unwrap();
+        bad.publish(&[p]).unwrap();
         let text = reg.render();
         assert!(
             text.contains(
