@@ -217,7 +217,7 @@ fuzz_target!(|script: Script| {
             continue;
         };
         for op in &mut operators {
-            let _ = op.publish(&datasources, &publications);
+            let _ = op.publish(&publications);
         }
         if let Err(e) = check_exposition(&registry.render())
             && !ignore_scrape_errors()
