@@ -16,8 +16,10 @@ GADGET := target/release/gadget
 # The host's crates (host/*/Cargo.toml; README.md's architecture): every other workspace member is a guest.
 HOST_CRATES := gadget-keys gadget-object gadget-model gadget-ebpf gadget-wasm gadget-image gadget-net \
 	gadget-operators gadget-api gadget-runtime gadget-daemon gadget-cluster gadget-host gadget-signature gadget-events
-# Pure crates whose tests/ need no root and no build of the gadgets: part of unit-test.
-PURE_TEST_CRATES := gadget-signature gadget-events
+# Pure crates whose tests/ need no root and no build of the gadgets: part of unit-test (by test
+# target name, so they build with the other host crates' unit tests; see unit-test).
+PURE_TEST_CRATES := signature events
+PURE_TESTS := $(basename $(notdir $(wildcard $(PURE_TEST_CRATES:%=host/%/tests/*.rs))))
 CARGO_MACHETE_VERSION := 0.9.2
 
 .PHONY: all deps guests gadgets host install run test lint lint-deps unit-test integration-test deploy-validate bench clean \
@@ -75,9 +77,13 @@ lint: guests lint-deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cargo machete --with-metadata host guest-sdk gadgets
 
+# Cargo resolves features per invocation: the host's crates are tested with exactly the package set
+# `make host` builds, so their dependencies (wasmtime above all) are the ones that build made and the
+# integration tests reuse, not a second copy with the guests' features unified in; the guests (no
+# wasmtime) are tested apart.
 unit-test: guests
-	$(CARGO) test --workspace --release --lib --bins
-	$(CARGO) test --release $(addprefix -p ,$(PURE_TEST_CRATES)) --tests
+	$(CARGO) test --release $(addprefix -p ,$(HOST_CRATES)) --lib --bins $(addprefix --test ,$(PURE_TESTS))
+	$(CARGO) test --release --workspace $(addprefix --exclude ,$(HOST_CRATES)) --lib --bins
 	$(CARGO) test --release -p gadget-guest-sdk --doc
 
 # The container image (deploy/Dockerfile) from what `host gadgets` built: no second compile.
