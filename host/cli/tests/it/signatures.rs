@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::common::daemon::Daemon;
 use crate::common::registry::{DockerRegistry, skopeo};
 use crate::common::*;
 
@@ -80,8 +81,32 @@ fn publish(reg: &DockerRegistry, source: &str, name: &str, with_signatures: bool
     format!("{target}:latest")
 }
 
+/// What a store holds: index.json's text and every file under it with its size (a refusal
+/// must leave all of it as it was).
 fn index_of(store: &Path) -> String {
-    std::fs::read_to_string(store.join("index.json")).unwrap_or_default()
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path(), root, out);
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                out.push(format!("{rel} {}", m.len()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(store, store, &mut files);
+    files.sort();
+    format!(
+        "{}\n{}",
+        std::fs::read_to_string(store.join("index.json")).unwrap_or_default(),
+        files.join("\n")
+    )
 }
 
 /// `gadget run REF …` in `store` with this test's own (absent) host key: only the keys given
@@ -411,4 +436,295 @@ fn an_image_we_build_sign_and_push_verifies_with_our_key_only() {
         err.contains("no longer matches what was signed") || err.contains("does not match"),
         "{err}"
     );
+}
+
+/// A P-256 key pair made with openssl (cosign's kind): (private key file, public key file).
+fn openssl_key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let signing = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&signing)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&signing)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (signing, public)
+}
+
+/// The reference names in an exported archive's index.json.
+fn archive_names(archive: &Path) -> Vec<String> {
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == "index.json" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            return index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+        }
+    }
+    panic!("no index.json in {}", archive.display());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn export_carries_signatures_and_import_verifies_them() {
+    let work = tempfile::tempdir().unwrap();
+    let reference = "local.test/signed/profile_blockio:v1";
+    // `gadget` in `store` with its own host key (absent unless something makes it).
+    let in_store = |store: &Path, args: &[&str]| {
+        let host_key = store.with_extension("host-key.pem");
+        let mut all = vec!["--signing-key", host_key.to_str().unwrap()];
+        all.extend_from_slice(args);
+        gadget_in(store, &all)
+    };
+    let a = work.path().join("a");
+    ok(&in_store(
+        &a,
+        &[
+            "image",
+            "build",
+            profile_blockio_dir().to_str().unwrap(),
+            "-t",
+            reference,
+        ],
+    ));
+    let (signing, public) = openssl_key_pair(work.path(), "cosign");
+    ok(&in_store(
+        &a,
+        &[
+            "image",
+            "sign",
+            reference,
+            "--key",
+            signing.to_str().unwrap(),
+        ],
+    ));
+    let archive = work.path().join("signed.tar");
+    ok(&in_store(
+        &a,
+        &["image", "export", reference, archive.to_str().unwrap()],
+    ));
+    // The archive names the image and both signature tags of its digest.
+    let names = archive_names(&archive);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], reference);
+    let legacy = names.iter().find(|n| n.ends_with(".sig")).unwrap();
+    let hex = legacy
+        .strip_prefix("local.test/signed/profile_blockio:sha256-")
+        .and_then(|t| t.strip_suffix(".sig"))
+        .unwrap();
+    assert!(
+        names.contains(&format!("local.test/signed/profile_blockio:sha256-{hex}")),
+        "{names:?}"
+    );
+    let public = public.to_str().unwrap();
+
+    // The right key: imported, then verified (and runnable) from the new store.
+    let b = work.path().join("b");
+    let out = ok(&in_store(
+        &b,
+        &[
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "--public-key-file",
+            public,
+        ],
+    ));
+    assert!(out.contains(&format!("sha256:{hex}")), "{out}");
+    let out = ok(&in_store(
+        &b,
+        &["image", "verify", reference, "--public-key-file", public],
+    ));
+    assert!(
+        out.contains("verified") && out.contains("public key"),
+        "{out}"
+    );
+    // Another key: B's own host key did not sign it.
+    let err = fails(&in_store(&b, &["image", "verify", reference]));
+    assert!(err.contains(NOT_SIGNED), "{err}");
+
+    // A wrong key: refused, naming the image and the keys tried; the store is as it was.
+    let c = work.path().join("c");
+    ok(&in_store(&c, &["image", "list"]));
+    let before = index_of(&c);
+    let wrong = key("cosign-wrong.pub");
+    let err = fails(&in_store(
+        &c,
+        &[
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "--public-key-file",
+            &wrong,
+        ],
+    ));
+    assert!(err.contains(NOT_SIGNED), "{err}");
+    assert!(err.contains(reference), "{err}");
+    assert!(err.contains("public key"), "{err}");
+    assert_eq!(index_of(&c), before, "a refused import changed the store");
+    // --trust vouches for it: imported, and signed by C's host key, which C trusts.
+    ok(&in_store(
+        &c,
+        &[
+            "image",
+            "import",
+            "--trust",
+            archive.to_str().unwrap(),
+            "--public-key-file",
+            &wrong,
+        ],
+    ));
+    let out = ok(&in_store(&c, &["image", "verify", reference]));
+    assert!(out.contains("verified"), "{out}");
+    // The archive's own signatures came along too.
+    ok(&in_store(
+        &c,
+        &[
+            "image",
+            "verify",
+            reference,
+            &format!("--public-keys={}", std::fs::read_to_string(public).unwrap()),
+        ],
+    ));
+}
+
+/// `gadget run IMAGE --detach --disk DISK` with `flags`, and `gadget run -f MANIFEST --detach`
+/// with `manifest_flags` for the same image with `manifest_params` (more `paramValues` lines),
+/// against `d`.
+fn detached(
+    d: &Daemon,
+    reference: &str,
+    disk: &str,
+    flags: &[&str],
+    manifest_params: &str,
+    manifest_flags: &[&str],
+) -> (Output, Output) {
+    let mut args = vec!["run", reference, "--detach", "--disk", disk];
+    args.extend_from_slice(flags);
+    let by_flags = d.cli(&args);
+    let manifest = d.dir.join("unverified.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: 1\nkind: instance-spec\nimage: {reference}\nparamValues:\n  operator.oci.ebpf.disk: {disk}\n{manifest_params}"
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["run", "-f", manifest.to_str().unwrap(), "--detach"];
+    args.extend_from_slice(manifest_flags);
+    (by_flags, d.cli(&args))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_request_turns_verification_off_only_where_the_daemon_allows_it() {
+    let work = tempfile::tempdir().unwrap();
+    // Signed at build time by a key of its own, which no daemon here trusts.
+    let (other, other_pub) = openssl_key_pair(work.path(), "other");
+    let reference = "local.test/unverified/profile_blockio:v1";
+    let dev = LoopDevice::new("sigdaemon");
+    let build = |d: &Daemon| {
+        ok(&d.cli(&[
+            "--signing-key",
+            other.to_str().unwrap(),
+            "image",
+            "build",
+            profile_blockio_dir().to_str().unwrap(),
+            "-t",
+            reference,
+        ]));
+    };
+    let off_in_manifest = "  operator.oci.verify-image: \"false\"\n";
+    let not_allowed = "which this daemon does not allow";
+
+    // A daemon with the default policy.
+    let d = Daemon::new();
+    build(&d);
+    let before = index_of(&d.store());
+    // The client trusts the key; the daemon does not, and its policy is the one applied.
+    let trusting = ["--public-key-file", other_pub.to_str().unwrap()];
+    let (flags, manifest) = detached(&d, reference, &dev.name, &trusting, "", &trusting);
+    for out in [flags, manifest] {
+        let err = fails(&out);
+        assert!(err.contains(NOT_SIGNED) && err.contains(reference), "{err}");
+    }
+    // Turning verification off is a request the daemon refuses, by flag and by manifest.
+    let off = ["--verify-image=false"];
+    let (flags, manifest) = detached(&d, reference, &dev.name, &off, off_in_manifest, &[]);
+    let err = fails(&flags);
+    assert!(
+        err.contains(not_allowed)
+            && err.contains("--allow-unverified-requests")
+            && err.contains(reference),
+        "{err}"
+    );
+    let err = fails(&manifest);
+    assert!(
+        err.contains(not_allowed) && err.contains(reference),
+        "{err}"
+    );
+    assert!(d.instances().is_empty());
+    assert_eq!(
+        index_of(&d.store()),
+        before,
+        "a refused request changed the store"
+    );
+    // In the foreground a manifest cannot turn it off either: only the command's own flags.
+    let manifest = d.dir.join("unverified.yaml");
+    let err = fails(&d.cli(&["run", "-f", manifest.to_str().unwrap(), "--timeout", "1"]));
+    assert!(err.contains("only this command's own settings"), "{err}");
+    drop(d);
+
+    // A daemon that allows it: the same requests run, with warnings naming the image.
+    let d = Daemon::with_flags(&["--allow-unverified-requests"], None);
+    build(&d);
+    // Allowing is not turning off: a request that does not ask is still verified.
+    let (flags, manifest) = detached(&d, reference, &dev.name, &trusting, "", &trusting);
+    for out in [flags, manifest] {
+        let err = fails(&out);
+        assert!(err.contains(NOT_SIGNED), "{err}");
+    }
+    let (flags, manifest) = detached(&d, reference, &dev.name, &off, off_in_manifest, &[]);
+    let id = ok(&flags);
+    assert_eq!(id.trim().len(), 32, "{id}");
+    let id2 = ok(&manifest);
+    assert_eq!(id2.trim().len(), 32, "{id2}");
+    assert_eq!(d.instances().len(), 2);
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "running {reference} without signature verification"
+        )) && log.contains(
+            "gadget signature verification is disabled due to using corresponding option"
+        ),
+        "{log}"
+    );
+    d.ok(&["delete", id.trim(), id2.trim()]);
 }
