@@ -316,11 +316,12 @@ fn built_image_travels_through_a_real_registry_and_runs_by_reference() {
     )));
     assert_eq!(imported[0]["imported"], other.as_str());
     assert_eq!(imported[0]["digest"], index_digest.as_str());
-    // skopeo reads our export as an OCI archive too.
+    // skopeo reads our export as an OCI archive too; the image is picked by its name (the
+    // archive also names its signatures).
     skopeo(&[
         "inspect",
         "--raw",
-        &format!("oci-archive:{}", tarball.display()),
+        &format!("oci-archive:{}:{other}", tarball.display()),
     ]);
 }
 
