@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::common::daemon::Daemon;
-use crate::common::registry::{DockerRegistry, skopeo};
+use crate::common::registry::{DockerRegistry, FakeRegistry, Reply, skopeo};
 use crate::common::*;
 
 const NOT_SIGNED: &str = "the image was not signed by the provided keys or certificates";
@@ -127,6 +127,8 @@ fn run(store: &Path, reference: &str, extra: &[&str]) -> Output {
 
 /// A refusal: the verifier's message, naming the image, and the store untouched.
 fn refused(store: &Path, reference: &str, extra: &[&str], why: &str) -> String {
+    // An empty layout first (opening a store makes one), so what is compared is content.
+    ok(&gadget_in(store, &["image", "list"]));
     let before = index_of(store);
     let err = fails(&run(store, reference, extra));
     assert!(err.contains(why), "{err}");
@@ -261,11 +263,16 @@ fn unsigned_images_and_missing_or_misplaced_signatures_are_refused() {
             &unsigned_digest[7..]
         ),
     ]);
-    refused(
+    // The good key verifies that signature, whose payload names the other image's digest.
+    let err = refused(
         store.path(),
         &unsigned,
         &["--public-key-file", &good],
         NOT_SIGNED,
+    );
+    assert!(
+        err.contains("a signature for another image") && err.contains(&legacy_digest),
+        "{err}"
     );
 }
 
@@ -727,4 +734,223 @@ fn a_request_turns_verification_off_only_where_the_daemon_allows_it() {
         "{log}"
     );
     d.ok(&["delete", id.trim(), id2.trim()]);
+}
+
+/// A blob of the fixture layout.
+fn fixture_blob(digest: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("oci-store/blobs/sha256").join(&digest[7..])).unwrap()
+}
+
+/// The fixture layout's media type for a reference name.
+fn fixture_media_type(name: &str) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("oci-store/index.json")).unwrap())
+            .unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .map(|m| m["mediaType"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+#[test]
+fn malformed_keys_and_certificates_are_clear_errors_and_load_nothing() {
+    let reg = DockerRegistry::start();
+    let reference = publish(
+        &reg,
+        "ttl.sh/signed_with_cosign_legacy:latest",
+        "signed_with_cosign_legacy",
+        true,
+    );
+    let store = tempfile::tempdir().unwrap();
+    ok(&gadget_in(store.path(), &["image", "list"]));
+    let before = index_of(store.path());
+    let not_a_key = store.path().with_extension("not-a-key.pem");
+    std::fs::write(&not_a_key, "this is not a key\n").unwrap();
+    let cert = std::fs::read_to_string(fixtures().join("notation-good.crt")).unwrap();
+    let policy = std::fs::read_to_string(fixtures().join("notation-policy.json")).unwrap();
+    let garbage_pem = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n";
+    let broken_cert = cert.replace(&cert[40..80], "!!!!");
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "--public-keys of garbage",
+            vec!["--public-keys".into(), "garbage".into()],
+            "public keys",
+        ),
+        (
+            "--public-keys of a PEM block that is no key",
+            vec![format!("--public-keys={garbage_pem}")],
+            "public key 1",
+        ),
+        (
+            "--public-key-file of a text file",
+            vec!["--public-key-file".into(), not_a_key.display().to_string()],
+            "public keys",
+        ),
+        (
+            "--public-key-file of a certificate",
+            vec![
+                "--public-key-file".into(),
+                fixtures().join("notation-good.crt").display().to_string(),
+            ],
+            "public key",
+        ),
+        (
+            "a malformed notation certificate",
+            vec![
+                format!("--notation-certificates={broken_cert}"),
+                format!("--notation-policy-document={policy}"),
+            ],
+            "notation certificate",
+        ),
+        (
+            "a notation certificate of garbage",
+            vec![
+                "--notation-certificates".into(),
+                "garbage".into(),
+                format!("--notation-policy-document={policy}"),
+            ],
+            "notation certificates",
+        ),
+    ];
+    for (what, flags, why) in cases {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let err = fails(&run(store.path(), &reference, &flags));
+        assert!(err.contains(why), "{what}: {err}");
+        assert!(!err.contains(NO_EBPF), "{what}: went on to load: {err}");
+        assert_eq!(index_of(store.path()), before, "{what} changed the store");
+    }
+}
+
+#[test]
+fn hostile_signature_artifacts_are_refused_within_their_limits() {
+    let top_name = "ttl.sh/signed_with_cosign_legacy:latest";
+    let top_digest = fixture_digest(top_name).unwrap();
+    let top = fixture_blob(&top_digest);
+    let top_type = fixture_media_type(top_name);
+    let hex = top_digest[7..].to_string();
+    let sig_name = format!("sha256-{hex}.sig");
+    let sig_digest = fixture_digest(&sig_name).unwrap();
+    let sig = fixture_blob(&sig_digest);
+    let sig_manifest: serde_json::Value = serde_json::from_slice(&sig).unwrap();
+    let payload_digest = sig_manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let payload = fixture_blob(&payload_digest);
+    // The signature manifest with its payload's size as a registry might lie about it.
+    let with_layer_size = |size: u64| {
+        let mut m = sig_manifest.clone();
+        m["layers"][0]["size"] = size.into();
+        serde_json::to_vec(&m).unwrap()
+    };
+    let huge = with_layer_size(1 << 40);
+    let index_type = "application/vnd.oci.image.index.v1+json";
+    // The signature manifest saying it is an index.
+    let retyped = {
+        let mut m = sig_manifest.clone();
+        m["mediaType"] = index_type.into();
+        serde_json::to_vec(&m).unwrap()
+    };
+    let cfg_digest = sig_manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cfg = fixture_blob(&cfg_digest);
+    let oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+    let (sig_tag, payload_d) = (sig_name.clone(), payload_digest.clone());
+    let reg = FakeRegistry::start(move |req| {
+        let (sig_name, payload_digest) = (&sig_tag, &payload_d);
+        let path = req.path.as_str();
+        if path == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        let Some((case, rest)) = path.strip_prefix("/v2/").and_then(|p| p.split_once('/')) else {
+            return Reply::new(404, "");
+        };
+        let manifest = |bytes: &[u8], t: &str| {
+            Reply::new(200, bytes.to_vec())
+                .header("Content-Type", t)
+                .header("Docker-Content-Digest", &gadget_image::sha256_digest(bytes))
+        };
+        if rest == "manifests/latest" {
+            return manifest(&top, &top_type);
+        }
+        if rest == format!("manifests/{sig_name}") {
+            return match case {
+                "wrongtype" => manifest(&retyped, index_type),
+                "oversized" => manifest(&huge, oci_manifest),
+                _ => manifest(&sig, oci_manifest),
+            };
+        }
+        if rest == format!("blobs/{payload_digest}") {
+            return match case {
+                "truncated" => Reply {
+                    truncate_to: Some(payload.len() / 2),
+                    ..Reply::new(200, payload.clone())
+                },
+                // Far more than the descriptor says, generated as it is sent.
+                "overlong" => Reply {
+                    filler: 1 << 30,
+                    ..Reply::new(200, payload.clone())
+                },
+                _ => Reply::new(200, payload.clone()),
+            };
+        }
+        if rest == format!("blobs/{cfg_digest}") {
+            return Reply::new(200, cfg.clone());
+        }
+        // The image's own manifests and blobs, from the fixture layout.
+        let stored = |d: &str| {
+            std::fs::read(
+                fixtures()
+                    .join("oci-store/blobs/sha256")
+                    .join(d.strip_prefix("sha256:")?),
+            )
+            .ok()
+        };
+        if let Some(d) = rest.strip_prefix("manifests/")
+            && let Some(bytes) = stored(d)
+        {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let t = v["mediaType"].as_str().unwrap_or(oci_manifest).to_string();
+            return manifest(&bytes, &t);
+        }
+        if let Some(bytes) = rest.strip_prefix("blobs/").and_then(stored) {
+            return Reply::new(200, bytes);
+        }
+        Reply::new(404, "")
+    });
+    let store = tempfile::tempdir().unwrap();
+    ok(&gadget_in(store.path(), &["image", "list"]));
+    let good = key("cosign-good.pub");
+    // The same signature served intact verifies: what the other cases break is what refuses.
+    verified(
+        store.path(),
+        &format!("{}/intact:latest", reg.host()),
+        &["--public-key-file", &good],
+    );
+    let store = tempfile::tempdir().unwrap();
+    ok(&gadget_in(store.path(), &["image", "list"]));
+    for (case, why) in [
+        ("wrongtype", "signature manifest of media type"),
+        ("oversized", "limits.manifest-bytes"),
+        ("truncated", &payload_digest),
+        ("overlong", &payload_digest),
+    ] {
+        let reference = format!("{}/{case}:latest", reg.host());
+        let err = refused(
+            store.path(),
+            &reference,
+            &["--public-key-file", &good],
+            NOT_SIGNED,
+        );
+        assert!(err.contains(why), "{case}: {err}");
+        assert!(
+            err.contains(&sig_name),
+            "{case}: names the signature: {err}"
+        );
+    }
 }
