@@ -954,3 +954,156 @@ fn hostile_signature_artifacts_are_refused_within_their_limits() {
         );
     }
 }
+
+/// `gadget --cluster run …` sends the request through the (stand-in) API server's pod proxy to
+/// every node's daemon: turning verification off travels as a request the daemons judge
+/// (below), and keys the client trusts do not travel at all.
+#[test]
+fn the_cluster_client_asks_each_daemon_and_never_decides_for_it() {
+    use crate::cluster::{api_server, fixture, kubeconfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let started = r#"{"reply":"started","id":"aaaaaaaaaaaa1111aaaaaaaaaaaa1111"}"#.to_string();
+    let proxy = |pod: &str| format!("POST /api/v1/namespaces/gadget/pods/{pod}:2225/proxy/api/v1");
+    let routes: std::collections::BTreeMap<String, (u16, String)> = [
+        (
+            "GET /api/v1/namespaces/gadget/pods".to_string(),
+            (200, fixture("pods.json")),
+        ),
+        (
+            "GET /api/v1/namespaces/gadget/secrets/gadget-api-token".to_string(),
+            (200, fixture("secret.json")),
+        ),
+        (proxy("gadget-7xk2p"), (200, started.clone())),
+        (proxy("gadget-q9m4d"), (200, started)),
+    ]
+    .into();
+    let (port, seen) = api_server(routes);
+    let kc = kubeconfig(tmp.path(), port);
+    let cluster = |args: &[&str]| {
+        std::process::Command::new(gadget_bin())
+            .env("KUBECONFIG", &kc)
+            .arg("--cluster")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let specs = |from: usize| -> Vec<serde_json::Value> {
+        seen.lock().unwrap()[from..]
+            .iter()
+            .filter(|s| s.0 == "POST")
+            .map(|s| serde_json::from_str::<serde_json::Value>(&s.3).unwrap()["spec"].clone())
+            .collect()
+    };
+    let good = key("cosign-good.pub");
+    ok(&cluster(&[
+        "run",
+        "profile_blockio:v0.46.0",
+        "--detach",
+        "--public-key-file",
+        &good,
+    ]));
+    let sent = specs(0);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for spec in &sent {
+        assert!(spec.get("verify_image").is_none(), "{spec}");
+        assert!(
+            !spec.to_string().contains("PUBLIC KEY"),
+            "a key travelled: {spec}"
+        );
+    }
+    let from = seen.lock().unwrap().len();
+    ok(&cluster(&[
+        "run",
+        "profile_blockio:v0.46.0",
+        "--detach",
+        "--verify-image=false",
+    ]));
+    let sent = specs(from);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for spec in &sent {
+        assert_eq!(spec["verify_image"], false, "{spec}");
+    }
+    // A manifest's operator.oci.verify-image travels the same way.
+    let manifest = tmp.path().join("m.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: 1\nkind: instance-spec\nimage: profile_blockio:v0.46.0\nparamValues:\n  operator.oci.verify-image: \"false\"\n",
+    )
+    .unwrap();
+    let from = seen.lock().unwrap().len();
+    ok(&cluster(&[
+        "run",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--detach",
+    ]));
+    let sent = specs(from);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for spec in &sent {
+        assert_eq!(spec["verify_image"], false, "{spec}");
+    }
+}
+
+/// What a node's daemon does with such requests on its cluster API (the path the API server's
+/// pod proxy forwards to): its own policy, whatever the request asks.
+#[test]
+#[ignore = "needs root"]
+fn a_daemons_cluster_api_applies_its_own_policy() {
+    let token = "0123456789abcdef-token";
+    let work = tempfile::tempdir().unwrap();
+    let (other, _) = openssl_key_pair(work.path(), "other");
+    let reference = "local.test/cluster/profile_blockio:v1";
+    let post = |d: &Daemon, verify_image: Option<bool>| {
+        let mut spec = serde_json::json!({
+            "reference": reference,
+            "params": {"disk": "loop0"},
+            "interval_ms": 1000,
+            "guest_fuel": 1_000_000_000u64,
+            "guest_memory_mib": 64,
+        });
+        if let Some(v) = verify_image {
+            spec["verify_image"] = v.into();
+        }
+        let body = serde_json::json!({"op": "run", "spec": spec}).to_string();
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-X", "POST", "-H"])
+            .arg(format!("X-Gadget-Token: {token}"))
+            .arg("--data")
+            .arg(&body)
+            .arg(format!(
+                "http://{}/api/v1",
+                d.cluster_api.as_deref().unwrap()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let d = Daemon::with_cluster_api(token);
+    // Signed by a key this daemon does not trust.
+    ok(&d.cli(&[
+        "--signing-key",
+        other.to_str().unwrap(),
+        "image",
+        "build",
+        profile_blockio_dir().to_str().unwrap(),
+        "-t",
+        reference,
+    ]));
+    let before = index_of(&d.store());
+    let reply = post(&d, None);
+    assert!(
+        reply.contains(NOT_SIGNED) && reply.contains(reference),
+        "{reply}"
+    );
+    let reply = post(&d, Some(false));
+    assert!(
+        reply.contains("which this daemon does not allow") && reply.contains("bad-request"),
+        "{reply}"
+    );
+    assert!(d.instances().is_empty());
+    assert_eq!(
+        index_of(&d.store()),
+        before,
+        "a refused request changed the store"
+    );
+}
