@@ -210,6 +210,23 @@ fn notation_verifies_with_the_good_certificate_and_policy_only() {
         ],
         NOT_SIGNED,
     );
+    // The good certificate expired on 2025-10-21: a strict policy refuses it, saying so.
+    let strict = policy.replace("permissive", "strict");
+    let err = refused(
+        store.path(),
+        &reference,
+        &[
+            "--notation-certificates",
+            &good,
+            "--notation-policy-document",
+            &strict,
+        ],
+        NOT_SIGNED,
+    );
+    assert!(
+        err.contains("expired at 2025-10-21T11:41:22Z") && err.contains("level strict"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -342,33 +359,7 @@ fn an_image_we_build_sign_and_push_verifies_with_our_key_only() {
         &reference,
     ]));
     // Our own cosign-compatible key, made with openssl.
-    let signing = work.path().join("cosign.key");
-    let public = work.path().join("cosign.pub");
-    assert!(
-        std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out"
-            ])
-            .arg(&signing)
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        std::process::Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&signing)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let (signing, public) = openssl_key_pair(work.path(), "cosign");
     ok(&build(&[
         "image",
         "sign",
