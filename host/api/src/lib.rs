@@ -68,6 +68,12 @@ pub struct RunRequest {
     pub guest_memory_mib: u64,
     #[serde(default)]
     pub grants: Vec<String>,
+    /// `Some(false)`: the client asks to run the image without signature verification
+    /// (`--verify-image=false`, or a manifest's `operator.oci.verify-image: "false"`). The
+    /// daemon's own configuration decides: it refuses unless started with
+    /// `--allow-unverified-requests`. Absent: the daemon's policy, as always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_image: Option<bool>,
 }
 
 /// Longest instance name or tag: Kubernetes' label-value length, so names carry over.

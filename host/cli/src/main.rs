@@ -87,6 +87,7 @@ fn main() -> ExitCode {
                     .otel_metrics_listen
                     .then_some(args.otel_metrics_listen_address),
                 cluster_api: args.api_listen_address.zip(args.api_token_file),
+                allow_unverified_requests: args.allow_unverified_requests,
                 images,
             })
             .await
@@ -124,12 +125,14 @@ async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
         cli.context.as_deref(),
     )
     .await?;
-    // Only `run -f URL` needs them: a bad config file fails only that.
-    let limits = cli.images().map(|i| i.limits);
+    // Only `run` needs them: a bad config file fails only that.
+    let images = cli.images();
     match cli.command {
         Verb::Run(args) => {
-            let limits = limits?;
-            let requests = cli::run::requests(&args, false, &limits)?;
+            let images = images?;
+            let mut requests = cli::run::requests(&args, false, &images.limits)?;
+            // Each node's daemon applies its own policy; turning it off is only a request.
+            cli::run::request_verification(&mut requests, images.verify.verify_image);
             if args.detach {
                 cli::cluster::run(&c, &cli.nodes, requests).await?
             } else {

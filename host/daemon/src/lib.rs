@@ -40,8 +40,12 @@ pub struct DaemonConfig {
     pub metrics_address: Option<String>,
     /// The cluster CLI's API: address and the file holding its bearer token.
     pub cluster_api: Option<(String, PathBuf)>,
-    /// Where image references are found (and pulled into when missing).
+    /// Where image references are found (and pulled into when missing), and the signature
+    /// policy every request is held to.
     pub images: gadget_image::ImageConfig,
+    /// Whether a request may turn signature verification off for its image
+    /// ([`gadget_api::RunRequest::verify_image`]); by default only this configuration can.
+    pub allow_unverified_requests: bool,
     /// Budgets of each listener: the socket, the metrics endpoint, the cluster API.
     pub connections: gadget_net::ConnectionLimits,
 }
@@ -95,6 +99,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon {
         store,
         images: config.images.clone(),
+        allow_unverified_requests: config.allow_unverified_requests,
         pin_root: PathBuf::from(PIN_ROOT).join(state_hash(&state_dir)),
         registry: MetricsRegistry::default(),
         instances: Mutex::new(BTreeMap::new()),

@@ -68,6 +68,7 @@ impl ManagerError {
 pub struct Daemon {
     pub(crate) store: Store,
     pub(crate) images: gadget_image::ImageConfig,
+    pub(crate) allow_unverified_requests: bool,
     pub(crate) pin_root: PathBuf,
     pub(crate) registry: MetricsRegistry,
     pub(crate) instances: Mutex<BTreeMap<String, Managed>>,
@@ -392,13 +393,14 @@ impl Daemon {
 
     /// Starts an instance (temporary when it has a lease).
     async fn run(self: &Arc<Self>, spec: RunRequest, lease: Option<Lease>) -> Reply {
-        // A reference the CLI pulled is local already; a remote CLI's may not be.
-        if let Err(e) = gadget_image::ensure(
-            &self.images,
-            &spec.reference,
-            gadget_image::PullPolicy::Missing,
-        )
-        .await
+        let images = match self.request_policy(&spec) {
+            Ok(images) => images,
+            Err(reply) => return reply,
+        };
+        // A reference the CLI pulled is local already; a remote CLI's may not be. Either way
+        // it is verified here, with this daemon's keys, before anything loads.
+        if let Err(e) =
+            gadget_image::ensure(&images, &spec.reference, gadget_image::PullPolicy::Missing).await
         {
             return Reply::error(ErrorCode::Failed, gadget_model::error_chain(&e));
         }
@@ -413,6 +415,35 @@ impl Daemon {
             Ok(Err(e)) => e.reply(),
             Err(e) => Reply::error(ErrorCode::Internal, format!("internal error: {e}")),
         }
+    }
+
+    /// The image settings a request runs with: this daemon's. A request may ask for
+    /// verification off (`verify_image: Some(false)`) only if the daemon was started with
+    /// `--allow-unverified-requests`; it may always ask for it on.
+    fn request_policy(&self, spec: &RunRequest) -> Result<gadget_image::ImageConfig, Reply> {
+        let mut images = self.images.clone();
+        match spec.verify_image {
+            None => {}
+            Some(true) => images.verify.verify_image = true,
+            Some(false) if !images.verify.verify_image => {}
+            Some(false) if self.allow_unverified_requests => {
+                tracing::warn!(
+                    "running {} without signature verification, as the request asks (--allow-unverified-requests)",
+                    gadget_model::printable(&spec.reference)
+                );
+                images.verify.verify_image = false;
+            }
+            Some(false) => {
+                return Err(Reply::error(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{}: the request turns image signature verification off (--verify-image=false, or operator.oci.verify-image in a manifest), which this daemon does not allow: its own configuration decides (start it with --allow-unverified-requests to let requests do so, or sign the image: gadget image sign)",
+                        gadget_model::printable(&spec.reference)
+                    ),
+                ));
+            }
+        }
+        Ok(images)
     }
 
     /// Run, list and delete: one request, one reply (the local socket and the cluster API).

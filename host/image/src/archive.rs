@@ -4,6 +4,13 @@
 //! verified against its name and capped in size, links are refused, and references appear in
 //! the store only once everything they point to is verified, each blob's size against its
 //! descriptor too ([`Store::publish`]); blobs the index does not reach are not kept.
+//!
+//! Signatures travel with the image: an export carries the image's signature tags (cosign's
+//! `sha256-<hex>.sig` and the referrers tag `sha256-<hex>`, see [`super::signatures`]) as more
+//! entries of its index.json, and an import stores those of each image beside it, under the
+//! image's repository. With `verify-image` on, an import is refused unless a trusted key signs
+//! each image (read from the staging area before anything is published, so a refusal leaves
+//! the store as it was); `image import --trust` vouches for the archive instead.
 
 use std::fs::File;
 use std::io::Read;
@@ -13,7 +20,8 @@ use gadget_model::fsutil::{AtomicFile, parent_dir};
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex};
 
 use super::layout::{LocalImage, gadget_layers};
-use super::store::{self, Entry, Store};
+use super::signatures::{self, StoreSource};
+use super::store::{self, Entry, Store, repo_of};
 use super::{ImageConfig, ImageError, ImageRef, REF_NAME_ANNOTATION, digest_hex};
 
 const MAX_ENTRIES: usize = 10_000;
@@ -29,15 +37,25 @@ pub fn export(
     let entry = store
         .resolve(r)?
         .ok_or_else(|| ImageError::NotLocal(r.to_string(), store.root().display().to_string()))?;
+    let named = |name: String, e: &Entry| ImageIndexEntry {
+        media_type: e.media_type.clone(),
+        digest: e.digest.clone(),
+        size: e.size as i64,
+        platform: None,
+        annotations: Some([(REF_NAME_ANNOTATION.to_string(), name)].into()),
+        artifact_type: None,
+    };
+    let mut manifests = vec![named(entry.name.clone(), &entry)];
+    // Its signatures, named under the image's repository (found under any name of its digest).
+    let repository = repo_of(&entry.name).to_string();
+    let stored = store.entries()?;
+    for tag in signatures::signature_tags(&entry.digest) {
+        if let Some(sig) = signatures::find_tag(&stored, &repository, &tag) {
+            manifests.push(named(format!("{repository}:{tag}"), &sig));
+        }
+    }
     let index = OciImageIndex {
-        manifests: vec![ImageIndexEntry {
-            media_type: entry.media_type.clone(),
-            digest: entry.digest.clone(),
-            size: entry.size as i64,
-            platform: None,
-            annotations: Some([(REF_NAME_ANNOTATION.to_string(), entry.name.clone())].into()),
-            artifact_type: None,
-        }],
+        manifests,
         ..store::empty_index()
     };
     let blobs = store.reachable(&index)?;
@@ -69,13 +87,47 @@ pub fn export(
     atomic.commit(out).map_err(|e| ImageError::io(out, e))
 }
 
-/// Imports every image of an archive; `name` names the image when the archive's own reference
-/// is only a tag (as skopeo writes it) or absent. Returns the imported references.
+/// The `org.opencontainers.image.ref.name` of an index.json entry.
+fn ref_name(m: &ImageIndexEntry) -> Option<String> {
+    m.annotations
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME_ANNOTATION))
+        .cloned()
+}
+
+/// The tag of a reference name: a full name's tag, or the whole of a bare tag (as skopeo
+/// names the entries of a layout).
+fn tag_of(name: &str) -> &str {
+    let repository = repo_of(name);
+    if name.contains('/') && repository.len() < name.len() {
+        name[repository.len()..].trim_start_matches(':')
+    } else {
+        name
+    }
+}
+
+/// Imports every image of an archive, with its signatures; `name` names the image when the
+/// archive's own reference is only a tag (as skopeo writes it) or absent. With
+/// `cfg.verify.verify_image`, each image must pass IG's checks (`allowed-gadgets`, a signature
+/// by a trusted key, read from the archive or the store) before anything is published.
+/// Returns the imported references.
 pub fn import(
     cfg: &ImageConfig,
     store: &Store,
     archive: &Path,
     name: Option<&ImageRef>,
+) -> Result<Vec<Entry>, ImageError> {
+    import_with(cfg, store, archive, name, false)
+}
+
+/// [`import`]; `trusted`: the caller vouches for the archive (`image import --trust`, which
+/// then signs its images with this host's key), so its signatures are kept but not judged.
+pub fn import_with(
+    cfg: &ImageConfig,
+    store: &Store,
+    archive: &Path,
+    name: Option<&ImageRef>,
+    trusted: bool,
 ) -> Result<Vec<Entry>, ImageError> {
     let origin = archive.display().to_string();
     let bad = |m: String| ImageError::invalid(&origin, m);
@@ -154,24 +206,26 @@ pub fn import(
         index_bytes.ok_or_else(|| bad("no index.json: not an OCI image layout".into()))?;
     let index: OciImageIndex = serde_json::from_slice(&index_bytes)
         .map_err(|e| bad(format!("index.json is not an OCI image index: {e}")))?;
-    if index.manifests.is_empty() {
+    // Signature entries (named by a tag of the signature schemes) go with the image whose
+    // digest they name; the others are images.
+    let (sigs, images): (Vec<&ImageIndexEntry>, Vec<&ImageIndexEntry>) = index
+        .manifests
+        .iter()
+        .partition(|m| ref_name(m).is_some_and(|n| signatures::is_signature_tag(tag_of(&n))));
+    if images.is_empty() {
         return Err(bad("index.json lists no image".into()));
     }
-    if name.is_some() && index.manifests.len() > 1 {
+    if name.is_some() && images.len() > 1 {
         return Err(bad(format!(
             "the archive holds {} images; import it without a name (they keep their own)",
-            index.manifests.len()
+            images.len()
         )));
     }
     // Verify everything first, then publish the references.
     let mut todo = Vec::new();
-    for m in &index.manifests {
-        let own = m
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME_ANNOTATION))
-            .cloned();
-        let target = match (name, own) {
+    let mut names = Vec::new();
+    for m in images {
+        let target = match (name, ref_name(m)) {
             (Some(n), _) => n.clone(),
             (None, Some(own)) if own.contains('/') => ImageRef::parse(&own, &cfg.registry_prefix)?,
             (None, own) => {
@@ -204,17 +258,47 @@ pub fn import(
                 )));
             }
         }
-        let m = ImageIndexEntry {
-            annotations: None,
-            ..m.clone()
-        };
-        todo.push((target, m));
+        // This image's signatures, under its (new) repository.
+        let repository = target.name();
+        let own_tags = signatures::signature_tags(&m.digest);
+        let mut pending = std::collections::BTreeMap::new();
+        for s in &sigs {
+            let Some(n) = ref_name(s) else { continue };
+            let tag = tag_of(&n);
+            if own_tags.iter().any(|t| t == tag) {
+                pending.insert(tag.to_string(), (s.digest.clone(), s.media_type.clone()));
+                todo.push((
+                    format!("{repository}:{tag}"),
+                    ImageIndexEntry {
+                        annotations: None,
+                        ..(*s).clone()
+                    },
+                ));
+            }
+        }
+        if !trusted {
+            let source = StoreSource::staged(store, &staging, &repository, pending);
+            let outcome = signatures::check(
+                &cfg.verify,
+                &source,
+                &format!("{target} (from {origin})"),
+                &target,
+                &m.digest,
+            )?;
+            for w in &outcome.warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        todo.push((
+            target.to_string(),
+            ImageIndexEntry {
+                annotations: None,
+                ..m.clone()
+            },
+        ));
+        names.push(target);
     }
-    let names: Vec<ImageRef> = todo.iter().map(|(t, _)| t.clone()).collect();
-    store.publish(
-        staging,
-        todo.into_iter().map(|(t, m)| (t.to_string(), m)).collect(),
-    )?;
+    store.publish(staging, todo)?;
     let mut out = Vec::new();
     for n in names {
         out.extend(store.resolve(&n)?);

@@ -251,7 +251,12 @@ impl<'a> Session<'a> {
             return Ok(None);
         };
         if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
-            return Err(wrong_type(&format!("signature {reference}"), &media_type));
+            return Err(ImageError::invalid(
+                format!("signature {reference}"),
+                format!(
+                    "the registry returned a signature manifest of media type {media_type:?}; expected {OCI_MANIFEST:?} or {DOCKER_MANIFEST:?}"
+                ),
+            ));
         }
         let manifest: OciImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
             ImageError::invalid(

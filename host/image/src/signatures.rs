@@ -223,9 +223,13 @@ pub fn find_tag(entries: &[Entry], repository: &str, tag: &str) -> Option<Entry>
 /// `image list` does not show as an image.
 pub fn is_signature_name(name: &str) -> bool {
     let repo = repo_of(name);
-    let Some(tag) = name.get(repo.len()..).and_then(|t| t.strip_prefix(':')) else {
-        return false;
-    };
+    name.get(repo.len()..)
+        .and_then(|t| t.strip_prefix(':'))
+        .is_some_and(is_signature_tag)
+}
+
+/// Whether a tag is one of the signature schemes' (`sha256-<hex>.sig` or `sha256-<hex>`).
+pub fn is_signature_tag(tag: &str) -> bool {
     let hex = tag.strip_suffix(".sig").unwrap_or(tag);
     hex.strip_prefix("sha256-")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))

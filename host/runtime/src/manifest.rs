@@ -43,6 +43,9 @@ const METRICS_NAME: &str = "operator.otel-metrics.otel-metrics-name";
 const PRINT_INTERVAL: &str = "operator.otel-metrics.otel-metrics-print-interval";
 const EBPF_PARAM: &str = "operator.oci.ebpf.";
 const WASM_PARAM: &str = "operator.oci.wasm.";
+/// IG's global verification switch, here a request the daemon may refuse (see
+/// [`RunRequest::verify_image`]).
+const VERIFY_IMAGE: &str = "operator.oci.verify-image";
 
 /// Parses every document; `base` carries the defaults (interval, guest limits) from the CLI.
 pub fn parse(
@@ -113,6 +116,14 @@ pub fn parse(
                 let d = gadget_model::duration::parse_positive(&value)
                     .map_err(|e| fail(label.clone(), format!("field `paramValues.{key}`: {e}")))?;
                 req.interval_ms = d.as_millis().max(1) as u64;
+            } else if key == VERIFY_IMAGE {
+                let b = value.parse::<bool>().map_err(|_| {
+                    fail(
+                        label.clone(),
+                        format!("field `paramValues.{key}`: expected true or false, got {value:?}"),
+                    )
+                })?;
+                req.verify_image = Some(b);
             } else if let Some(p) = key
                 .strip_prefix(EBPF_PARAM)
                 .or_else(|| key.strip_prefix(WASM_PARAM))
@@ -122,7 +133,7 @@ pub fn parse(
                 return Err(fail(
                     label.clone(),
                     format!(
-                        "field `paramValues.{key}`: unknown parameter (supported: {ANNOTATE}, {METRICS_NAME}, {PRINT_INTERVAL}, {EBPF_PARAM}<param>, {WASM_PARAM}<param>)"
+                        "field `paramValues.{key}`: unknown parameter (supported: {ANNOTATE}, {METRICS_NAME}, {PRINT_INTERVAL}, {VERIFY_IMAGE}, {EBPF_PARAM}<param>, {WASM_PARAM}<param>)"
                     ),
                 ));
             }
@@ -177,6 +188,21 @@ image: other
         );
         assert_eq!(r[0].params["disk"], "loop0");
         assert_eq!(r[1].reference, "other");
+        assert_eq!(r[0].verify_image, None);
+    }
+
+    #[test]
+    fn verify_image_is_a_request_and_must_be_a_boolean() {
+        let doc = "apiVersion: 1\nkind: instance-spec\nimage: x\nparamValues:\n  operator.oci.verify-image: \"false\"\n";
+        let r = parse(doc, "m.yaml", &base()).unwrap();
+        assert_eq!(r[0].verify_image, Some(false));
+        let err = parse(&doc.replace("\"false\"", "nope"), "m.yaml", &base())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("operator.oci.verify-image") && err.contains("true or false"),
+            "{err}"
+        );
     }
 
     #[test]

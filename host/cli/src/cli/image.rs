@@ -52,15 +52,16 @@ pub enum ImageVerb {
     },
     /// Give a stored image another name.
     Tag { source: String, target: String },
-    /// Write an image to an OCI layout tarball.
+    /// Write an image and its signatures to an OCI layout tarball.
     Export { reference: String, file: PathBuf },
-    /// Read images from an OCI layout tarball; REFERENCE names one whose archive has only a tag.
+    /// Read images (and their signatures) from an OCI layout tarball; REFERENCE names one whose
+    /// archive has only a tag. Each image must be signed by a trusted key (as for `run`),
+    /// unless --trust or --verify-image=false.
     Import {
         file: PathBuf,
         reference: Option<String>,
-        /// Vouch for the archive's images: sign them with this host's key, so `run` accepts
-        /// them (an explicit decision, logged; without it an unsigned image is refused at run,
-        /// as IG refuses it).
+        /// Vouch for the archive's images: import them whoever signed them, and sign them
+        /// with this host's key so `run` accepts them (an explicit decision, logged).
         #[arg(long)]
         trust: bool,
     },
@@ -238,7 +239,7 @@ pub async fn execute(args: ImageArgs, cfg: &ImageConfig) -> anyhow::Result<()> {
             trust,
         } => {
             let name = reference.as_deref().map(parse).transpose()?;
-            for e in archive::import(cfg, &store, &file, name.as_ref())? {
+            for e in archive::import_with(cfg, &store, &file, name.as_ref(), trust)? {
                 if trust {
                     let key = signatures::local_key(&cfg.verify.signing_key)?;
                     let r = parse(&e.name)?;

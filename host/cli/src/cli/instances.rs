@@ -52,6 +52,11 @@ pub struct DaemonArgs {
     /// idle keep-alive connections close after it too.
     #[arg(long, default_value = "10s", value_parser = gadget_model::duration::parse_positive)]
     pub header_timeout: std::time::Duration,
+    /// Let a run request turn image signature verification off (`--verify-image=false` on a
+    /// client, `operator.oci.verify-image: "false"` in a manifest); without this the daemon
+    /// refuses such requests, and only its own configuration can turn verification off.
+    #[arg(long, env = "GADGET_ALLOW_UNVERIFIED_REQUESTS")]
+    pub allow_unverified_requests: bool,
     /// Time a reply or a request body may make no progress before the connection is closed.
     #[arg(long, default_value = "60s", value_parser = gadget_model::duration::parse_positive)]
     pub idle_timeout: std::time::Duration,

@@ -139,6 +139,7 @@ impl RunArgs {
             guest_fuel: self.guest_fuel,
             guest_memory_mib: self.guest_memory_mib,
             grants: self.grants.clone(),
+            verify_image: None,
         }
     }
 }
@@ -217,6 +218,17 @@ pub fn requests(
     Ok(reqs)
 }
 
+/// A client whose own settings turn verification off (`--verify-image=false`, the config
+/// file) asks the daemon to run its requests unverified; the daemon decides
+/// ([`RunRequest::verify_image`]).
+pub fn request_verification(requests: &mut [RunRequest], verify_image: bool) {
+    if !verify_image {
+        for r in requests {
+            r.verify_image = Some(false);
+        }
+    }
+}
+
 /// Names and tags are checked here too, so a bad one fails before any image is pulled (the
 /// daemon checks again: other clients exist). The messages escape what they quote.
 fn check_names(r: &RunRequest) -> anyhow::Result<()> {
@@ -241,12 +253,29 @@ pub async fn execute(
         args.output
     );
     let mut requests = requests(&args, true, &images.limits)?;
+    request_verification(&mut requests, images.verify.verify_image);
     // `gadget run REF` pulled before parsing (see `prefetch`); a manifest's images are pulled here.
     let policy = match args.file {
         Some(_) => args.pull,
         None => args.pull.min_missing(),
     };
     for r in &mut requests {
+        if r.verify_image == Some(false) {
+            if args.detach {
+                // Only the daemon may let an image run unverified: it fetches the image itself
+                // if it does (a refusal stores nothing).
+                if !image::is_path(&r.reference) {
+                    r.reference = images.parse_ref(&r.reference)?.to_string();
+                }
+                continue;
+            }
+            // In the foreground this process runs the image: only its own settings decide.
+            anyhow::ensure!(
+                !images.verify.verify_image,
+                "{}: the manifest turns image signature verification off (operator.oci.verify-image), which only this command's own settings can do here: pass --verify-image=false (or sign the image: gadget image sign)",
+                gadget_model::printable(&r.reference)
+            );
+        }
         if image::ensure(images, &r.reference, policy).await?.is_some() {
             // The full name: the daemon may have another short-name prefix.
             r.reference = images.parse_ref(&r.reference)?.to_string();

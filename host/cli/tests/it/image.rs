@@ -316,11 +316,12 @@ fn built_image_travels_through_a_real_registry_and_runs_by_reference() {
     )));
     assert_eq!(imported[0]["imported"], other.as_str());
     assert_eq!(imported[0]["digest"], index_digest.as_str());
-    // skopeo reads our export as an OCI archive too.
+    // skopeo reads our export as an OCI archive too; the image is picked by its name (the
+    // archive also names its signatures).
     skopeo(&[
         "inspect",
         "--raw",
-        &format!("oci-archive:{}", tarball.display()),
+        &format!("oci-archive:{}:{other}", tarball.display()),
     ]);
 }
 
@@ -420,11 +421,13 @@ fn image_written_by_skopeo_without_wasm_runs_through_the_default_guest() {
         err.contains("\"v1\"") && err.contains("REGISTRY/REPO:TAG"),
         "{err}"
     );
+    // No signature rides in a hand-made layout: the user vouches for it.
     let out = ok(&gadget(
         fresh.path(),
         &[
             "image",
             "import",
+            "--trust",
             tarball.to_str().unwrap(),
             "local.test/hand:v1",
         ],
