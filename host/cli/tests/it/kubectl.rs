@@ -103,7 +103,12 @@ fn the_plugin_name_acts_on_the_cluster_with_kubectls_flags() {
             .any(|s| s.1.starts_with("/api/v1/namespaces/ig/pods?")),
         "-n is the daemons' namespace: {seen:?}"
     );
-    assert_eq!(seen.iter().filter(|s| s.0 == "POST").count(), 2);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.0 == "POST" && s.3 == r#"{"op":"list"}"#)
+            .count(),
+        2
+    );
     drop(seen);
 
     // A context the kubeconfig does not have is named.
