@@ -57,6 +57,15 @@ pub enum DeployError {
     PullPolicy(String),
     #[error("--image {0:?}: give an image reference (REGISTRY/NAME:TAG or @sha256:…)")]
     Image(String),
+    #[error(
+        "{verb} {kind} {name}: {message} (deploy and undeploy manage a namespace, RBAC and a DaemonSet: run them as a cluster administrator)"
+    )]
+    Forbidden {
+        verb: &'static str,
+        kind: String,
+        name: String,
+        message: String,
+    },
     #[error("{verb} {kind} {name}: {reason}")]
     Api {
         verb: &'static str,
@@ -298,6 +307,14 @@ impl Cluster {
     }
 
     fn api_err(verb: &'static str, kind: &Kind, reason: TransportError) -> DeployError {
+        if let TransportError::Status { code: 403, message } = reason {
+            return DeployError::Forbidden {
+                verb,
+                kind: kind.kind.clone(),
+                name: kind.name.clone(),
+                message,
+            };
+        }
         DeployError::Api {
             verb,
             kind: kind.kind.clone(),

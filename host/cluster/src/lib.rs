@@ -104,9 +104,9 @@ pub enum TransportError {
     /// [`describe`] of the API server's error when there was no reply (connection refused, TLS).
     #[error("{0}")]
     Api(String),
-    /// The API server (or a daemon through its proxy) answered with an error status:
-    /// [`describe`] of its `Status`.
-    #[error("{message}")]
+    /// The API server (or a daemon through its proxy) answered with an error status: its
+    /// `Status` as "CODE REASON: MESSAGE" (a refusal adds the Role the client needs).
+    #[error("{message}{hint}", hint = if *code == 403 { CLIENT_ROLE_HINT } else { "" })]
     Status { code: u16, message: String },
     #[error("unexpected reply ({reason}): {text}")]
     Unparsable { reason: String, text: String },
@@ -151,15 +151,17 @@ pub struct DaemonPod {
     pub node: String,
 }
 
+/// What a refused `kubectl gadget` user (not deploy) asks for.
+const CLIENT_ROLE_HINT: &str =
+    " (ask for the gadget-cluster-client Role in deploy/kubernetes/rbac.yaml)";
+
 /// Turns API errors into what a user can act on: who refused what, and the RBAC to ask for.
 pub fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => {
-            let mut s = format!("{} {}: {}", status.code, status.reason, status.message);
+            let mut s = status_line(status);
             if status.code == 403 {
-                s.push_str(
-                    " (ask for the gadget-cluster-client Role in deploy/kubernetes/rbac.yaml)",
-                );
+                s.push_str(CLIENT_ROLE_HINT);
             }
             s
         }
@@ -705,10 +707,18 @@ pub async fn delete(
 }
 
 fn status_error(status: http::StatusCode, body: &[u8]) -> TransportError {
+    let kube::Error::Api(s) = api_error(status, body) else {
+        return TransportError::Api(excerpt(body));
+    };
     TransportError::Status {
         code: status.as_u16(),
-        message: describe(&api_error(status, body)),
+        message: status_line(&s),
     }
+}
+
+/// "CODE REASON: MESSAGE" of the API server's `Status`.
+fn status_line(s: &kube::core::Status) -> String {
+    format!("{} {}: {}", s.code, s.reason, s.message)
 }
 
 /// An error reply as kube describes it: the API server's `Status` when the body is one, else a

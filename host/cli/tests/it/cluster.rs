@@ -45,6 +45,8 @@ pub(crate) struct ApiRequest {
     pub target: String,
     /// The cluster API token header, empty when absent.
     pub token: String,
+    /// The Content-Type header, empty when absent.
+    pub content_type: String,
     pub body: String,
 }
 
@@ -57,7 +59,7 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<ApiRequest> {
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
-    let (mut len, mut token) = (0usize, String::new());
+    let (mut len, mut token, mut content_type) = (0usize, String::new(), String::new());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -73,6 +75,9 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<ApiRequest> {
         if lower.starts_with("x-gadget-token:") {
             token = line["x-gadget-token:".len()..].trim().to_string();
         }
+        if let Some(v) = lower.strip_prefix("content-type:") {
+            content_type = v.trim().to_string();
+        }
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).ok()?;
@@ -80,6 +85,7 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<ApiRequest> {
         method,
         target,
         token,
+        content_type,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
@@ -96,6 +102,7 @@ fn serve_connection(
         target,
         token,
         body,
+        ..
     }) = read_request(&mut reader)
     {
         let path = target.split('?').next().unwrap_or("").to_string();

@@ -230,6 +230,7 @@ impl StandIn {
                             target,
                             token,
                             body,
+                            ..
                         }) = read_request(&mut reader)
                         else {
                             return;
