@@ -594,3 +594,85 @@ fn interrupt_and_wait(run: &mut std::process::Child) -> (std::process::ExitStatu
     std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut err).unwrap();
     (status, err)
 }
+
+/// A real `kubectl` (Debian's kubernetes-client, or any other on PATH; `make deps` installs one
+/// when there is none) finds the plugin on PATH and hands it the command line.
+#[test]
+fn a_real_kubectl_runs_the_plugin() {
+    let kubectl = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("no kubectl on PATH: `make deps` installs Debian's kubernetes-client");
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, seen) = api_server(routes(
+        "ig",
+        &[
+            (
+                "gadget-7xk2p",
+                instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "profileblockio"),
+            ),
+            (
+                "gadget-q9m4d",
+                instances_reply("bbbbbbbbbbbb2222bbbbbbbbbbbb2222", "profileblockio"),
+            ),
+        ],
+    ));
+    let kc = kubeconfig(tmp.path(), port);
+    let bin = plugin(tmp.path()).parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let kubectl_run = |args: &[&str]| {
+        Command::new(&kubectl)
+            .env("PATH", &path)
+            .env("HOME", tmp.path())
+            .env_remove("KUBECONFIG")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = kubectl_run(&["plugin", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kubectl-gadget"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl_run(&[
+        "gadget",
+        "list",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--context",
+        "test",
+        "-n",
+        "ig",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("NODE") && stdout.contains("node-a") && stdout.contains("node-b"),
+        "{stdout}"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.3 == r#"{"op":"list"}"#),
+        "the plugin asked the daemons"
+    );
+    // kubectl's name for it in usage: `kubectl gadget`.
+    let out = kubectl_run(&["gadget", "deploy", "--print-only", "-n", "ig"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: DaemonSet"));
+    let out = kubectl_run(&["gadget", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kubectl gadget"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
