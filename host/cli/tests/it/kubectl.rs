@@ -676,3 +676,140 @@ fn a_real_kubectl_runs_the_plugin() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+impl Nodes {
+    /// `kubectl gadget ARGS…` run to its end: (success, stdout, stderr).
+    fn kubectl_gadget_done(&self, args: &str) -> (bool, String, String) {
+        let out = self.kubectl_gadget(args).wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_seeds_detached_commands_as_typed_on_every_node() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let mut nodes = Nodes::start(&["node-a", "node-b"]);
+    let devs: Vec<LoopDevice> = ["node-a", "node-b"]
+        .iter()
+        .map(|n| LoopDevice::new(n))
+        .collect();
+    let progs_before = prog_ids();
+
+    // The seed's second command, as typed.
+    let (ok, stdout, stderr) = nodes.kubectl_gadget_done(
+        "run profile_blockio:v0.46.0 --annotate=blockio:metrics.collect=true \
+         --otel-metrics-name blockio:blockio-metrics --name profileblockio --detach",
+    );
+    assert!(ok, "{stderr}");
+    for (node, d) in ["node-a", "node-b"].iter().zip(&nodes.daemons) {
+        let (id, name) = d.instances().pop().unwrap();
+        assert_eq!(name, "profileblockio");
+        assert!(stdout.contains(&format!("{node}\t{id}")), "{stdout}");
+    }
+    // Each node's daemon exports the kernel's counts under the metrics name given (without
+    // --disk each node's gadget counts every device's I/O: both loop devices' at least).
+    let mut kernel = 0;
+    for dev in &devs {
+        let before = dev.completed();
+        dev.write_direct(200);
+        kernel += dev.completed() - before;
+    }
+    for d in &nodes.daemons {
+        let start = std::time::Instant::now();
+        while d.inf("blockio-metrics").unwrap_or(0) < kernel {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "blockio-metrics +Inf {:?} < {kernel}:\n{}",
+                d.inf("blockio-metrics"),
+                d.metrics().unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    // The third: every node's instance, one row each.
+    let (ok, stdout, stderr) = nodes.kubectl_gadget_done("list");
+    assert!(ok, "{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("profileblockio"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].starts_with("node-a") && rows[1].starts_with("node-b"),
+        "{stdout}"
+    );
+
+    // attach: the detached instances' histograms, combined; Ctrl+C leaves them running.
+    let mut attach = nodes.kubectl_gadget("attach profileblockio");
+    let out = collect(&mut attach);
+    let text = wait_output(&out, "both nodes' I/O in the attached view", |t| {
+        parse_histograms(t)
+            .last()
+            .is_some_and(|h| h.total() >= 2 * kernel)
+    });
+    assert_eq!(parse_histograms(&text).pop().unwrap().title, "latency");
+    let (status, err) = interrupt_and_wait(&mut attach);
+    assert!(status.success(), "{err}");
+    for d in &nodes.daemons {
+        assert_eq!(
+            d.instances().len(),
+            1,
+            "attach left the instance: {}",
+            d.log()
+        );
+    }
+
+    // The fourth: gone from every node, programs unloaded.
+    let (ok, stdout, stderr) = nodes.kubectl_gadget_done("delete profileblockio");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for d in &mut nodes.daemons {
+        assert!(d.instances().is_empty(), "{}", d.log());
+    }
+    wait_progs_gone(&progs_before);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn timeout_and_json_output_end_the_run_and_clean_up() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let nodes = Nodes::start(&["node-a", "node-b"]);
+    let progs_before = prog_ids();
+    // --timeout ends the run by itself; -o json prints one line of combined data per refresh.
+    let (ok, stdout, stderr) =
+        nodes.kubectl_gadget_done("run profile_blockio:v0.46.0 -o json --timeout 4s");
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{stdout}\n{stderr}");
+    let last = lines.last().unwrap();
+    let latency = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["datasource"] == "combined-blockio")
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(
+        !latency["histograms"].as_array().unwrap().is_empty(),
+        "{last}"
+    );
+    // The combined view says which nodes it holds.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l[0]["nodes"] == serde_json::json!(["node-a", "node-b"])),
+        "{stdout}"
+    );
+    for d in &nodes.daemons {
+        assert!(d.instances().is_empty(), "{}", d.log());
+    }
+    wait_progs_gone(&progs_before);
+}
