@@ -605,3 +605,60 @@ fn oversized_and_trickling_replies_are_cut_off_and_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_stream_that_stalls_is_cut_off_and_named_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let started = |id: &str| format!(r#"{{"reply":"started","id":"{id}"}}"#);
+    let (a, b) = (
+        "aaaaaaaaaaaa1111aaaaaaaaaaaa1111",
+        "bbbbbbbbbbbb2222bbbbbbbbbbbb2222",
+    );
+    // Both nodes start the temporary instance; node-a's fetches then never complete.
+    let (port, seen) = api_server(routes(&[
+        (&format!("{PROXY_A} run-temporary"), 200, started(a)),
+        (&format!("{PROXY_A} fetch"), 200, TRICKLE.to_string()),
+        (&format!("{PROXY_B} run-temporary"), 200, started(b)),
+        (
+            &format!("{PROXY_B} fetch"),
+            200,
+            r#"{"reply":"snapshot","status":"Running","frame":null}"#.to_string(),
+        ),
+        (
+            &format!("{PROXY_B} delete"),
+            200,
+            format!(r#"{{"reply":"deleted","ids":["{b}"]}}"#),
+        ),
+    ]));
+    let out = gadget_bounded(
+        &kubeconfig(tmp.path(), port),
+        &["run", "profile_blockio:v0.46.0", "--timeout", "14s"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a stalled node fails the run: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("node node-a").count(),
+        1,
+        "named once: {stderr}"
+    );
+    assert!(
+        stderr.contains("no complete reply within 10 s; the other nodes keep streaming"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("node node-b"), "{stderr}");
+    let seen = seen.lock().unwrap();
+    let op_to = |op: &str, pod: &str| {
+        seen.iter()
+            .filter(|s| s.1.contains(pod) && s.3.contains(&format!(r#""op":"{op}""#)))
+            .count()
+    };
+    // node-b kept being asked after node-a stalled, and its instance was deleted at the end;
+    // the stalled node is not asked again (its lease removes its instance).
+    assert!(op_to("fetch", "gadget-q9m4d") > 2, "{seen:?}");
+    assert_eq!(op_to("delete", "gadget-q9m4d"), 1);
+    assert_eq!(op_to("fetch", "gadget-7xk2p"), 1);
+    assert_eq!(op_to("delete", "gadget-7xk2p"), 0);
+}
