@@ -17,6 +17,28 @@ use crate::{API_TIMEOUT, Cluster, TOKEN_SECRET, TransportError};
 /// The server-side apply field manager (IG's name: the two clients manage the same fields).
 pub const FIELD_MANAGER: &str = "kubectl-gadget";
 
+/// The label deploy puts on the namespace when it creates it: undeploy deletes only a namespace
+/// that has it (a namespace that was there before deploy is left, as IG leaves it, unless
+/// `--delete-namespace`).
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// Marks a Namespace object as created by deploy ([`MANAGED_BY`]).
+pub fn mark_created(namespace: &mut Value) {
+    if let Some(meta) = namespace.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(MANAGED_BY.into(), Value::from(FIELD_MANAGER));
+        }
+    }
+}
+
+/// Whether deploy created this Namespace (it carries [`MANAGED_BY`]).
+pub fn created_by_deploy(namespace: &Value) -> bool {
+    namespace["metadata"]["labels"][MANAGED_BY] == FIELD_MANAGER
+}
+
 /// The manifests, in deploy/kubernetes/kustomization.yaml's order (a unit test keeps the two in
 /// step): the namespace first, the DaemonSet last.
 const MANIFESTS: [(&str, &str); 4] = [

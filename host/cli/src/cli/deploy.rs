@@ -35,6 +35,10 @@ pub struct UndeployArgs {
     /// How long --wait waits.
     #[arg(long, default_value = "60s", value_parser = gadget_model::duration::parse_positive)]
     pub timeout: Duration,
+    /// Delete the namespace even if it was there before deploy (by default only a namespace
+    /// deploy created is deleted).
+    #[arg(long)]
+    pub delete_namespace: bool,
 }
 
 fn options(args: &DeployArgs, namespace: &str) -> DeployOptions {
@@ -48,6 +52,11 @@ fn options(args: &DeployArgs, namespace: &str) -> DeployOptions {
 /// `--print-only`: needs no cluster, so no kubeconfig either.
 pub fn print_only(args: &DeployArgs, namespace: &str) -> anyhow::Result<()> {
     let mut objects = deploy::objects(&options(args, namespace))?;
+    // As deploy applies them on a cluster without the namespace.
+    objects
+        .iter_mut()
+        .filter(|o| o["kind"] == "Namespace")
+        .for_each(deploy::mark_created);
     // Where deploy creates it: before the DaemonSet whose pods mount it.
     let at = objects.len().saturating_sub(1);
     objects.insert(at, deploy::token_secret(namespace)?);
@@ -56,10 +65,18 @@ pub fn print_only(args: &DeployArgs, namespace: &str) -> anyhow::Result<()> {
 }
 
 pub async fn deploy(cluster: &Cluster, args: &DeployArgs) -> anyhow::Result<()> {
-    let objects = deploy::objects(&options(args, cluster.namespace()))?;
+    let mut objects = deploy::objects(&options(args, cluster.namespace()))?;
     let mut daemonset = None;
-    for obj in &objects {
+    for obj in &mut objects {
         let kind = kind_of(obj)?;
+        if kind.kind == "Namespace" {
+            // Marked when deploy creates it, and kept marked on every later apply (server-side
+            // apply drops a label its manager stops sending); never on one that was there.
+            let existing = cluster.get_object(&kind).await?;
+            if existing.as_ref().is_none_or(deploy::created_by_deploy) {
+                deploy::mark_created(obj);
+            }
+        }
         if kind.kind == "DaemonSet" {
             // The pods mount the token Secret: it must exist before they start.
             let secret = deploy::token_secret(cluster.namespace())?;
@@ -107,15 +124,28 @@ pub async fn undeploy(cluster: &Cluster, args: &UndeployArgs) -> anyhow::Result<
         "Namespace" => 2,
         _ => 1,
     });
-    for k in &kinds {
-        match cluster.delete_object(k).await? {
+    let mut deleted = Vec::new();
+    for k in kinds {
+        if k.kind == "Namespace" && !args.delete_namespace {
+            match cluster.get_object(&k).await? {
+                Some(ns) if !deploy::created_by_deploy(&ns) => {
+                    println!(
+                        "{k} kept: it was there before deploy (--delete-namespace deletes it)"
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match cluster.delete_object(&k).await? {
             Deleted::Deleted => println!("{k} deleted"),
             Deleted::Absent => println!("{k} not found (nothing to delete)"),
         }
+        deleted.push(k);
     }
     if args.wait {
         println!("waiting for them to be gone (at most {:?})…", args.timeout);
-        cluster.wait_gone(&kinds, args.timeout).await?;
+        cluster.wait_gone(&deleted, args.timeout).await?;
     }
     println!("gadget undeployed");
     Ok(())

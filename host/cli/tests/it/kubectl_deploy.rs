@@ -44,6 +44,8 @@ struct Script {
     linger: usize,
     /// "METHOD path" answered 403.
     forbidden: Vec<String>,
+    /// Objects there from the start: (path, object).
+    initial: Vec<(String, Value)>,
 }
 
 #[derive(Default)]
@@ -74,6 +76,11 @@ impl ObjectApi {
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let state: Arc<Mutex<State>> = Arc::default();
+        state
+            .lock()
+            .unwrap()
+            .objects
+            .extend(script.initial.iter().cloned());
         let script = Arc::new(script);
         let (s, st) = (seen.clone(), state.clone());
         std::thread::spawn(move || {
@@ -236,6 +243,7 @@ fn script(rollout: Rollout) -> Script {
         pods: json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
         linger: 0,
         forbidden: Vec::new(),
+        initial: Vec::new(),
     }
 }
 
@@ -346,6 +354,11 @@ fn deploy_applies_the_manifests_server_side_and_waits_for_every_node() {
     assert_eq!(
         ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
         "privileged"
+    );
+    // Created by deploy, and marked so: undeploy deletes it.
+    assert_eq!(
+        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-gadget"
     );
     let ds = api.object(DS).unwrap();
     assert_eq!(ds["metadata"]["namespace"], "ig");
@@ -581,4 +594,51 @@ fn refusals_and_reserved_namespaces_are_named() {
         );
     }
     assert!(!api.seen().iter().any(|r| r.target.contains("kube-system")));
+}
+
+#[test]
+fn a_namespace_that_was_there_before_deploy_is_kept_by_undeploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = script(Box::new(|_| ds_status(1, 2, 2)));
+    s.initial = vec![(
+        NS.to_string(),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "ig", "labels": {"team": "storage"}}}),
+    )];
+    let api = ObjectApi::start(s);
+    let kc = kubeconfig(tmp.path(), api.port);
+    let out = kubectl_gadget(tmp.path(), Some(&kc), &["deploy", "-n", "ig"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    // Applied (the Pod Security labels) but not marked as deploy's.
+    let ns = api.object(NS).unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "privileged"
+    );
+    assert!(
+        ns["metadata"]["labels"]
+            .get("app.kubernetes.io/managed-by")
+            .is_none(),
+        "{ns}"
+    );
+
+    let out = kubectl_gadget(tmp.path(), Some(&kc), &["undeploy", "-n", "ig"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Namespace/ig kept"), "{stdout}");
+    assert!(
+        !api.seen()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path() == NS)
+    );
+    assert_eq!(api.paths(), [NS], "everything else is gone");
+
+    // --delete-namespace: deleted all the same (IG's flag).
+    let out = kubectl_gadget(
+        tmp.path(),
+        Some(&kc),
+        &["undeploy", "-n", "ig", "--delete-namespace"],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(api.paths().is_empty(), "{:?}", api.paths());
 }
