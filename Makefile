@@ -37,6 +37,9 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+# A kubectl for the plugin's test (kubectl.rs): Debian's kubernetes-client unless one is on PATH.
+	@command -v kubectl >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }
 	@rustup target list --installed | grep -qx $(GUEST_TARGET) || rustup target add $(GUEST_TARGET)
 
 # Wasm guests: the built-in default guest (embedded in the host) and each gadget's own.

@@ -18,6 +18,12 @@ pub const DEFAULT_SOCKET: &str = "/run/gadget/gadget.sock";
 /// requests are POSTed to, and the header carrying the bearer token.
 pub const CLUSTER_API_PATH: &str = "/api/v1";
 pub const CLUSTER_TOKEN_HEADER: &str = "x-gadget-token";
+/// This build's version: a daemon answers [`Request::Version`] with it, and the cluster client
+/// names a node whose daemon's differs (as IG warns of a version skew).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The protocol of [`Request`] and [`Reply`]: raised when a change would make one side misread
+/// the other. A cluster client does not talk to a daemon of another protocol.
+pub const PROTOCOL: u32 = 1;
 /// Bound on one request line: a spec is a few KiB.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
@@ -145,6 +151,8 @@ pub enum Request {
         #[serde(default)]
         after: u64,
     },
+    /// The daemon's [`VERSION`] and [`PROTOCOL`].
+    Version,
 }
 
 /// How long a temporary instance outlives its client's last fetch, unless the client asks for
@@ -196,6 +204,11 @@ pub enum Reply {
     Snapshot {
         status: String,
         frame: Option<SnapshotFrame>,
+    },
+    /// The answer to [`Request::Version`].
+    Version {
+        version: String,
+        protocol: u32,
     },
     Error {
         /// What kind of failure, for clients to act on (never the message's text).

@@ -66,6 +66,12 @@ fn main() -> ExitCode {
     };
     let socket = cli.socket.clone();
     let result: anyhow::Result<()> = runtime.block_on(async move {
+        // Prints what would be applied: needs no cluster, not even a kubeconfig.
+        if let Verb::Deploy(args) = &cli.command
+            && args.print_only
+        {
+            return cli::deploy::print_only(args, &cli.namespace);
+        }
         if cli.cluster {
             return on_cluster(cli).await;
         }
@@ -92,6 +98,9 @@ fn main() -> ExitCode {
             })
             .await
             .map_err(anyhow::Error::from),
+            Verb::Deploy(_) | Verb::Undeploy(_) => anyhow::bail!(
+                "deploy and undeploy act on a Kubernetes cluster: kubectl gadget deploy (or gadget --cluster deploy)"
+            ),
             Verb::List(args) => cli::instances::list(&args, &socket),
             Verb::Delete(args) => cli::instances::delete(&args, &socket),
             Verb::Attach(args) => {
@@ -166,6 +175,8 @@ async fn on_cluster(cli: cli::Cli) -> anyhow::Result<()> {
             )
             .await?
         }
+        Verb::Deploy(args) => cli::deploy::deploy(&c, &args).await?,
+        Verb::Undeploy(args) => cli::deploy::undeploy(&c, &args).await?,
         Verb::Daemon(_) | Verb::Image(_) | Verb::Login(_) | Verb::Logout(_) | Verb::New(_) => {
             anyhow::bail!(
                 "daemon, image, login and logout work on one node: use kubectl exec into its gadget pod"

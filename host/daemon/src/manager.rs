@@ -472,6 +472,10 @@ impl Daemon {
             Request::List => Reply::Instances {
                 instances: self.list(),
             },
+            Request::Version => Reply::Version {
+                version: gadget_api::VERSION.to_string(),
+                protocol: gadget_api::PROTOCOL,
+            },
             Request::Delete { targets } => {
                 let ids: Result<Vec<String>, ManagerError> =
                     targets.iter().map(|t| self.resolve(t)).collect();

@@ -69,11 +69,29 @@ impl Default for DaemonBudget {
     }
 }
 
+/// What the cluster client (`kubectl gadget`) accepts from the Kubernetes API server and,
+/// through its pod proxy, from each node's daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterBudget {
+    /// Bytes of one reply (a pod list, a Secret, a daemon's snapshot frame): read into memory
+    /// whole, so bounded. A frame at the guest budgets' limits is a few MiB of JSON.
+    pub reply_bytes: u64,
+}
+
+impl Default for ClusterBudget {
+    fn default() -> Self {
+        ClusterBudget {
+            reply_bytes: 64 << 20,
+        }
+    }
+}
+
 /// All budgets of this process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budgets {
     pub guest: GuestBudget,
     pub daemon: DaemonBudget,
+    pub cluster: ClusterBudget,
     pub yaml: crate::yaml::YamlLimits,
 }
 
@@ -167,6 +185,11 @@ pub const KEYS: &[BudgetKey] = &[
         "daemon.max-guest-fuel",
         "largest --guest-fuel a daemon accepts",
         daemon.max_guest_fuel
+    ),
+    budget!(
+        "cluster.reply-bytes",
+        "bytes of one reply from the Kubernetes API server or a daemon through it",
+        cluster.reply_bytes
     ),
     budget!(
         "yaml.max-depth",

@@ -8,7 +8,8 @@ use gadget_cluster::{Cluster, ClusterError, DaemonPod, NodeError, Outcome};
 use gadget_operators::combiner::{self, NodeFrame};
 use gadget_operators::{Operator, printer::Printer};
 
-/// Per-node failures and skipped pods go to stderr; any failure fails the command at the end.
+/// Per-node failures, skipped pods and version skew go to stderr; any failure fails the
+/// command at the end.
 fn report<T>(o: &Outcome<T>) -> Result<(), ClusterError> {
     for s in &o.skipped {
         eprintln!(
@@ -16,6 +17,7 @@ fn report<T>(o: &Outcome<T>) -> Result<(), ClusterError> {
             s.pod.node, s.pod.pod, s.phase
         );
     }
+    warn_skew(&o.skew);
     for (d, r) in &o.results {
         if let Err(e) = r {
             eprintln!("node {} (pod {}): {e}", d.node, d.pod);
@@ -82,6 +84,12 @@ pub async fn delete(
     report(&o)
 }
 
+fn warn_skew(skew: &[(DaemonPod, gadget_cluster::VersionSkew)]) {
+    for (d, w) in skew {
+        eprintln!("warning: node {} (pod {}): {w}", d.node, d.pod);
+    }
+}
+
 /// What a foreground cluster view shows: a new temporary instance per node, or the detached
 /// instance of that name (`attach`).
 pub enum Source {
@@ -111,8 +119,12 @@ pub async fn foreground(
             s.pod.node, s.pod.pod, s.phase
         );
     }
-    let total = session.daemons.len();
-    let mut failed = 0usize;
+    warn_skew(&session.skew);
+    for (d, e) in &session.refused {
+        eprintln!("node {} (pod {}): {e}", d.node, d.pod);
+    }
+    let total = session.daemons.len() + session.refused.len();
+    let mut failed = session.refused.len();
     let temporary = matches!(source, Source::Run(_));
     let mut live: Vec<(DaemonPod, String)> = match source {
         Source::Run(spec) => {

@@ -2,6 +2,7 @@
 //! parse time (read from the gadget's gadget.yaml), as in IG: `gadget run profile_blockio --disk loop0`.
 
 pub mod cluster;
+pub mod deploy;
 pub mod image;
 pub mod instances;
 pub mod new;
@@ -93,6 +94,10 @@ pub enum Verb {
     Logout(image::LogoutArgs),
     /// Create a gadget folder from the template (eBPF C, gadget.yaml, a Rust guest).
     New(new::NewArgs),
+    /// Deploy the daemon on every node of the cluster (kubectl gadget deploy).
+    Deploy(deploy::DeployArgs),
+    /// Remove what deploy created from the cluster (kubectl gadget undeploy).
+    Undeploy(deploy::UndeployArgs),
 }
 
 /// Signature verification, IG's `operator.oci.*` flags (over the config file's keys of the

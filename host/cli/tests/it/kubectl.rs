@@ -94,7 +94,12 @@ fn the_plugin_name_acts_on_the_cluster_with_kubectls_flags() {
             .any(|s| s.1.starts_with("/api/v1/namespaces/ig/pods?")),
         "-n is the daemons' namespace: {seen:?}"
     );
-    assert_eq!(seen.iter().filter(|s| s.0 == "POST").count(), 2);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.0 == "POST" && s.3 == r#"{"op":"list"}"#)
+            .count(),
+        2
+    );
     drop(seen);
 
     // A context the kubeconfig does not have is named.
@@ -207,6 +212,7 @@ impl StandIn {
                             target,
                             token,
                             body,
+                            ..
                         }) = read_request(&mut reader)
                         else {
                             return;
@@ -569,4 +575,223 @@ fn interrupt_and_wait(run: &mut std::process::Child) -> (std::process::ExitStatu
     let mut err = String::new();
     std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut err).unwrap();
     (status, err)
+}
+
+/// A real `kubectl` (Debian's kubernetes-client, or any other on PATH; `make deps` installs one
+/// when there is none) finds the plugin on PATH and hands it the command line.
+#[test]
+fn a_real_kubectl_runs_the_plugin() {
+    let kubectl = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("no kubectl on PATH: `make deps` installs Debian's kubernetes-client");
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, seen) = api_server(routes(
+        "ig",
+        &[
+            (
+                "gadget-7xk2p",
+                instances_reply("aaaaaaaaaaaa1111aaaaaaaaaaaa1111", "profileblockio"),
+            ),
+            (
+                "gadget-q9m4d",
+                instances_reply("bbbbbbbbbbbb2222bbbbbbbbbbbb2222", "profileblockio"),
+            ),
+        ],
+    ));
+    let kc = kubeconfig(tmp.path(), port);
+    let bin = plugin(tmp.path()).parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let kubectl_run = |args: &[&str]| {
+        Command::new(&kubectl)
+            .env("PATH", &path)
+            .env("HOME", tmp.path())
+            .env_remove("KUBECONFIG")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = kubectl_run(&["plugin", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kubectl-gadget"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl_run(&[
+        "gadget",
+        "list",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--context",
+        "test",
+        "-n",
+        "ig",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("NODE") && stdout.contains("node-a") && stdout.contains("node-b"),
+        "{stdout}"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.3 == r#"{"op":"list"}"#),
+        "the plugin asked the daemons"
+    );
+    // kubectl's name for it in usage: `kubectl gadget`.
+    let out = kubectl_run(&["gadget", "deploy", "--print-only", "-n", "ig"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: DaemonSet"));
+    let out = kubectl_run(&["gadget", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kubectl gadget"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+impl Nodes {
+    /// `kubectl gadget ARGS…` run to its end: (success, stdout, stderr).
+    fn kubectl_gadget_done(&self, args: &str) -> (bool, String, String) {
+        let out = self.kubectl_gadget(args).wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_seeds_detached_commands_as_typed_on_every_node() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let mut nodes = Nodes::start(&["node-a", "node-b"]);
+    let devs: Vec<LoopDevice> = ["node-a", "node-b"]
+        .iter()
+        .map(|n| LoopDevice::new(n))
+        .collect();
+    let progs_before = prog_ids();
+
+    // The seed's second command, as typed.
+    let (ok, stdout, stderr) = nodes.kubectl_gadget_done(
+        "run profile_blockio:v0.46.0 --annotate=blockio:metrics.collect=true \
+         --otel-metrics-name blockio:blockio-metrics --name profileblockio --detach",
+    );
+    assert!(ok, "{stderr}");
+    for (node, d) in ["node-a", "node-b"].iter().zip(&nodes.daemons) {
+        let (id, name) = d.instances().pop().unwrap();
+        assert_eq!(name, "profileblockio");
+        assert!(stdout.contains(&format!("{node}\t{id}")), "{stdout}");
+    }
+    // Each node's daemon exports the kernel's counts under the metrics name given (without
+    // --disk each node's gadget counts every device's I/O: both loop devices' at least).
+    let mut kernel = 0;
+    for dev in &devs {
+        let before = dev.completed();
+        dev.write_direct(200);
+        kernel += dev.completed() - before;
+    }
+    for d in &nodes.daemons {
+        let start = std::time::Instant::now();
+        while d.inf("blockio-metrics").unwrap_or(0) < kernel {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "blockio-metrics +Inf {:?} < {kernel}:\n{}",
+                d.inf("blockio-metrics"),
+                d.metrics().unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    // The third: every node's instance, one row each.
+    let (ok, stdout, stderr) = nodes.kubectl_gadget_done("list");
+    assert!(ok, "{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("profileblockio"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].starts_with("node-a") && rows[1].starts_with("node-b"),
+        "{stdout}"
+    );
+
+    // attach: the detached instances' histograms, combined; Ctrl+C leaves them running.
+    let mut attach = nodes.kubectl_gadget("attach profileblockio");
+    let out = collect(&mut attach);
+    let text = wait_output(&out, "both nodes' I/O in the attached view", |t| {
+        parse_histograms(t)
+            .last()
+            .is_some_and(|h| h.total() >= 2 * kernel)
+    });
+    assert_eq!(parse_histograms(&text).pop().unwrap().title, "latency");
+    let (status, err) = interrupt_and_wait(&mut attach);
+    assert!(status.success(), "{err}");
+    for d in &nodes.daemons {
+        assert_eq!(
+            d.instances().len(),
+            1,
+            "attach left the instance: {}",
+            d.log()
+        );
+    }
+
+    // The fourth: gone from every node, programs unloaded.
+    let (ok, stdout, stderr) = nodes.kubectl_gadget_done("delete profileblockio");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for d in &mut nodes.daemons {
+        assert!(d.instances().is_empty(), "{}", d.log());
+    }
+    wait_progs_gone(&progs_before);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn timeout_and_json_output_end_the_run_and_clean_up() {
+    assert!(is_root(), "needs root: run through `make test`");
+    let nodes = Nodes::start(&["node-a", "node-b"]);
+    let progs_before = prog_ids();
+    // --timeout ends the run by itself; -o json prints one line of combined data per refresh.
+    let (ok, stdout, stderr) =
+        nodes.kubectl_gadget_done("run profile_blockio:v0.46.0 -o json --timeout 4s");
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{stdout}\n{stderr}");
+    let last = lines.last().unwrap();
+    let latency = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["datasource"] == "combined-blockio")
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(
+        !latency["histograms"].as_array().unwrap().is_empty(),
+        "{last}"
+    );
+    // The combined view says which nodes it holds.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l[0]["nodes"] == serde_json::json!(["node-a", "node-b"])),
+        "{stdout}"
+    );
+    for d in &nodes.daemons {
+        assert!(d.instances().is_empty(), "{}", d.log());
+    }
+    wait_progs_gone(&progs_before);
 }

@@ -29,6 +29,7 @@ mod hostile;
 mod ig_image;
 mod image;
 mod kubectl;
+mod kubectl_deploy;
 mod memory_pressure;
 mod metrics_export;
 mod metrics_prometheus;
