@@ -958,7 +958,7 @@ fn the_cluster_client_asks_each_daemon_and_never_decides_for_it() {
     let specs = |from: usize| -> Vec<serde_json::Value> {
         seen.lock().unwrap()[from..]
             .iter()
-            .filter(|s| s.0 == "POST")
+            .filter(|s| s.0 == "POST" && s.3.contains(r#""op":"run""#))
             .map(|s| serde_json::from_str::<serde_json::Value>(&s.3).unwrap()["spec"].clone())
             .collect()
     };
