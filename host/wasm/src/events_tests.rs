@@ -317,3 +317,115 @@ fn records_shorter_than_the_layout_are_refused_before_the_guest_runs() {
         "{err}"
     );
 }
+
+/// gadgets/trace_exec's guest (made with `gadget new --tracer`) on records laid out as its
+/// `struct event` is in BTF: timestamp_raw, proc (struct gadget_process), filename[256].
+mod trace_exec {
+    use super::*;
+
+    const SIZE: usize = 328;
+
+    fn layout() -> gadget_events::Layout {
+        let mut b = LayoutBuilder::new(SIZE as u32);
+        b.push(
+            FieldSpec::new("timestamp_raw", None, 0, 8, FieldKind::U64)
+                .types(&["gadget_timestamp"]),
+        )
+        .unwrap();
+        let p = b
+            .push(FieldSpec::new("proc", None, 8, 64, FieldKind::Struct).types(&["gadget_process"]))
+            .unwrap();
+        b.push(FieldSpec::new("comm", p, 8, 16, FieldKind::CString))
+            .unwrap();
+        b.push(FieldSpec::new("pid", p, 24, 4, FieldKind::U32))
+            .unwrap();
+        b.push(FieldSpec::new("tid", p, 28, 4, FieldKind::U32))
+            .unwrap();
+        b.push(FieldSpec::new("mntns_id", p, 32, 8, FieldKind::U64))
+            .unwrap();
+        let c = b
+            .push(FieldSpec::new("creds", p, 40, 8, FieldKind::Struct))
+            .unwrap();
+        b.push(FieldSpec::new("uid", c, 40, 4, FieldKind::U32))
+            .unwrap();
+        b.push(FieldSpec::new("gid", c, 44, 4, FieldKind::U32))
+            .unwrap();
+        let pa = b
+            .push(FieldSpec::new("parent", p, 48, 20, FieldKind::Struct))
+            .unwrap();
+        b.push(FieldSpec::new("comm", pa, 48, 16, FieldKind::CString))
+            .unwrap();
+        b.push(FieldSpec::new("pid", pa, 64, 4, FieldKind::U32))
+            .unwrap();
+        b.push(FieldSpec::new(
+            "filename",
+            None,
+            72,
+            256,
+            FieldKind::CString,
+        ))
+        .unwrap();
+        b.build().unwrap()
+    }
+
+    fn exec(comm: &str, filename: &str) -> Vec<u8> {
+        let mut r = vec![0u8; SIZE];
+        r[8..8 + comm.len()].copy_from_slice(comm.as_bytes());
+        r[72..72 + filename.len()].copy_from_slice(filename.as_bytes());
+        r
+    }
+
+    #[test]
+    fn adds_exe_drops_the_ignored_comm_and_counts_per_exe() {
+        // What `make gadgets` copies to gadgets/trace_exec/program.wasm.
+        let wasm = guest_wasm("trace_exec_guest");
+        let config = GuestConfig {
+            gadget_name: "trace_exec".into(),
+            datasources: vec![DatasourceConfig {
+                name: "trace_exec".into(),
+                annotations: vec![],
+                fields: vec![("exe".into(), vec![])],
+            }],
+            params: vec![("ignore-comm".into(), "bash".into())],
+        };
+        let mut g = GuestInstance::start_with_events(
+            &GuestRuntime::shared().unwrap(),
+            &wasm,
+            "trace_exec",
+            &config,
+            &[EventSource {
+                datasource: "trace_exec".into(),
+                layout: layout(),
+            }],
+            GuestLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(g.added_fields("trace_exec")[0].name, "exe");
+        let out = g
+            .on_events(
+                "trace_exec",
+                &[
+                    exec("bash", "/usr/bin/bash"),
+                    exec("cat", "/usr/bin/cat"),
+                    exec("ls", "/bin/ls"),
+                    exec("cat", "/usr/bin/cat"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(out.kept, vec![1, 2, 3]);
+        assert!(out.modified.is_empty());
+        assert_eq!(
+            out.added,
+            vec![AddedValues::String(vec![
+                "cat".into(),
+                "ls".into(),
+                "cat".into()
+            ])]
+        );
+        assert_eq!(
+            g.datasources()[out.published[0].datasource].name,
+            "trace_exec_count"
+        );
+        assert_eq!(samples(&out), vec![("cat".into(), 2.0), ("ls".into(), 1.0)]);
+    }
+}
