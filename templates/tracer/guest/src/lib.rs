@@ -27,7 +27,10 @@ impl Gadget for Guest {
             comm: events.field("proc.comm")?,
             filename: events.field("filename")?,
             exe: events.add_field::<String>("exe", "executed file without its directory")?,
-            ignore_comm: config.param("ignore-comm").filter(|c| !c.is_empty()).map(String::from),
+            ignore_comm: config
+                .param("ignore-comm")
+                .filter(|c| !c.is_empty())
+                .map(String::from),
             counts: EventCounter::add(
                 &format!("{DATASOURCE}_count"),
                 "execs",
