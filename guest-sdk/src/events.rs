@@ -440,7 +440,8 @@ impl Events {
         !self.kept[i]
     }
 
-    /// Sets event `i`'s value of an added field.
+    /// Sets event `i`'s value of an added field (a field added to another datasource, or an
+    /// `i` past the batch, is ignored).
     pub fn set<T: AddedType>(&mut self, i: usize, field: &Added<T>, value: T) {
         if field.datasource != self.datasource {
             return;

@@ -191,7 +191,7 @@ pub fn sample_from_wit(s: types::Sample) -> model::Sample {
 /// added after them.
 pub fn config_to_wit(
     c: &gadget_model::GuestConfig,
-    events: &[crate::EventSource],
+    events: &[crate::EventDatasource],
 ) -> types::GadgetConfig {
     let mut datasources: Vec<types::DatasourceConfig> = c
         .datasources

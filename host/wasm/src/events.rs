@@ -16,7 +16,7 @@ use crate::bindings::types;
 /// object's BTF describes the event struct. Handed to [`crate::GuestInstance::start_with_events`]
 /// so the guest's `init` sees the layout.
 #[derive(Debug, Clone)]
-pub struct EventSource {
+pub struct EventDatasource {
     pub datasource: String,
     pub layout: gadget_events::Layout,
 }
@@ -124,8 +124,10 @@ impl EventsOut {
                 mine.append(theirs);
             }
         }
-        if !next.published.is_empty() {
-            self.published = next.published;
+        // A later publication of a datasource replaces the earlier one, as within one call.
+        for p in next.published {
+            self.published.retain(|q| q.datasource != p.datasource);
+            self.published.push(p);
         }
     }
 }

@@ -8,7 +8,7 @@ use gadget_model::{DatasourceConfig, GuestConfig, MapSnapshot};
 
 use crate::default_guest::DEFAULT_GUEST;
 use crate::{
-    AddedKind, AddedValues, EventSource, EventsOut, GuestError, GuestInstance, GuestLimits,
+    AddedKind, AddedValues, EventDatasource, EventsOut, GuestError, GuestInstance, GuestLimits,
     GuestRuntime,
 };
 
@@ -23,7 +23,7 @@ fn guest_wasm(name: &str) -> Vec<u8> {
 const RECORD: usize = 24;
 
 /// `struct { struct gadget_process-like proc { char comm[16]; u32 pid; }; s32 error; }`.
-fn source() -> EventSource {
+fn source() -> EventDatasource {
     let mut b = LayoutBuilder::new(RECORD as u32);
     let proc_ = b
         .push(FieldSpec::new("proc", None, 0, 20, FieldKind::Struct))
@@ -34,7 +34,7 @@ fn source() -> EventSource {
         .unwrap();
     b.push(FieldSpec::new("error", None, 20, 4, FieldKind::I32))
         .unwrap();
-    EventSource {
+    EventDatasource {
         datasource: "events".into(),
         layout: b.build().unwrap(),
     }
@@ -305,6 +305,30 @@ fn traps_refusals_and_runaway_guests_fail_the_batch_only() {
 }
 
 #[test]
+fn added_fields_must_be_new_and_within_the_budget() {
+    let wasm = guest_wasm("events_guest");
+    for (mode, expected) in [
+        (
+            "add-existing",
+            "field proc.comm already exists in event datasource events",
+        ),
+        (
+            "add-many",
+            "more than 32 added fields in event datasource events (budget guest.added-fields-per-datasource)",
+        ),
+    ] {
+        match start(&wasm, mode, GuestLimits::default()) {
+            Err(GuestError::Refused { call, message, .. }) => {
+                assert_eq!(call, "init");
+                assert!(message.contains(expected), "{mode}: {message}");
+            }
+            Err(e) => panic!("{mode}: expected a refusal, got {e}"),
+            Ok(_) => panic!("{mode}: expected a refusal, the guest started"),
+        }
+    }
+}
+
+#[test]
 fn records_shorter_than_the_layout_are_refused_before_the_guest_runs() {
     let mut g = events_guest("ok");
     let err = g
@@ -393,7 +417,7 @@ mod trace_exec {
             &wasm,
             "trace_exec",
             &config,
-            &[EventSource {
+            &[EventDatasource {
                 datasource: "trace_exec".into(),
                 layout: layout(),
             }],

@@ -11,7 +11,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Gadget, GadgetPre, types, v0_1};
-use crate::events::{self, AddedField, EventSource, EventsOut};
+use crate::events::{self, AddedField, EventDatasource, EventsOut};
 use gadget_model::GuestConfig;
 use gadget_model::budgets::{Budgets, GuestBudget};
 use gadget_model::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
@@ -757,7 +757,7 @@ impl GuestInstance {
         wasm: &[u8],
         origin: &str,
         config: &GuestConfig,
-        events: &[EventSource],
+        events: &[EventDatasource],
         limits: GuestLimits,
     ) -> Result<Self, GuestError> {
         let engine = runtime.engine.clone();
@@ -1031,6 +1031,18 @@ impl GuestInstance {
                 ),
             });
         }
+        if u32::try_from(records.len()).is_err() {
+            return Err(GuestError::BadInput {
+                origin: self.origin.clone(),
+                call: "on-events",
+                what: "events",
+                message: format!(
+                    "{} records in one batch (at most {})",
+                    records.len(),
+                    u32::MAX
+                ),
+            });
+        }
         if !self.wants_events(datasource) {
             return Ok(EventsOut::pass_through(records.len()));
         }
@@ -1038,8 +1050,7 @@ impl GuestInstance {
         let chunk = self.limits.budget.events_per_batch.max(1);
         for (n, part) in records.chunks(chunk).enumerate() {
             let next = self.events_chunk(datasource, part)?;
-            // Fits: a batch is split into chunks of at most u32::MAX bytes of records, so far
-            // fewer than u32::MAX records.
+            // Fits: the batch has at most u32::MAX records (checked above).
             out.append(next, (n * chunk) as u32);
         }
         Ok(out)

@@ -12,5 +12,5 @@ pub mod events;
 mod events_tests;
 pub mod guest;
 
-pub use events::{AddedField, AddedKind, AddedValues, EventSource, EventsOut};
+pub use events::{AddedField, AddedKind, AddedValues, EventDatasource, EventsOut};
 pub use guest::{Capabilities, GrantError, GuestError, GuestInstance, GuestLimits, GuestRuntime};

@@ -5,6 +5,8 @@
 //!   `parity` ("even"/"odd" pid) and `magnitude` (|error| as u64), counts events per comm on the
 //!   datasource `per_comm` (counter `events`, key `comm`) and publishes the counts;
 //! - `ignore`: never subscribes (its events must pass through without a call);
+//! - refused declarations in `init`: `add-existing` (adds `proc.comm`, a record field),
+//!   `add-many` (adds 40 fields, over the default 32);
 //! - malformed answers: `bad-size` (a rewritten record one byte longer), `bad-index` (drops an
 //!   event past the batch), `wrong-kind` (the string column sent as u64), `short-column` (one
 //!   value fewer than kept events), `long-string` (a 2 KiB added value);
@@ -43,6 +45,17 @@ impl Guest for EventsGuest {
             return Ok(());
         }
         let mut source = EventSource::subscribe(&config, "events")?;
+        match mode.as_str() {
+            "add-existing" => {
+                source.add_field::<u64>("proc.comm", "a record field's name")?;
+            }
+            "add-many" => {
+                for i in 0..40 {
+                    source.add_field::<u64>(&format!("f{i}"), "")?;
+                }
+            }
+            _ => {}
+        }
         let parity = source.add_field::<String>("parity", "even or odd pid")?;
         let magnitude = source.add_field::<u64>("magnitude", "absolute value of error")?;
         let max_sets = if mode == "counter-flood" { 1 << 20 } else { 64 };
