@@ -112,6 +112,21 @@ impl EventsOut {
         }
     }
 
+    /// The records to show, in order: the kept ones of `records` (the batch handed to
+    /// [`crate::GuestInstance::on_events`]), the guest's new bytes in place of the originals.
+    /// The i-th record returned goes with the i-th value of every [`EventsOut::added`] column.
+    pub fn apply(&self, mut records: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let mut modified = self.modified.iter().peekable();
+        self.kept
+            .iter()
+            .filter_map(|&i| {
+                let new = modified.next_if(|(m, _)| *m == i).map(|(_, b)| b.clone());
+                let slot = records.get_mut(i as usize)?;
+                Some(new.unwrap_or_else(|| std::mem::take(slot)))
+            })
+            .collect()
+    }
+
     /// Appends the result of the next chunk of the same batch, whose first event is `offset`.
     pub(crate) fn append(&mut self, next: EventsOut, offset: u32) {
         self.kept.extend(next.kept.into_iter().map(|i| i + offset));
@@ -337,6 +352,8 @@ mod tests {
         assert_eq!(out.kept, vec![0, 2]);
         assert_eq!(out.modified, vec![(2, vec![9; 4])]);
         assert_eq!(out.added, vec![AddedValues::U64(vec![10, 12])]);
+        let records: Vec<Vec<u8>> = RECORDS.iter().map(|r| r.to_vec()).collect();
+        assert_eq!(out.apply(records), vec![vec![0; 4], vec![9; 4]]);
     }
 
     #[test]
