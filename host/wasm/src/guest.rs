@@ -1162,14 +1162,17 @@ fn check_api_version(
 }
 
 /// wit/gadget.wit's rule: the same major version, and a minor version the host knows (not
-/// newer than its own). 0.x is no exception: 0.2 only adds to 0.1, so 0.1 guests keep running.
+/// newer than its own). 0.x is no exception: 0.2 only adds to 0.1, so 0.1 guests keep running;
+/// 0.1 is the first version there was (no 0.0 guest exists to run).
 fn compatible(guest: &str, host: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64)> {
         let mut it = v.split('.');
         Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
     };
     match (parse(guest), parse(host)) {
-        (Some((gmaj, gmin)), Some((hmaj, hmin))) => gmaj == hmaj && gmin <= hmin,
+        (Some((gmaj, gmin)), Some((hmaj, hmin))) => {
+            gmaj == hmaj && gmin <= hmin && (gmaj > 0 || gmin >= 1)
+        }
         _ => false,
     }
 }
@@ -1188,6 +1191,7 @@ mod tests {
             "a newer minor is unknown to the host"
         );
         assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("0.0.1", "0.2.0"), "no 0.0 API ever existed");
         assert!(!compatible("1.0.0", "0.1.0"));
         assert!(compatible("1.1.0", "1.2.0"));
         assert!(!compatible("1.3.0", "1.2.0"));
