@@ -113,7 +113,7 @@ impl DatasourceConfig {
     ///
     /// ```
     /// # use gadget_sdk::{DatasourceConfig, FieldKind};
-    /// let ds = DatasourceConfig { name: "procs".into(), annotations: vec![], fields: vec![] };
+    /// let ds = DatasourceConfig { name: "procs".into(), annotations: vec![], fields: vec![], events: None };
     /// let spec = ds.spec()?
     ///     .with_key("comm", "command name")
     ///     .with_counter("bytes", "bytes", "bytes written");
@@ -254,6 +254,7 @@ mod tests {
                 name: "latency".into(),
                 annotations: ann(&[("metrics.unit", "µs")]),
             }],
+            events: None,
         };
         let spec = ds.histogram_spec("latency").unwrap();
         assert_eq!(spec.annotations.annotation("metrics.print"), Some("true"));
@@ -269,6 +270,7 @@ mod tests {
                 name: "blockio".into(),
                 annotations: vec![],
                 fields: vec![],
+                events: None,
             }],
             params: vec![],
         };

@@ -58,6 +58,11 @@
 //! 5. **Publishing** ([`Datasource::publish`]): histograms ([`Log2Histogram::to_histogram`])
 //!    and samples ([`Sample::new`] with labels) replace the datasource's previous state.
 //!    [`log`] writes through the host's logger.
+//! 6. **Events** (tracer gadgets, [`EventSource`]): subscribe to an event datasource in `init`,
+//!    find record fields by IG's names ([`Field`]: `u32`, `u64`, `i64`, `str` of char arrays,
+//!    `set_*` to rewrite), add fields ([`EventSource::add_field`]), then in
+//!    [`Gadget::on_events`] drop, rewrite and enrich a batch ([`Events`]) and count events
+//!    ([`EventCounter`]). See the [`events`] module.
 //!
 //! Guests run with no filesystem, network or clock unless gadget.yaml asks for a capability
 //! and the user grants it, under a fuel budget per call and a memory limit; a trap restarts the
@@ -68,6 +73,7 @@
 
 mod config;
 mod datasource;
+pub mod events;
 mod histogram;
 mod snapshot;
 mod state;
@@ -87,14 +93,16 @@ pub use bindings::gadget::api::types::{
     DatasourceConfig, DatasourceSpec, FieldConfig, FieldKind, FieldSpec, GadgetConfig, Histogram,
     LogLevel, MapEntry, MapSnapshot, Sample,
 };
+pub use bindings::gadget::api::types::{RecordField, RecordLayout, ValueKind};
 pub use config::{Annotations, parse_bool};
 pub use datasource::{Datasource, log};
+pub use events::{Added, AddedType, EventCounter, EventSource, Events, Field};
 pub use histogram::{Log2Histogram, SlotWidth, Slots32, Slots64};
 pub use snapshot::{FromBytes, Reader, read_u32, read_u64};
 pub use state::{Deltas, top_n};
 
 /// The WIT package version this SDK speaks; the host checks it against its own.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// A gadget's Wasm side. One value lives for the whole run, so it can keep state between
 /// snapshots (previous counts for rates, top-N tables, ...).
@@ -105,6 +113,13 @@ pub trait Gadget: Sized + 'static {
 
     /// Called after every read of the eBPF maps.
     fn on_snapshot(&mut self, snapshots: &[MapSnapshot]) -> Result<(), String>;
+
+    /// Called with each batch of events of a datasource subscribed to with
+    /// [`EventSource::subscribe`]. By default every event is kept unchanged.
+    fn on_events(&mut self, events: &mut Events) -> Result<(), String> {
+        let _ = events;
+        Ok(())
+    }
 }
 
 /// Exports a [`Gadget`] implementation as the component's `guest` interface.
@@ -132,6 +147,20 @@ macro_rules! gadget {
                     Some(gadget) => $crate::Gadget::on_snapshot(gadget, &snapshots),
                     None => Err("on-snapshot called before init".to_string()),
                 })
+            }
+
+            fn on_events(
+                batch: $crate::bindings::gadget::api::types::EventBatch,
+            ) -> ::std::result::Result<
+                $crate::bindings::gadget::api::types::BatchResult,
+                ::std::string::String,
+            > {
+                let mut events = $crate::Events::from_batch(batch)?;
+                __GADGET_STATE.with_borrow_mut(|state| match state {
+                    Some(gadget) => $crate::Gadget::on_events(gadget, &mut events),
+                    None => Err("on-events called before init".to_string()),
+                })?;
+                Ok(events.into_result())
             }
         }
 

@@ -18,6 +18,21 @@
 		__attribute__((unused, used));
 
 /*
+ * GADGET_TRACER(name, map, event) makes the events the program sends through
+ * `map` (a GADGET_TRACER_MAP, <gadget/buffer.h>) the datasource `name`; their
+ * fields are the members of `struct event`, read from BTF (nested structs
+ * flattened as IG names them: proc.comm, proc.parent.pid). As in Inspektor
+ * Gadget, the host finds the symbol gadget_tracer_<name>___<map>___<event>, and
+ * the pointer __gadget_tracer_type_<name> keeps the struct's BTF in the object
+ * even if no code names the type.
+ */
+#define GADGET_TRACER(name, map_name, event_type)                              \
+	const void *gadget_tracer_##name##___##map_name##___##event_type       \
+		__attribute__((unused, used));                                 \
+	const struct event_type *__gadget_tracer_type_##name                   \
+		__attribute__((unused, used));
+
+/*
  * Set by the host before loading to KERNEL_VERSION(a, b, c) of the running
  * kernel (0 if unknown), so a program can choose between tracepoint
  * prototypes that changed across kernels; the verifier prunes the branch not

@@ -12,6 +12,9 @@
 //!
 //! Fields without an `ebpf.offset` (gadget.yaml-only datasources of older gadgets) fall back to
 //! the whole value being the slot array (27 slots of u32 or u64).
+//!
+//! Event datasources (`GADGET_TRACER`) pass through: the default guest does not subscribe, so
+//! the host hands their events to the operators without calling it.
 
 use gadget_sdk::{
     Annotations, Datasource, DatasourceConfig, FieldConfig, Gadget, GadgetConfig, Log2Histogram,
@@ -114,7 +117,9 @@ fn histogram_field(ds: &DatasourceConfig) -> Result<&FieldConfig, String> {
 impl Gadget for DefaultGuest {
     fn init(config: &GadgetConfig) -> Result<Self, String> {
         let mut outputs = Vec::new();
-        for ds in &config.datasources {
+        // Event datasources (tracers) are not subscribed to: their events reach the operators
+        // without entering the guest.
+        for ds in config.datasources.iter().filter(|d| d.events.is_none()) {
             let hist = histogram_field(ds)?;
             let layout = Layout::of(hist).map_err(|e| format!("datasource {}: {e}", ds.name))?;
             let mut labels = Vec::new();

@@ -32,6 +32,18 @@ const HEADERS: &[(&str, &str)] = &[
         "gadget/histogram.h",
         include_str!("../../../ebpf/include/gadget/histogram.h"),
     ),
+    (
+        "gadget/buffer.h",
+        include_str!("../../../ebpf/include/gadget/buffer.h"),
+    ),
+    (
+        "gadget/types.h",
+        include_str!("../../../ebpf/include/gadget/types.h"),
+    ),
+    (
+        "gadget/common.h",
+        include_str!("../../../ebpf/include/gadget/common.h"),
+    ),
 ];
 
 /// build.yaml, as IG names its keys.

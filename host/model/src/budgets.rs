@@ -27,6 +27,12 @@ pub struct GuestBudget {
     pub string_bytes_per_snapshot: usize,
     /// Bytes the guest may log in one call; the rest is dropped with one notice.
     pub log_bytes_per_call: usize,
+    /// Events handed to a guest in one `on-events` call; bigger batches are split.
+    pub events_per_batch: usize,
+    /// Fields a guest may add to one event datasource.
+    pub added_fields_per_datasource: usize,
+    /// Bytes of all string values of added fields in one `on-events` call.
+    pub added_string_bytes_per_batch: usize,
 }
 
 impl Default for GuestBudget {
@@ -41,6 +47,9 @@ impl Default for GuestBudget {
             series_per_snapshot: 16_384,
             string_bytes_per_snapshot: 4 << 20,
             log_bytes_per_call: 64 << 10,
+            events_per_batch: 4_096,
+            added_fields_per_datasource: 32,
+            added_string_bytes_per_batch: 4 << 20,
         }
     }
 }
@@ -170,6 +179,21 @@ pub const KEYS: &[BudgetKey] = &[
         "guest.log-bytes-per-call",
         "bytes a guest may log in one call",
         guest.log_bytes_per_call
+    ),
+    budget!(
+        "guest.events-per-batch",
+        "events handed to a guest in one on-events call (bigger batches are split)",
+        guest.events_per_batch
+    ),
+    budget!(
+        "guest.added-fields-per-datasource",
+        "fields a guest may add to one event datasource",
+        guest.added_fields_per_datasource
+    ),
+    budget!(
+        "guest.added-string-bytes-per-batch",
+        "bytes of all string values of added fields in one on-events call",
+        guest.added_string_bytes_per_batch
     ),
     budget!(
         "daemon.max-instances",

@@ -1,12 +1,17 @@
-//! Running one guest: instantiate under limits, call `init` and `on-snapshot`, collect what it
-//! publishes, and recover from traps by re-instantiating (the eBPF counts are cumulative in the
-//! kernel, so a fresh guest loses nothing).
+//! Running one guest: instantiate under limits, call `init`, `on-snapshot` and `on-events`,
+//! collect what it publishes, and recover from traps by re-instantiating (the eBPF counts are
+//! cumulative in the kernel, so a fresh guest loses nothing; a trapped event batch is lost and
+//! reported as such).
+//!
+//! Every minor version of `gadget:api` the host knows is linked (0.1 and 0.2); a guest runs
+//! against the one it was built for, chosen from its `guest` export's version.
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, Gadget, GadgetPre, types};
+use super::bindings::{self, Gadget, GadgetPre, types, v0_1};
+use crate::events::{self, AddedField, EventDatasource, EventsOut};
 use gadget_model::GuestConfig;
 use gadget_model::budgets::{Budgets, GuestBudget};
 use gadget_model::datasource::{DatasourceSpec, FieldKind, Publication, reserved_label};
@@ -21,8 +26,9 @@ pub enum GuestError {
     #[error("Wasm guest of {origin} is not a valid component: {reason}")]
     Compile { origin: String, reason: String },
     #[error(
-        "Wasm guest of {origin} was built against {found}, but this host implements {PACKAGE}@{VERSION}; rebuild the guest with a matching gadget-guest-sdk",
+        "Wasm guest of {origin} was built against {found}, but this host runs guests built against {PACKAGE}@{OLDEST} to {PACKAGE}@{VERSION}; rebuild the guest with a matching gadget-guest-sdk",
         PACKAGE = bindings::PACKAGE,
+        OLDEST = bindings::v0_1::VERSION,
         VERSION = bindings::VERSION
     )]
     IncompatibleApi { origin: String, found: String },
@@ -46,6 +52,19 @@ pub enum GuestError {
     OverBudget {
         origin: String,
         call: &'static str,
+        message: String,
+    },
+    #[error("Wasm guest of {origin} returned a malformed result from {call}: {message}")]
+    Malformed {
+        origin: String,
+        call: &'static str,
+        message: String,
+    },
+    #[error("{what} handed to the Wasm guest of {origin} in {call}: {message}")]
+    BadInput {
+        origin: String,
+        call: &'static str,
+        what: &'static str,
         message: String,
     },
     #[error("Wasm guest of {origin} refused in {call}: {message}")]
@@ -175,7 +194,19 @@ pub struct GuestRuntime {
 /// Compiled and linked guests by the SHA-256 of their bytes: every instance running the same
 /// guest shares its code, compiled once per process (otherwise ≈ 200 KiB of code and ≈ 80 ms of
 /// CPU per instance). Held weakly: a guest no instance runs any more is freed.
-type GuestCache = std::collections::HashMap<[u8; 32], std::sync::Weak<GadgetPre<HostState>>>;
+type GuestCache = std::collections::HashMap<[u8; 32], std::sync::Weak<Prepared>>;
+
+/// A guest compiled and linked against the minor version of the API it was built for.
+enum Prepared {
+    V0_1(v0_1::GadgetPre<HostState>),
+    V0_2(GadgetPre<HostState>),
+}
+
+/// An instantiated guest's exports, by API version.
+enum Exports {
+    V0_1(v0_1::Gadget),
+    V0_2(Gadget),
+}
 
 /// Most bytes of address space reserved for one guest's linear memory up front; a memory that
 /// grows past it moves (up to [`GuestLimits::memory_bytes`]). Wasmtime's default (4 GiB plus
@@ -222,11 +253,7 @@ impl GuestRuntime {
     }
 
     /// `wasm` compiled, checked and linked: from the cache when an instance runs it already.
-    fn prepare(
-        &self,
-        wasm: &[u8],
-        origin: &str,
-    ) -> Result<std::sync::Arc<GadgetPre<HostState>>, GuestError> {
+    fn prepare(&self, wasm: &[u8], origin: &str) -> Result<std::sync::Arc<Prepared>, GuestError> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(wasm).into();
         // Held while compiling: two instances of one new guest compile it once.
@@ -239,17 +266,23 @@ impl GuestRuntime {
             origin: origin.to_string(),
             reason: format!("{e:#}"),
         })?;
-        check_api_version(engine, &component, origin)?;
+        let minor = check_api_version(engine, &component, origin)?;
         let mut linker: Linker<HostState> = Linker::new(engine);
         let link_err = |e: wasmtime::Error| GuestError::Link {
             origin: origin.to_string(),
             reason: format!("{e:#}"),
         };
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
+        // Every version's host interface: each has its own import name (`…/host@0.1.0`, `@0.2.0`).
         Gadget::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
+        v0_1::Gadget::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link_err)?;
         let pre = linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = std::sync::Arc::new(GadgetPre::new(pre).map_err(link_err)?);
+        let pre = std::sync::Arc::new(match minor {
+            1 => Prepared::V0_1(v0_1::GadgetPre::new(pre).map_err(link_err)?),
+            _ => Prepared::V0_2(GadgetPre::new(pre).map_err(link_err)?),
+        });
         cache.retain(|_, g| g.strong_count() > 0);
         cache.insert(digest, std::sync::Arc::downgrade(&pre));
         Ok(pre)
@@ -267,6 +300,11 @@ struct HostState {
     budget: GuestBudget,
     /// What this call has handed over so far (reset before each guest call).
     spent: Spent,
+    /// The gadget's event datasources: name and the record's field names (added fields may not
+    /// reuse them).
+    event_sources: Vec<(String, Vec<String>)>,
+    /// Event datasources the guest asked for in `init`, with the fields it added to each.
+    subscribed: Vec<(String, Vec<AddedField>)>,
 }
 
 /// A guest call's running totals against its [`GuestBudget`].
@@ -475,6 +513,60 @@ impl WasiView for HostState {
 }
 
 impl bindings::gadget::api::types::Host for HostState {}
+impl v0_1::gadget::api::types::Host for HostState {}
+
+/// A 0.1 guest's calls, answered by the current implementation (a minor version only adds).
+impl v0_1::gadget::api::host::Host for HostState {
+    fn add_datasource(&mut self, spec: v0_1::types::DatasourceSpec) -> Result<u32, String> {
+        bindings::gadget::api::host::Host::add_datasource(self, v0_1::spec(spec))
+    }
+
+    fn publish(
+        &mut self,
+        datasource: u32,
+        histograms: Vec<v0_1::types::Histogram>,
+        samples: Vec<v0_1::types::Sample>,
+    ) -> Result<(), String> {
+        bindings::gadget::api::host::Host::publish(
+            self,
+            datasource,
+            histograms.into_iter().map(v0_1::histogram).collect(),
+            samples.into_iter().map(v0_1::sample).collect(),
+        )
+    }
+
+    fn log(&mut self, level: v0_1::types::LogLevel, message: String) {
+        bindings::gadget::api::host::Host::log(self, v0_1::log_level(level), message)
+    }
+}
+
+impl HostState {
+    /// The subscription entry of an event datasource, made on first use (`init` only).
+    fn subscription(&mut self, datasource: &str) -> Result<&mut Vec<AddedField>, String> {
+        if !self.in_init {
+            return Err("event datasources can only be subscribed to during init".into());
+        }
+        if !self.event_sources.iter().any(|(n, _)| n == datasource) {
+            let known: Vec<&str> = self.event_sources.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!(
+                "{datasource:?} is not an event datasource of this gadget (event datasources: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        let idx = match self.subscribed.iter().position(|(n, _)| n == datasource) {
+            Some(i) => i,
+            None => {
+                self.subscribed.push((datasource.to_string(), Vec::new()));
+                self.subscribed.len() - 1
+            }
+        };
+        Ok(&mut self.subscribed[idx].1)
+    }
+}
 
 impl bindings::gadget::api::host::Host for HostState {
     fn add_datasource(&mut self, spec: types::DatasourceSpec) -> Result<u32, String> {
@@ -552,6 +644,57 @@ impl bindings::gadget::api::host::Host for HostState {
         Ok(())
     }
 
+    fn subscribe_events(&mut self, datasource: String) -> Result<(), String> {
+        self.subscription(&datasource).map(|_| ())
+    }
+
+    fn add_field(&mut self, datasource: String, field: types::AddedField) -> Result<(), String> {
+        let budget = self.budget;
+        let record_fields = self
+            .event_sources
+            .iter()
+            .find(|(n, _)| *n == datasource)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        let field = events::added_from_wit(field);
+        let added = self.subscription(&datasource)?;
+        if added.len() >= budget.added_fields_per_datasource {
+            return Err(format!(
+                "more than {} added fields in event datasource {datasource} (budget guest.added-fields-per-datasource)",
+                budget.added_fields_per_datasource
+            ));
+        }
+        if field.name.is_empty()
+            || field.name.len() > budget.label_bytes
+            || field.name.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "added field name {:?} must be 1..={} printable bytes (budget guest.label-bytes)",
+                field.name, budget.label_bytes
+            ));
+        }
+        if record_fields.contains(&field.name) || added.iter().any(|f| f.name == field.name) {
+            return Err(format!(
+                "field {} already exists in event datasource {datasource}",
+                field.name
+            ));
+        }
+        let text: usize = field
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            + field.description.len();
+        if text > MAX_FIELD_TEXT_BYTES {
+            return Err(format!(
+                "added field {} carries {text} bytes of annotations and description (at most {MAX_FIELD_TEXT_BYTES})",
+                field.name
+            ));
+        }
+        added.push(field);
+        Ok(())
+    }
+
     fn log(&mut self, level: types::LogLevel, message: String) {
         let origin = &self.origin;
         let room = self
@@ -582,22 +725,39 @@ impl bindings::gadget::api::host::Host for HostState {
 
 /// A running guest.
 pub struct GuestInstance {
-    pre: std::sync::Arc<GadgetPre<HostState>>,
+    pre: std::sync::Arc<Prepared>,
     engine: Engine,
     limits: GuestLimits,
     origin: String,
     config: types::GadgetConfig,
-    live: Option<(Store<HostState>, Gadget)>,
+    /// The event datasources and their record sizes (the smallest record the guest gets).
+    event_sources: Vec<(String, u32)>,
+    live: Option<(Store<HostState>, Exports)>,
     datasources: Vec<DatasourceSpec>,
+    subscribed: Vec<(String, Vec<AddedField>)>,
 }
 
 impl GuestInstance {
-    /// Compiles (or finds compiled), links, instantiates and initialises a guest.
+    /// Compiles (or finds compiled), links, instantiates and initialises a guest of a gadget
+    /// without event datasources.
     pub fn start(
         runtime: &GuestRuntime,
         wasm: &[u8],
         origin: &str,
         config: &GuestConfig,
+        limits: GuestLimits,
+    ) -> Result<Self, GuestError> {
+        Self::start_with_events(runtime, wasm, origin, config, &[], limits)
+    }
+
+    /// [`GuestInstance::start`] for a gadget with event datasources (tracers): the guest's
+    /// `init` sees each one's record layout and may subscribe to it and add fields.
+    pub fn start_with_events(
+        runtime: &GuestRuntime,
+        wasm: &[u8],
+        origin: &str,
+        config: &GuestConfig,
+        events: &[EventDatasource],
         limits: GuestLimits,
     ) -> Result<Self, GuestError> {
         let engine = runtime.engine.clone();
@@ -607,9 +767,14 @@ impl GuestInstance {
             engine,
             limits,
             origin: origin.to_string(),
-            config: bindings::config_to_wit(config),
+            config: bindings::config_to_wit(config, events),
+            event_sources: events
+                .iter()
+                .map(|e| (e.datasource.clone(), e.layout.record_size()))
+                .collect(),
             live: None,
             datasources: Vec::new(),
+            subscribed: Vec::new(),
         };
         guest.instantiate()?;
         Ok(guest)
@@ -618,6 +783,23 @@ impl GuestInstance {
     /// Datasources the guest declared in `init`.
     pub fn datasources(&self) -> &[DatasourceSpec] {
         &self.datasources
+    }
+
+    /// True if the guest subscribed to the event datasource `datasource` in `init`: only then
+    /// does [`GuestInstance::on_events`] cross into the guest. The built-in default guest and
+    /// 0.1 guests never subscribe, so their events pass through untouched.
+    pub fn wants_events(&self, datasource: &str) -> bool {
+        self.subscribed.iter().any(|(n, _)| n == datasource)
+    }
+
+    /// The fields the guest added to the event datasource `datasource` in `init`, in the order
+    /// of [`EventsOut::added`]'s columns.
+    pub fn added_fields(&self, datasource: &str) -> &[AddedField] {
+        self.subscribed
+            .iter()
+            .find(|(n, _)| n == datasource)
+            .map(|(_, f)| f.as_slice())
+            .unwrap_or_default()
     }
 
     fn instantiate(&mut self) -> Result<(), GuestError> {
@@ -652,19 +834,36 @@ impl GuestInstance {
             origin: self.origin.clone(),
             budget: self.limits.budget,
             spent: Spent::default(),
+            event_sources: self
+                .config
+                .datasources
+                .iter()
+                .filter_map(|d| {
+                    let layout = d.events.as_ref()?;
+                    Some((
+                        d.name.clone(),
+                        layout.fields.iter().map(|f| f.name.clone()).collect(),
+                    ))
+                })
+                .collect(),
+            subscribed: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         self.refuel(&mut store, "instantiate")?;
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.trap_error(&store, "instantiate", e))?;
+        let bindings = match self.pre.as_ref() {
+            Prepared::V0_1(pre) => pre.instantiate(&mut store).map(Exports::V0_1),
+            Prepared::V0_2(pre) => pre.instantiate(&mut store).map(Exports::V0_2),
+        }
+        .map_err(|e| self.trap_error(&store, "instantiate", e))?;
         self.refuel(&mut store, "init")?;
-        let result = bindings
-            .gadget_api_guest()
-            .call_init(&mut store, &self.config)
-            .map_err(|e| self.trap_error(&store, "init", e))?;
+        let result = match &bindings {
+            Exports::V0_1(b) => b
+                .gadget_api_guest()
+                .call_init(&mut store, &v0_1::config(&self.config)),
+            Exports::V0_2(b) => b.gadget_api_guest().call_init(&mut store, &self.config),
+        }
+        .map_err(|e| self.trap_error(&store, "init", e))?;
         self.check_spent(&mut store, "init")?;
         result.map_err(|message| GuestError::Refused {
             origin: self.origin.clone(),
@@ -673,14 +872,18 @@ impl GuestInstance {
         })?;
         store.data_mut().in_init = false;
         let declared = store.data().datasources.clone();
-        if !self.datasources.is_empty() && self.datasources != declared {
+        let subscribed = store.data().subscribed.clone();
+        if !self.datasources.is_empty() && self.datasources != declared
+            || !self.subscribed.is_empty() && self.subscribed != subscribed
+        {
             return Err(GuestError::Refused {
                 origin: self.origin.clone(),
                 call: "init",
-                message: "declared different datasources after a restart".into(),
+                message: "declared different datasources or added fields after a restart".into(),
             });
         }
         self.datasources = declared;
+        self.subscribed = subscribed;
         self.live = Some((store, bindings));
         Ok(())
     }
@@ -753,9 +956,13 @@ impl GuestInstance {
         self.refuel(&mut store, "on-snapshot")?;
         store.data_mut().published.clear();
         store.data_mut().spent = Spent::default();
-        let result = bindings
-            .gadget_api_guest()
-            .call_on_snapshot(&mut store, &wit);
+        let result = match &bindings {
+            Exports::V0_1(b) => {
+                let old: Vec<v0_1::types::MapSnapshot> = wit.iter().map(v0_1::snapshot).collect();
+                b.gadget_api_guest().call_on_snapshot(&mut store, &old)
+            }
+            Exports::V0_2(b) => b.gadget_api_guest().call_on_snapshot(&mut store, &wit),
+        };
         if result.is_ok()
             && let Err(e) = self.check_spent(&mut store, "on-snapshot")
         {
@@ -784,25 +991,158 @@ impl GuestInstance {
             Err(e) => Err(self.trap_error(&store, "on-snapshot", e)),
         }
     }
+
+    /// Hands the guest a batch of raw event records of the event datasource `datasource`, in
+    /// the order the kernel emitted them, and returns what to show: which events are kept,
+    /// the new bytes of those the guest rewrote, the values of its added fields, and the
+    /// counters it published. One guest call per `guest.events-per-batch` events (a bigger
+    /// batch is split; the result covers the whole batch).
+    ///
+    /// A datasource the guest did not subscribe to ([`GuestInstance::wants_events`]) comes back
+    /// whole without entering the guest. Every record must be at least the layout's size.
+    /// On error nothing of the batch is usable: the caller counts its events as lost. After a
+    /// trap the instance is rebuilt for the next call, as for [`GuestInstance::on_snapshot`].
+    pub fn on_events<R: AsRef<[u8]>>(
+        &mut self,
+        datasource: &str,
+        records: &[R],
+    ) -> Result<EventsOut, GuestError> {
+        let Some(&(_, record_size)) = self.event_sources.iter().find(|(n, _)| n == datasource)
+        else {
+            return Err(GuestError::BadInput {
+                origin: self.origin.clone(),
+                call: "on-events",
+                what: "events",
+                message: format!("{datasource:?} is not an event datasource of this guest"),
+            });
+        };
+        if let Some((i, r)) = records
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.as_ref().len() < record_size as usize)
+        {
+            return Err(GuestError::BadInput {
+                origin: self.origin.clone(),
+                call: "on-events",
+                what: "events",
+                message: format!(
+                    "record {i} of datasource {datasource} is {} bytes, shorter than its layout ({record_size} bytes)",
+                    r.as_ref().len()
+                ),
+            });
+        }
+        if u32::try_from(records.len()).is_err() {
+            return Err(GuestError::BadInput {
+                origin: self.origin.clone(),
+                call: "on-events",
+                what: "events",
+                message: format!(
+                    "{} records in one batch (at most {})",
+                    records.len(),
+                    u32::MAX
+                ),
+            });
+        }
+        if !self.wants_events(datasource) {
+            return Ok(EventsOut::pass_through(records.len()));
+        }
+        let mut out = EventsOut::default();
+        let chunk = self.limits.budget.events_per_batch.max(1);
+        for (n, part) in records.chunks(chunk).enumerate() {
+            let next = self.events_chunk(datasource, part)?;
+            // Fits: the batch has at most u32::MAX records (checked above).
+            out.append(next, (n * chunk) as u32);
+        }
+        Ok(out)
+    }
+
+    fn events_chunk<R: AsRef<[u8]>>(
+        &mut self,
+        datasource: &str,
+        records: &[R],
+    ) -> Result<EventsOut, GuestError> {
+        const CALL: &str = "on-events";
+        if self.live.is_none() {
+            self.instantiate()?;
+        }
+        let batch =
+            events::batch_to_wit(datasource, records).map_err(|message| GuestError::BadInput {
+                origin: self.origin.clone(),
+                call: CALL,
+                what: "events",
+                message,
+            })?;
+        let Some((mut store, bindings)) = self.live.take() else {
+            return Ok(EventsOut::pass_through(records.len()));
+        };
+        let Exports::V0_2(b) = &bindings else {
+            // A 0.1 guest cannot subscribe, so `wants_events` was false; nothing to do.
+            self.live = Some((store, bindings));
+            return Ok(EventsOut::pass_through(records.len()));
+        };
+        self.refuel(&mut store, CALL)?;
+        store.data_mut().published.clear();
+        store.data_mut().spent = Spent::default();
+        let result = b.gadget_api_guest().call_on_events(&mut store, &batch);
+        drop(batch);
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.trap_error(&store, CALL, e)),
+        };
+        if let Err(e) = self.check_spent(&mut store, CALL) {
+            store.data_mut().published.clear();
+            self.live = Some((store, bindings));
+            return Err(e);
+        }
+        let published = std::mem::take(&mut store.data_mut().published);
+        self.live = Some((store, bindings));
+        let result = result.map_err(|message| GuestError::Refused {
+            origin: self.origin.clone(),
+            call: CALL,
+            message,
+        })?;
+        let mut out = events::check_result(
+            records,
+            self.added_fields(datasource),
+            &self.limits.budget,
+            result,
+        )
+        .map_err(|message| GuestError::Malformed {
+            origin: self.origin.clone(),
+            call: CALL,
+            message,
+        })?;
+        out.published = published;
+        Ok(out)
+    }
 }
 
-/// Refuses guests built against another major version of the WIT package, naming both.
+/// Refuses guests built against another major version of the WIT package (or a newer minor
+/// one), naming both. Returns the minor version of the guest's `guest` export (what it was
+/// built against; 2 when it exports none, which instantiation then reports).
 fn check_api_version(
     engine: &Engine,
     component: &Component,
     origin: &str,
-) -> Result<(), GuestError> {
+) -> Result<u64, GuestError> {
     let ty = component.component_type();
     let names = ty
         .imports(engine)
         .map(|(n, _)| n.to_string())
         .chain(ty.exports(engine).map(|(n, _)| n.to_string()));
     let prefix = format!("{}/", bindings::PACKAGE);
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let mut minor = 2;
     for name in names {
         if !name.starts_with(&prefix) {
             continue;
         }
         let version = name.rsplit_once('@').map(|(_, v)| v).unwrap_or("");
+        if exports.contains(&name)
+            && let Some(m) = version.split('.').nth(1).and_then(|m| m.parse().ok())
+        {
+            minor = m;
+        }
         if !compatible(version, bindings::VERSION) {
             return Err(GuestError::IncompatibleApi {
                 origin: origin.to_string(),
@@ -818,11 +1158,12 @@ fn check_api_version(
             });
         }
     }
-    Ok(())
+    Ok(minor)
 }
 
-/// Semver compatibility as cargo sees it: same major, or for 0.x the same minor; the guest's
-/// minor may not be newer than ours.
+/// wit/gadget.wit's rule: the same major version, and a minor version the host knows (not
+/// newer than its own). 0.x is no exception: 0.2 only adds to 0.1, so 0.1 guests keep running;
+/// 0.1 is the first version there was (no 0.0 guest exists to run).
 fn compatible(guest: &str, host: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64)> {
         let mut it = v.split('.');
@@ -830,11 +1171,7 @@ fn compatible(guest: &str, host: &str) -> bool {
     };
     match (parse(guest), parse(host)) {
         (Some((gmaj, gmin)), Some((hmaj, hmin))) => {
-            if hmaj == 0 {
-                gmaj == 0 && gmin == hmin
-            } else {
-                gmaj == hmaj && gmin <= hmin
-            }
+            gmaj == hmaj && gmin <= hmin && (gmaj > 0 || gmin >= 1)
         }
         _ => false,
     }
@@ -848,7 +1185,13 @@ mod tests {
     fn version_rules() {
         assert!(compatible("0.1.0", "0.1.0"));
         assert!(compatible("0.1.3", "0.1.0"));
+        assert!(compatible("0.1.0", "0.2.0"), "0.2 still runs 0.1 guests");
+        assert!(
+            !compatible("0.3.0", "0.2.0"),
+            "a newer minor is unknown to the host"
+        );
         assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("0.0.1", "0.2.0"), "no 0.0 API ever existed");
         assert!(!compatible("1.0.0", "0.1.0"));
         assert!(compatible("1.1.0", "1.2.0"));
         assert!(!compatible("1.3.0", "1.2.0"));

@@ -1,7 +1,8 @@
 //! Authoring, end to end as a newcomer would do it (docs/authoring.md): `gadget new`, build the
 //! image, push it to a real registry, run it from there with metrics export on real block I/O;
 //! and the second gadget of the repository, runqlat, built only from the template and the
-//! public SDK, against a process that sleeps a known number of times.
+//! public SDK, against a process that sleeps a known number of times; and trace_exec, the tracer
+//! made with `gadget new --tracer`, built from the template.
 //!
 //! Needs root, the built gadgets (`make gadgets`) and docker-registry; `make test` provides all.
 
@@ -92,6 +93,48 @@ fn a_gadget_made_with_gadget_new_builds_pushes_and_runs_with_metrics() {
     let row = h.rows.iter().find(|r| r.0 == 4096).unwrap();
     assert_eq!(row.1, 8192, "{h:?}");
     assert_eq!(row.2, h.total(), "every request in the 4 KiB row: {h:?}");
+}
+
+/// `gadget new --tracer trace_exec` is gadgets/trace_exec (the tracer of this repository is the
+/// template unchanged, but for its guest's Cargo.toml joining the workspace), and it builds as
+/// generated: clang with the embedded <gadget/buffer.h>, <gadget/types.h>, <gadget/common.h>,
+/// the guest against the SDK. Running it needs the host's tracer support (issue 16, host side).
+#[test]
+fn a_tracer_made_with_gadget_new_tracer_is_trace_exec_and_builds() {
+    let work = tempfile::tempdir().unwrap();
+    let gadget = |args: &[&str]| {
+        Command::new(gadget_bin())
+            .arg("--store")
+            .arg(work.path().join("store"))
+            .args(args)
+            .env("CARGO_TARGET_DIR", repo_root().join("target"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    ok(&gadget(&[
+        "new",
+        "--tracer",
+        "trace_exec",
+        "--dir",
+        work.path().to_str().unwrap(),
+    ]));
+    let dir = work.path().join("trace_exec");
+    for f in ["program.bpf.c", "gadget.yaml", "guest/src/lib.rs"] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(f)).unwrap(),
+            std::fs::read_to_string(repo_root().join("gadgets/trace_exec").join(f)).unwrap(),
+            "gadgets/trace_exec/{f} differs from the template"
+        );
+    }
+    let built = ok(&gadget(&[
+        "image",
+        "build",
+        dir.to_str().unwrap(),
+        "-t",
+        "trace_exec:dev",
+    ]));
+    assert!(built.contains("built "), "{built}");
 }
 
 /// A perl process that blocks on a FIFO until told to start, then sleeps `n` times for 2 ms.

@@ -26,6 +26,8 @@ impl HostCalls {
             origin: origin.to_string(),
             budget: GuestLimits::default().budget,
             spent: Spent::default(),
+            event_sources: Vec::new(),
+            subscribed: Vec::new(),
         })
     }
 
