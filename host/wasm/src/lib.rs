@@ -9,4 +9,6 @@ mod bindings;
 pub mod default_guest;
 pub mod guest;
 
-pub use guest::{Capabilities, GrantError, GuestError, GuestInstance, GuestLimits, GuestRuntime};
+pub use guest::{
+    Capabilities, GrantError, GuestError, GuestInstance, GuestLimits, GuestRuntime, GuestStats,
+};
