@@ -107,6 +107,18 @@ fn detach_list_attach_delete_and_manifests() {
     dev.write_direct(400);
     d.wait_inf("blockio-metrics", 400);
     d.wait_inf("blockio-metrics-with-nodeinfo", 400);
+    // The host's own series name each instance by its daemon name and ID.
+    let text = d.metrics().unwrap();
+    let labels = format!(
+        "{{image=\"{}\",instance_id=\"{id}\",instance_name=\"profileblockio\"",
+        dir.display()
+    );
+    for family in ["gadget_guest_calls_total", "gadget_ebpf_drops_total"] {
+        assert!(
+            text.contains(&format!("{family}{labels}")),
+            "{family}{labels} missing:\n{text}"
+        );
+    }
 
     // attach streams frames; interrupting the viewer leaves the instance running.
     let viewer = Command::new(gadget_bin())
@@ -161,6 +173,12 @@ fn detach_list_attach_delete_and_manifests() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(d.inf("blockio-metrics-with-nodeinfo").is_some());
+    let text = d.metrics().unwrap();
+    assert!(
+        !text.contains(&format!("instance_id=\"{id}\"")),
+        "a deleted instance's own series are gone:\n{text}"
+    );
+    assert!(text.contains("instance_name=\"with-node\""), "{text}");
     assert_eq!(d.instances().len(), 1);
     d.ok(&["delete", "with-node"]);
     wait_new_programs(&before, 0);
