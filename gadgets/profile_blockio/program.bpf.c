@@ -78,6 +78,13 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
+/*
+ * Keeps enum drop_reason in the object's BTF (the array map's key must be a
+ * plain int): the host names the drops counters by its enumerators in
+ * gadget_ebpf_drops_total{reason=...}.
+ */
+const enum drop_reason *gadget_drop_reasons __attribute__((unused));
+
 GADGET_MAPITER(blockio, hists);
 
 /* Inserted on the first I/O of a (dev, op); read-only source for the update. */

@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use gadget_api::{ErrorCode, InstanceInfo, Reply, Request, RunRequest};
 use gadget_operators::Operator;
+use gadget_operators::metrics::host::InstanceLabels;
 use gadget_operators::metrics::{MetricsOperator, MetricsRegistry};
 use gadget_operators::printer::Printer;
 use gadget_runtime::instance::{self, Hooks};
@@ -141,6 +142,11 @@ impl Daemon {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), instance::InstanceError>>();
         let registry = self.registry.clone();
+        let stats = registry.register_instance(InstanceLabels {
+            name: saved.request.name.clone().unwrap_or_default(),
+            id: id.clone(),
+            image: saved.request.reference.clone(),
+        });
         // A temporary instance is not pinned: if the daemon dies, its programs go with it (it
         // is never saved, so a restarted daemon could not find the pins to remove them).
         let pin_dir = lease.is_none().then(|| self.pin_dir(&id));
@@ -166,6 +172,7 @@ impl Daemon {
                         let _ = on_attached.send(Ok(()));
                     })),
                     on_warning: None,
+                    stats: Some(stats),
                 };
                 let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
                 let end = match &result {

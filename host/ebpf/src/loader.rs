@@ -16,6 +16,7 @@ use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
 use super::snapshot;
+use super::stats::{KernelStats, StatsSource};
 use super::system::KernelVersion;
 use gadget_model::MapSnapshot;
 use gadget_model::error_chain;
@@ -232,6 +233,7 @@ pub struct LoadedGadget {
     /// One line per IG special map this host leaves empty (IG's operators fill them).
     pub notices: Vec<String>,
     maps: Vec<DatasourceMap>,
+    stats: StatsSource,
 }
 
 impl fmt::Debug for LoadedGadget {
@@ -409,6 +411,7 @@ fn load_mode(
         }
         names.push(p.name.clone());
     }
+    let stats = StatsSource::new(program_fds(&ebpf, &names), info.btf.as_ref());
     let mut maps = Vec::new();
     for iter in &info.mapiters {
         let data = take_map_data(&mut ebpf, &iter.map)
@@ -457,6 +460,7 @@ fn load_mode(
         programs: names,
         notices: special_map_notices(info),
         maps,
+        stats,
     })
 }
 
@@ -600,6 +604,10 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
         programs,
         notices: special_map_notices(info),
         maps,
+        stats: StatsSource::new(
+            StatsSource::program_fds_from_links(&links_dir),
+            info.btf.as_ref(),
+        ),
     })
 }
 
@@ -640,10 +648,34 @@ impl LoadedGadget {
         Ok(out)
     }
 
+    /// The kernel's counters for this gadget's programs and its drop counters (see
+    /// [`super::stats`]); cheap enough for every snapshot tick.
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.stats.read()
+    }
+
     /// Datasources this gadget's eBPF side feeds.
     pub fn datasources(&self) -> impl Iterator<Item = &str> {
         self.maps.iter().map(|m| m.iter.datasource.as_str())
     }
+}
+
+/// Each attached program's name and a file descriptor of its own, for [`StatsSource`]. A
+/// program whose descriptor cannot be duplicated only goes without statistics.
+fn program_fds(ebpf: &Ebpf, names: &[String]) -> Vec<(String, std::os::fd::OwnedFd)> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let fd = ebpf.program(name)?.fd().ok()?;
+            match fd.as_fd().try_clone_to_owned() {
+                Ok(fd) => Some((name.clone(), fd)),
+                Err(e) => {
+                    tracing::warn!("no kernel statistics for program {name}: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// A program error with the verifier log's last lines, where the reason for a rejection is.

@@ -13,6 +13,7 @@ use gadget_model::{GuestConfig, annotations, params};
 use gadget_object as object;
 use gadget_operators::env::EnvFields;
 use gadget_operators::metrics::MetricsName;
+use gadget_operators::metrics::host::{InstanceSample, InstanceStats, ProgramSample};
 use gadget_operators::{Operator, OperatorError};
 use gadget_wasm::{
     Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest,
@@ -85,6 +86,9 @@ pub struct Hooks {
     /// Receives the gadget's warnings (ignored gadget.yaml keys, datasources the object does
     /// not define, …) before it starts; without it they are logged.
     pub on_warning: Option<WarningSink>,
+    /// The instance's own metrics on the endpoint (kernel, guest and tick counters), refreshed
+    /// on every snapshot tick.
+    pub stats: Option<InstanceStats>,
 }
 
 /// Where a run's warnings go (the CLI prints them).
@@ -189,6 +193,7 @@ pub fn run(
 
     let deadline = spec.timeout.map(|t| Instant::now() + t);
     let mut failures = 0u32;
+    let mut ticks = (0u64, Duration::ZERO);
     loop {
         let wait = match deadline {
             Some(d) => spec
@@ -202,6 +207,7 @@ pub fn run(
                 .filter(|d| Instant::now() >= *d)
                 .map(|_| Ended::TimedOut),
         };
+        let tick = Instant::now();
         let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
         match guest.on_snapshot(&snapshots) {
             Ok(mut publications) => {
@@ -219,10 +225,42 @@ pub fn run(
                 tracing::error!("{e} (restarting the guest for the next snapshot)");
             }
         }
+        if let Some(stats) = &hooks.stats {
+            ticks = (ticks.0 + 1, ticks.1 + tick.elapsed());
+            let kernel = loaded.kernel_stats();
+            let g = guest.stats();
+            stats.update(|s| fill_sample(s, kernel, g, ticks));
+        }
         if let Some(ended) = ended {
             return Ok(ended);
         }
     }
+}
+
+/// One tick's counters into the instance's sample. Fields other producers own (the tracer's
+/// `lost_events`) are left as they are.
+fn fill_sample(
+    s: &mut InstanceSample,
+    kernel: ebpf::stats::KernelStats,
+    guest: gadget_wasm::GuestStats,
+    (snapshots, snapshot_time): (u64, Duration),
+) {
+    s.drops = kernel.drops;
+    s.programs = kernel
+        .programs
+        .into_iter()
+        .map(|p| ProgramSample {
+            program: p.program,
+            recursion_misses: p.recursion_misses,
+            runs: p.runs,
+        })
+        .collect();
+    s.guest_calls = guest.calls;
+    s.guest_traps = guest.traps;
+    s.guest_fuel_used = guest.fuel_used;
+    s.guest_memory_bytes = guest.memory_bytes;
+    s.snapshots = snapshots;
+    s.snapshot_time = snapshot_time;
 }
 
 /// Why a run request (the daemon's protocol) cannot become an instance.

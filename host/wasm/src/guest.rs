@@ -7,7 +7,7 @@
 //! against the one it was built for, chosen from its `guest` export's version.
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Gadget, GadgetPre, types, v0_1};
@@ -292,7 +292,7 @@ impl GuestRuntime {
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: TrackedLimits,
     in_init: bool,
     datasources: Vec<DatasourceSpec>,
     published: Vec<Publication>,
@@ -305,6 +305,73 @@ struct HostState {
     event_sources: Vec<(String, Vec<String>)>,
     /// Event datasources the guest asked for in `init`, with the fields it added to each.
     subscribed: Vec<(String, Vec<AddedField>)>,
+}
+
+/// The store's limits, plus the linear memory they let the guest have (for the host's metrics:
+/// wasmtime does not say how large a component's memories are from outside).
+struct TrackedLimits {
+    inner: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for TrackedLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self
+                .memory_bytes
+                .saturating_add(desired.saturating_sub(current));
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// What a guest has cost so far, for the host's own metrics. Counts are since the instance
+/// started and survive re-instantiation after a trap; `memory_bytes` is the current store's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestStats {
+    /// Calls into the guest (`init`, `on-snapshot`).
+    pub calls: u64,
+    /// Calls that trapped (including running out of fuel).
+    pub traps: u64,
+    /// Fuel the calls consumed.
+    pub fuel_used: u64,
+    /// The guest's linear memory now.
+    pub memory_bytes: u64,
 }
 
 /// A guest call's running totals against its [`GuestBudget`].
@@ -735,6 +802,7 @@ pub struct GuestInstance {
     live: Option<(Store<HostState>, Exports)>,
     datasources: Vec<DatasourceSpec>,
     subscribed: Vec<(String, Vec<AddedField>)>,
+    stats: GuestStats,
 }
 
 impl GuestInstance {
@@ -775,9 +843,33 @@ impl GuestInstance {
             live: None,
             datasources: Vec::new(),
             subscribed: Vec::new(),
+            stats: GuestStats::default(),
         };
         guest.instantiate()?;
         Ok(guest)
+    }
+
+    /// What the guest has cost so far.
+    pub fn stats(&self) -> GuestStats {
+        let memory_bytes = self
+            .live
+            .as_ref()
+            .map_or(0, |(store, _)| store.data().limits.memory_bytes as u64);
+        GuestStats {
+            memory_bytes,
+            ..self.stats
+        }
+    }
+
+    /// Counts one call: the fuel it burnt and whether it trapped.
+    fn account(&mut self, store: &Store<HostState>, trapped: bool) {
+        self.stats.calls += 1;
+        self.stats.traps += u64::from(trapped);
+        let left = store.get_fuel().unwrap_or(0);
+        self.stats.fuel_used = self
+            .stats
+            .fuel_used
+            .saturating_add(self.limits.fuel_per_call.saturating_sub(left));
     }
 
     /// Datasources the guest declared in `init`.
@@ -823,11 +915,14 @@ impl GuestInstance {
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .instances(4)
-                .build(),
+            limits: TrackedLimits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .instances(4)
+                    .build(),
+                memory_bytes: 0,
+            },
             in_init: true,
             datasources: Vec::new(),
             published: Vec::new(),
@@ -862,8 +957,9 @@ impl GuestInstance {
                 .gadget_api_guest()
                 .call_init(&mut store, &v0_1::config(&self.config)),
             Exports::V0_2(b) => b.gadget_api_guest().call_init(&mut store, &self.config),
-        }
-        .map_err(|e| self.trap_error(&store, "init", e))?;
+        };
+        self.account(&store, result.is_err());
+        let result = result.map_err(|e| self.trap_error(&store, "init", e))?;
         self.check_spent(&mut store, "init")?;
         result.map_err(|message| GuestError::Refused {
             origin: self.origin.clone(),
@@ -963,6 +1059,7 @@ impl GuestInstance {
             }
             Exports::V0_2(b) => b.gadget_api_guest().call_on_snapshot(&mut store, &wit),
         };
+        self.account(&store, result.is_err());
         if result.is_ok()
             && let Err(e) = self.check_spent(&mut store, "on-snapshot")
         {
@@ -1085,6 +1182,7 @@ impl GuestInstance {
         store.data_mut().spent = Spent::default();
         let result = b.gadget_api_guest().call_on_events(&mut store, &batch);
         drop(batch);
+        self.account(&store, result.is_err());
         let result = match result {
             Ok(r) => r,
             Err(e) => return Err(self.trap_error(&store, CALL, e)),

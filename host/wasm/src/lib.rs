@@ -13,4 +13,6 @@ mod events_tests;
 pub mod guest;
 
 pub use events::{AddedField, AddedKind, AddedValues, EventDatasource, EventsOut};
-pub use guest::{Capabilities, GrantError, GuestError, GuestInstance, GuestLimits, GuestRuntime};
+pub use guest::{
+    Capabilities, GrantError, GuestError, GuestInstance, GuestLimits, GuestRuntime, GuestStats,
+};

@@ -10,6 +10,7 @@ use gadget_api::{Reply, Request, RunRequest};
 use gadget_daemon as daemon;
 use gadget_ebpf::AttachMode;
 use gadget_image::{self as image, ImageConfig};
+use gadget_operators::metrics::host::InstanceLabels;
 use gadget_operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, otlp, server};
 use gadget_operators::{Operator, printer::Printer};
 use gadget_runtime::instance::{self, Ended, InstanceError, InstanceSpec};
@@ -329,11 +330,16 @@ async fn foreground(
                 Box::new(std::io::stdout()),
                 std::io::IsTerminal::is_terminal(&std::io::stdout()),
             )),
-            Box::new(MetricsOperator::new(registry, names)),
+            Box::new(MetricsOperator::new(registry.clone(), names)),
         ];
+        let stats = registry.register_instance(InstanceLabels {
+            image: spec.reference.clone(),
+            ..Default::default()
+        });
         let hooks = instance::Hooks {
             images,
             on_warning: Some(Box::new(|w: &str| eprintln!("warning: {w}"))),
+            stats: Some(stats),
             ..Default::default()
         };
         let result = instance::run(&spec, &mut operators, &stop_rx, hooks);

@@ -107,6 +107,27 @@ fn detach_list_attach_delete_and_manifests() {
     dev.write_direct(400);
     d.wait_inf("blockio-metrics", 400);
     d.wait_inf("blockio-metrics-with-nodeinfo", 400);
+    // The host's own series name each instance by its daemon name and ID (drops from the
+    // instance's first tick on).
+    let labels = format!(
+        "{{image=\"{}\",instance_id=\"{id}\",instance_name=\"profileblockio\"",
+        dir.display()
+    );
+    let start = Instant::now();
+    loop {
+        let text = d.metrics().unwrap();
+        if ["gadget_guest_calls_total", "gadget_ebpf_drops_total"]
+            .iter()
+            .all(|family| text.contains(&format!("{family}{labels}")))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "guest calls and drops with {labels} missing:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // attach streams frames; interrupting the viewer leaves the instance running.
     let viewer = Command::new(gadget_bin())
@@ -161,6 +182,12 @@ fn detach_list_attach_delete_and_manifests() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(d.inf("blockio-metrics-with-nodeinfo").is_some());
+    let text = d.metrics().unwrap();
+    assert!(
+        !text.contains(&format!("instance_id=\"{id}\"")),
+        "a deleted instance's own series are gone:\n{text}"
+    );
+    assert!(text.contains("instance_name=\"with-node\""), "{text}");
     assert_eq!(d.instances().len(), 1);
     d.ok(&["delete", "with-node"]);
     wait_new_programs(&before, 0);
@@ -215,6 +242,28 @@ fn kill_9_loses_no_io_and_no_instance() {
         "{}",
         d.log()
     );
+    // Adopted programs (found through their pinned links) keep their own metrics, from the
+    // tick that follows the histogram's (the sample is refreshed after publishing).
+    let survivor = "instance_name=\"survivor\"";
+    let count = |text: &str, family: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(family) && l.contains(survivor))
+            .count()
+    };
+    let start = Instant::now();
+    loop {
+        let text = d.metrics().unwrap();
+        let programs = count(&text, "gadget_ebpf_program_recursion_misses_total{");
+        let drops = count(&text, "gadget_ebpf_drops_total{");
+        if programs >= 2 && drops == 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{programs} program and {drops} drop series for {survivor}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

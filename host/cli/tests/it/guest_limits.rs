@@ -46,6 +46,14 @@ fn a_well_behaved_guest_publishes() {
     assert_eq!(g.datasources()[0].name, "blockio");
     let pubs = g.on_snapshot(&snapshot()).unwrap();
     assert_eq!(pubs[0].histograms[0].counts.len(), 27);
+    // What the host's metrics export: init and one snapshot, no trap, some fuel, a memory.
+    let stats = g.stats();
+    assert_eq!((stats.calls, stats.traps), (2, 0), "{stats:?}");
+    assert!(stats.fuel_used > 0 && stats.memory_bytes > 0, "{stats:?}");
+    g.on_snapshot(&snapshot()).unwrap();
+    let again = g.stats();
+    assert_eq!(again.calls, 3);
+    assert!(again.fuel_used > stats.fuel_used, "{again:?}");
 }
 
 #[test]
@@ -62,6 +70,10 @@ fn a_trap_is_reported_and_the_guest_restarts() {
             other => panic!("expected a trap, got {other:?}"),
         }
     }
+    // Counted across the re-instantiations: one init per instance, three trapped calls.
+    let stats = g.stats();
+    assert_eq!(stats.traps, 3, "{stats:?}");
+    assert_eq!(stats.calls, 3 + 3, "{stats:?}");
 }
 
 #[test]
@@ -74,6 +86,12 @@ fn a_runaway_loop_runs_out_of_fuel() {
     let err = g.on_snapshot(&snapshot()).unwrap_err();
     assert!(matches!(err, GuestError::OutOfFuel { .. }), "{err}");
     assert!(err.to_string().contains("CPU budget"), "{err}");
+    let stats = g.stats();
+    assert_eq!(stats.traps, 1, "{stats:?}");
+    assert!(
+        stats.fuel_used >= 50_000_000,
+        "the whole budget burnt: {stats:?}"
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::host::HostFamily;
 use super::naming;
 use super::{SCOPE_LABEL, ScopeSnapshot, histogram_sum};
 use gadget_model::datasource::{FieldKind, Histogram, reserved_label};
@@ -63,6 +64,9 @@ impl Skip {
 
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, and not one of the host's own families.
 fn valid_metric_name(name: &str) -> bool {
+    if super::host::is_host_family(name) {
+        return false;
+    }
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && name
             .chars()
@@ -212,10 +216,33 @@ fn target_info_labels() -> Vec<(String, String)> {
     labels
 }
 
-/// The whole exposition of `scopes`, plus `target_info`; series left out are added to
-/// `skipped` (the totals since the endpoint started), which is exposed as [`SKIPPED_FAMILY`].
-pub fn render(scopes: &[ScopeSnapshot], skipped: &mut BTreeMap<Skip, u64>) -> String {
-    let mut families: Vec<Family> = Vec::new();
+/// The whole exposition of `scopes`, the host's own families and `target_info`; series left out
+/// are added to `skipped` (the totals since the endpoint started), which is exposed as
+/// [`SKIPPED_FAMILY`].
+pub fn render(
+    scopes: &[ScopeSnapshot],
+    host: Vec<HostFamily>,
+    skipped: &mut BTreeMap<Skip, u64>,
+) -> String {
+    let mut families: Vec<Family> = host
+        .into_iter()
+        .map(|(name, ty, help, series)| Family {
+            name: name.to_string(),
+            help: help.to_string(),
+            ty,
+            series: series
+                .into_iter()
+                .map(|(labels, value)| Series {
+                    lines: vec![format!(
+                        "{name}{} {}",
+                        label_text(&labels, None),
+                        go_float(value)
+                    )],
+                    labels,
+                })
+                .collect(),
+        })
+        .collect();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut skip = |why: Skip| *skipped.entry(why).or_default() += 1;
     let mut add = |name: String,
@@ -393,7 +420,7 @@ mod tests {
         counts[20] = 1;
         let scope =
             super::super::latency_scope(vec![], (0..27).map(|k| 1u64 << k).collect(), counts);
-        let text = render(&[scope], &mut BTreeMap::new());
+        let text = render(&[scope], Vec::new(), &mut BTreeMap::new());
         let expected = [
             "# HELP latency__s ",
             "# TYPE latency__s histogram",

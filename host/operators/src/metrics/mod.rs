@@ -9,6 +9,7 @@
 //! fail the scrape of every instance on the endpoint.
 
 pub mod exposition;
+pub mod host;
 pub mod naming;
 pub mod otlp;
 pub mod server;
@@ -86,6 +87,8 @@ pub struct MetricsRegistry {
     scopes: Arc<Mutex<BTreeMap<String, ScopeState>>>,
     /// Series left out of scrapes so far, by reason (see [`exposition::SKIPPED_FAMILY`]).
     skipped: Arc<Mutex<BTreeMap<exposition::Skip, u64>>>,
+    /// The host's own metrics (build, per-instance kernel and guest counters, scrapes).
+    host: host::HostMetrics,
 }
 
 /// An exported scope; dropping it removes its metrics from the endpoint.
@@ -138,10 +141,18 @@ impl MetricsRegistry {
             .collect()
     }
 
-    /// The Prometheus text exposition of [`Self::gather`].
+    /// Registers an instance's own metrics; they leave the endpoint when the result is dropped.
+    pub fn register_instance(&self, labels: host::InstanceLabels) -> host::InstanceStats {
+        self.host.register(labels)
+    }
+
+    /// The Prometheus text exposition of every scope and the host's own metrics.
     pub fn render(&self) -> String {
+        let started = std::time::Instant::now();
         let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
-        exposition::render(&self.snapshot(), &mut skipped)
+        let text = exposition::render(&self.snapshot(), self.host.families(), &mut skipped);
+        self.host.record_scrape(started.elapsed());
+        text
     }
 }
 

@@ -4,7 +4,7 @@
 //! drive what a hostile guest may publish without compiling or running a component.
 //! Nothing else uses it; it adds no behaviour of its own beyond converting to the WIT types.
 
-use super::{GuestLimits, HostState, Spent};
+use super::{GuestLimits, HostState, Spent, TrackedLimits};
 use crate::bindings::gadget::api::host::Host;
 use crate::bindings::types;
 use gadget_model::datasource::{DatasourceSpec, FieldKind, Histogram, Publication, Sample};
@@ -17,9 +17,12 @@ impl HostCalls {
         HostCalls(HostState {
             wasi: wasmtime_wasi::WasiCtx::builder().build(),
             table: wasmtime::component::ResourceTable::new(),
-            limits: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(GuestLimits::default().memory_bytes)
-                .build(),
+            limits: TrackedLimits {
+                inner: wasmtime::StoreLimitsBuilder::new()
+                    .memory_size(GuestLimits::default().memory_bytes)
+                    .build(),
+                memory_bytes: 0,
+            },
             in_init: true,
             datasources: Vec::new(),
             published: Vec::new(),
