@@ -155,20 +155,21 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
         // Leftovers of an interrupted start: nothing to adopt, and stale links would count twice.
         remove_pins(dir);
     }
-    // Done once for every attach mode: aya refuses objects with relocations of this kind.
+    // Done once for every attach mode: aya refuses objects with relocations of these kinds
+    // (type matches, field offsets into flexible arrays).
     let (object, resolved) =
         core_relo::resolve_type_matches(object, &opts.object_name, KernelBtf::from_kernel)?;
     for r in &resolved {
+        let what = match (r.kind, r.matches) {
+            (core_relo::TYPE_MATCHES, true) => "type matches this kernel",
+            (core_relo::TYPE_MATCHES, false) => "type has no match",
+            _ => "flexible-array field offset resolved",
+        };
         tracing::debug!(
-            "CO-RE type-matches {} in {} (instruction {}): {}",
+            "CO-RE {} in {} (instruction {}): {what}",
             r.type_name,
             r.section,
             r.insn,
-            if r.matches {
-                "matches this kernel"
-            } else {
-                "no match"
-            }
         );
     }
     let object: &[u8] = &object;

@@ -7,6 +7,7 @@
 //! deriving datasources or params from BTF use this crate and load nothing.
 
 pub mod btf;
+pub mod core_flex;
 pub mod core_relo;
 pub mod elf;
 pub mod types;
