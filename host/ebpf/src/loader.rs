@@ -13,6 +13,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use super::events::EventSource;
 use super::snapshot;
 use super::system::KernelVersion;
 use gadget_model::MapSnapshot;
@@ -86,6 +87,8 @@ pub enum LoadError {
     AllModesFailed(Vec<String>),
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error("tracer {datasource}: {reason}")]
+    RingBuffer { datasource: String, reason: String },
     #[error("reading map {map} of datasource {datasource}: {source}")]
     ReadMap {
         datasource: String,
@@ -130,6 +133,16 @@ pub struct LoadedGadget {
     /// One line per IG special map this host leaves empty (IG's operators fill them).
     pub notices: Vec<String>,
     maps: Vec<DatasourceMap>,
+    /// Ring buffers of the tracers, until [`LoadedGadget::take_event_sources`].
+    tracer_maps: Vec<TracerMap>,
+}
+
+/// A tracer's ring buffer, as loaded.
+struct TracerMap {
+    datasource: String,
+    map: String,
+    record_size: usize,
+    data: MapData,
 }
 
 impl fmt::Debug for LoadedGadget {
@@ -309,6 +322,16 @@ fn load_mode(
             .map_err(|reason| format!("datasource {}: {reason}", iter.datasource))?;
         maps.push(datasource_map(iter, data)?);
     }
+    let mut tracer_maps = Vec::new();
+    for t in &info.tracers {
+        tracer_maps.push(TracerMap {
+            datasource: t.name.clone(),
+            map: t.map.clone(),
+            record_size: t.layout.record_size() as usize,
+            data: take_ring_buffer(&mut ebpf, &t.map)
+                .map_err(|reason| format!("tracer {}: {reason}", t.name))?,
+        });
+    }
     let mut pinned = Vec::new();
     if let Some(dir) = &opts.pin_dir {
         let pin_err = |what: &str, e: &dyn std::error::Error| {
@@ -321,6 +344,11 @@ fn load_mode(
             m.data
                 .pin(dir.join("maps").join(&m.iter.map))
                 .map_err(|e| pin_err(&m.iter.map, &e))?;
+        }
+        for t in &tracer_maps {
+            t.data
+                .pin(dir.join("maps").join(&t.map))
+                .map_err(|e| pin_err(&t.map, &e))?;
         }
         for (name, link) in links {
             pinned.push(
@@ -342,6 +370,7 @@ fn load_mode(
         programs: names,
         notices: special_map_notices(info),
         maps,
+        tracer_maps,
     })
 }
 
@@ -407,6 +436,19 @@ fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, String
     })
 }
 
+fn take_ring_buffer(ebpf: &mut Ebpf, name: &str) -> Result<MapData, String> {
+    match ebpf.take_map(name) {
+        Some(Map::RingBuf(d)) => Ok(d),
+        Some(Map::PerfEventArray(_)) => Err(format!(
+            "map {name} is a perf event array (IG's fallback for kernels without ring buffers, before 5.8); this host reads ring buffers only"
+        )),
+        Some(other) => Err(format!(
+            "map {name} is a {other:?}; a tracer's map must be a ring buffer"
+        )),
+        None => Err(format!("the eBPF object has no map named {name}")),
+    }
+}
+
 fn take_map_data(ebpf: &mut Ebpf, name: &str) -> Result<MapData, String> {
     match ebpf.take_map(name) {
         Some(Map::HashMap(d) | Map::LruHashMap(d) | Map::Array(d)) => Ok(d),
@@ -457,6 +499,18 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
             .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
         maps.push(datasource_map(iter, data)?);
     }
+    let mut tracer_maps = Vec::new();
+    for t in &info.tracers {
+        let path = dir.join("maps").join(&t.map);
+        let data = MapData::from_pin(&path)
+            .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
+        tracer_maps.push(TracerMap {
+            datasource: t.name.clone(),
+            map: t.map.clone(),
+            record_size: t.layout.record_size() as usize,
+            data,
+        });
+    }
     Ok(LoadedGadget {
         _ebpf: None,
         _links: links,
@@ -468,6 +522,7 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, String> {
         programs,
         notices: special_map_notices(info),
         maps,
+        tracer_maps,
     })
 }
 
@@ -511,6 +566,23 @@ impl LoadedGadget {
     /// Datasources this gadget's eBPF side feeds.
     pub fn datasources(&self) -> impl Iterator<Item = &str> {
         self.maps.iter().map(|m| m.iter.datasource.as_str())
+    }
+
+    /// The tracers' ring buffers, mapped for reading (once: a ring has one consumer). The
+    /// programs stay attached as long as this gadget lives.
+    pub fn take_event_sources(&mut self) -> Result<Vec<EventSource>, LoadError> {
+        std::mem::take(&mut self.tracer_maps)
+            .into_iter()
+            .map(|t| {
+                let ds = t.datasource.clone();
+                EventSource::new(t.datasource, t.map, t.data, t.record_size).map_err(|reason| {
+                    LoadError::RingBuffer {
+                        datasource: ds,
+                        reason,
+                    }
+                })
+            })
+            .collect()
     }
 }
 
