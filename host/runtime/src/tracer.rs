@@ -508,14 +508,15 @@ impl Tracers {
         }
     }
 
-    /// Stops the reader, processes what it queued, reports the last losses.
+    /// Stops the reader and processes what it queued and what was left in the rings (until the
+    /// reader ends), then reports the last losses.
     pub fn finish(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        while let Ok(batch) = self.rx.recv() {
+            self.handle(batch);
+        }
         if let Some(r) = self.reader.take() {
             let _ = r.join();
-        }
-        while let Ok(batch) = self.rx.try_recv() {
-            self.handle(batch);
         }
         self.report_loss();
     }
@@ -528,6 +529,8 @@ impl Tracers {
 impl Drop for Tracers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // The reader's last sends block until taken: take them (an error path, not shown).
+        while self.rx.recv().is_ok() {}
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
@@ -624,7 +627,24 @@ fn read_loop(
             }
         }
     }
+    // Told to stop: what is in the rings now is handed over too (the loop consumes until this
+    // thread ends, so a blocking send is safe here and nothing is dropped on the way out).
     for r in &mut readers {
-        r.flush(&tx, true);
+        loop {
+            let room = MAX_BATCH_RECORDS.saturating_sub(r.pending.len());
+            let d = r.src.drain(room, &mut r.pending);
+            if !r.pending.is_empty() {
+                let batch = RecordBatch {
+                    datasource: r.src.datasource.clone(),
+                    records: std::mem::take(&mut r.pending),
+                };
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+            if !d.more {
+                break;
+            }
+        }
     }
 }
