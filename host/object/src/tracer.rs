@@ -29,6 +29,9 @@ pub const MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
 pub const MAP_TYPE_RINGBUF: u32 = 27;
 /// Nesting depth of structs followed in an event (IG's deepest, `proc.parent.pid`, is 3).
 const MAX_NESTING: usize = 16;
+/// Struct members visited while building one layout, skipped ones included: hostile BTF (a
+/// struct of many anonymous copies of itself) must not make the walk exponential.
+const MAX_VISITED: usize = 1 << 16;
 
 /// A `GADGET_TRACER` marker, as named in the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +112,7 @@ pub enum TracerError {
         source: LayoutError,
     },
     #[error(
-        "GADGET_TRACER({name}, …, {struct_name}): structs nested deeper than {MAX_NESTING} levels"
+        "GADGET_TRACER({name}, …, {struct_name}): structs nested deeper than {MAX_NESTING} levels, or more than {MAX_VISITED} members in all"
     )]
     TooDeep { name: String, struct_name: String },
 }
@@ -155,6 +158,7 @@ pub fn tracer_info(btf: &Btf, marker: &TracerMarker) -> Result<TracerInfo, Trace
         builder: LayoutBuilder::new(btf.size(sid)),
         notices: Vec::new(),
         too_deep: false,
+        visited: 0,
     };
     walk.members(sid, None, "", 0, 0).map_err(layout_err)?;
     if walk.too_deep {
@@ -193,6 +197,7 @@ struct Walk<'a> {
     builder: LayoutBuilder,
     notices: Vec<String>,
     too_deep: bool,
+    visited: usize,
 }
 
 impl Walk<'_> {
@@ -212,6 +217,11 @@ impl Walk<'_> {
         let btf = self.btf;
         let kflag = btf.kflag(sid);
         for m in btf.members(sid) {
+            self.visited += 1;
+            if self.visited > MAX_VISITED || self.too_deep {
+                self.too_deep = true;
+                return Ok(());
+            }
             let name = btf.str_at(m.name_off);
             let full = format!("{prefix}{name}");
             if kflag && (m.offset >> 24) != 0 {
@@ -483,6 +493,47 @@ mod tests {
         assert_eq!(val("proc.pid"), Value::U64(4242));
         assert_eq!(val("fname"), Value::Str("/etc/motd".into()));
         assert_eq!(val("error"), Value::Str("ENOENT".into()));
+    }
+
+    /// A BTF blob of `struct A { <anonymous A> ×8 }` (sizes are irrelevant to the walk).
+    fn self_nesting_btf() -> Btf {
+        let strings = b"\0A\0".to_vec();
+        let mut types = Vec::new();
+        let mut push = |words: &[u32]| {
+            for w in words {
+                types.extend_from_slice(&w.to_le_bytes());
+            }
+        };
+        let mut def = vec![1, (4 << 24) | 8, 4];
+        for _ in 0..8 {
+            def.extend_from_slice(&[0, 1, 0]);
+        }
+        push(&def); // [1] struct A
+        let mut blob = Vec::new();
+        for w in [0xeb9f_u16 as u32 | (1 << 16), 24, 0, types.len() as u32] {
+            blob.extend_from_slice(&w.to_le_bytes());
+        }
+        blob.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&types);
+        blob.extend_from_slice(&strings);
+        Btf::parse(&blob, "test").unwrap()
+    }
+
+    #[test]
+    fn a_self_nesting_struct_is_refused_without_an_exponential_walk() {
+        let btf = self_nesting_btf();
+        let mut walk = Walk {
+            btf: &btf,
+            builder: LayoutBuilder::new(4),
+            notices: Vec::new(),
+            too_deep: false,
+            visited: 0,
+        };
+        // 8^16 members without the bound; the bound stops it after MAX_VISITED.
+        walk.members(1, None, "", 0, 0).unwrap();
+        assert!(walk.too_deep);
+        assert!(walk.visited <= MAX_VISITED + 1, "{}", walk.visited);
     }
 
     #[test]
