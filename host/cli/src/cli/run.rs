@@ -246,6 +246,10 @@ pub async fn execute(
     socket: &std::path::Path,
     images: &ImageConfig,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.detach || (args.filter.is_none() && args.fields.is_none()),
+        "--filter and --fields apply to a foreground run; the daemon does not take them yet (run without --detach)"
+    );
     let mut requests = requests(&args, true, &images.limits)?;
     // `gadget run REF` pulled before parsing (see `prefetch`); a manifest's images are pulled here.
     let policy = match args.file {
