@@ -166,6 +166,8 @@ impl Daemon {
                         let _ = on_attached.send(Ok(()));
                     })),
                     on_warning: None,
+                    event_sink: None,
+                    batch_stage: None,
                 };
                 let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
                 let end = match &result {

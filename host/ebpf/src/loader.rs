@@ -15,6 +15,7 @@ use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
+use super::events::EventSource;
 use super::snapshot;
 use super::system::KernelVersion;
 use gadget_model::MapSnapshot;
@@ -88,6 +89,8 @@ pub enum LoadError {
     AllModesFailed(Vec<String>),
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error("tracer {datasource}: {reason}")]
+    RingBuffer { datasource: String, reason: String },
     #[error("reading map {map} of datasource {datasource}: {source}")]
     ReadMap {
         datasource: String,
@@ -130,6 +133,12 @@ pub enum ModeError {
         #[source]
         source: DatasourceMapError,
     },
+    #[error("tracer {tracer}")]
+    Tracer {
+        tracer: String,
+        #[source]
+        source: DatasourceMapError,
+    },
     #[error("pinning {what} in {}", dir.display())]
     PinDir {
         what: String,
@@ -153,6 +162,12 @@ pub enum DatasourceMapError {
     Missing { map: String },
     #[error("map {map} is a {kind}; datasources support HASH, LRU_HASH and ARRAY maps")]
     Unsupported { map: String, kind: String },
+    #[error(
+        "map {map} is a perf event array (IG's fallback for kernels without ring buffers, before 5.8); this host reads ring buffers only"
+    )]
+    PerfBuffer { map: String },
+    #[error("map {map} is a {kind}; a tracer's map must be a ring buffer")]
+    NotRingBuffer { map: String, kind: String },
     #[error("map {map} info")]
     Info {
         map: String,
@@ -194,6 +209,12 @@ pub enum AdoptError {
         #[source]
         source: DatasourceMapError,
     },
+    #[error("tracer {tracer}")]
+    Tracer {
+        tracer: String,
+        #[source]
+        source: DatasourceMapError,
+    },
 }
 
 /// What the loader needs besides the object bytes.
@@ -232,6 +253,16 @@ pub struct LoadedGadget {
     /// One line per IG special map this host leaves empty (IG's operators fill them).
     pub notices: Vec<String>,
     maps: Vec<DatasourceMap>,
+    /// Ring buffers of the tracers, until [`LoadedGadget::take_event_sources`].
+    tracer_maps: Vec<TracerMap>,
+}
+
+/// A tracer's ring buffer, as loaded.
+struct TracerMap {
+    datasource: String,
+    map: String,
+    record_size: usize,
+    data: MapData,
 }
 
 impl fmt::Debug for LoadedGadget {
@@ -258,20 +289,21 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
         // Leftovers of an interrupted start: nothing to adopt, and stale links would count twice.
         remove_pins(dir);
     }
-    // Done once for every attach mode: aya refuses objects with relocations of this kind.
+    // Done once for every attach mode: aya refuses objects with relocations of these kinds
+    // (type matches, field offsets into flexible arrays).
     let (object, resolved) =
         core_relo::resolve_type_matches(object, &opts.object_name, KernelBtf::from_kernel)?;
     for r in &resolved {
+        let what = match (r.kind, r.matches) {
+            (core_relo::TYPE_MATCHES, true) => "type matches this kernel",
+            (core_relo::TYPE_MATCHES, false) => "type has no match",
+            _ => "flexible-array field offset resolved",
+        };
         tracing::debug!(
-            "CO-RE type-matches {} in {} (instruction {}): {}",
+            "CO-RE {} in {} (instruction {}): {what}",
             r.type_name,
             r.section,
             r.insn,
-            if r.matches {
-                "matches this kernel"
-            } else {
-                "no match"
-            }
         );
     }
     let object: &[u8] = &object;
@@ -419,6 +451,20 @@ fn load_mode(
             })?;
         maps.push(data);
     }
+    let mut tracer_maps = Vec::new();
+    for t in &info.tracers {
+        tracer_maps.push(TracerMap {
+            datasource: t.name.clone(),
+            map: t.map.clone(),
+            record_size: t.layout.record_size() as usize,
+            data: take_ring_buffer(&mut ebpf, &t.map).map_err(|source| {
+                ModeError::Tracer {
+                    tracer: t.name.clone(),
+                    source,
+                }
+            })?,
+        });
+    }
     let mut pinned = Vec::new();
     if let Some(dir) = &opts.pin_dir {
         let dir_err = |what: &str| {
@@ -436,6 +482,11 @@ fn load_mode(
             m.data
                 .pin(dir.join("maps").join(&m.iter.map))
                 .map_err(pin_err(&m.iter.map))?;
+        }
+        for t in &tracer_maps {
+            t.data
+                .pin(dir.join("maps").join(&t.map))
+                .map_err(|e| pin_err(&t.map, &e))?;
         }
         for (name, link) in links {
             pinned.push(
@@ -457,6 +508,7 @@ fn load_mode(
         programs: names,
         notices: special_map_notices(info),
         maps,
+        tracer_maps,
     })
 }
 
@@ -521,6 +573,22 @@ fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, Dataso
         max_entries: mi.max_entries(),
         data,
     })
+}
+
+fn take_ring_buffer(ebpf: &mut Ebpf, name: &str) -> Result<MapData, DatasourceMapError> {
+    match ebpf.take_map(name) {
+        Some(Map::RingBuf(d)) => Ok(d),
+        Some(Map::PerfEventArray(_)) => Err(DatasourceMapError::PerfBuffer {
+            map: name.to_string(),
+        }),
+        Some(other) => Err(DatasourceMapError::NotRingBuffer {
+            map: name.to_string(),
+            kind: format!("{other:?}"),
+        }),
+        None => Err(DatasourceMapError::Missing {
+            map: name.to_string(),
+        }),
+    }
 }
 
 fn take_map_data(ebpf: &mut Ebpf, name: &str) -> Result<MapData, DatasourceMapError> {
@@ -589,6 +657,18 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
             })?,
         );
     }
+    let mut tracer_maps = Vec::new();
+    for t in &info.tracers {
+        let path = dir.join("maps").join(&t.map);
+        let data = MapData::from_pin(&path)
+            .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
+        tracer_maps.push(TracerMap {
+            datasource: t.name.clone(),
+            map: t.map.clone(),
+            record_size: t.layout.record_size() as usize,
+            data,
+        });
+    }
     Ok(LoadedGadget {
         _ebpf: None,
         _links: links,
@@ -600,6 +680,7 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
         programs,
         notices: special_map_notices(info),
         maps,
+        tracer_maps,
     })
 }
 
@@ -643,6 +724,23 @@ impl LoadedGadget {
     /// Datasources this gadget's eBPF side feeds.
     pub fn datasources(&self) -> impl Iterator<Item = &str> {
         self.maps.iter().map(|m| m.iter.datasource.as_str())
+    }
+
+    /// The tracers' ring buffers, mapped for reading (once: a ring has one consumer). The
+    /// programs stay attached as long as this gadget lives.
+    pub fn take_event_sources(&mut self) -> Result<Vec<EventSource>, LoadError> {
+        std::mem::take(&mut self.tracer_maps)
+            .into_iter()
+            .map(|t| {
+                let ds = t.datasource.clone();
+                EventSource::new(t.datasource, t.map, t.data, t.record_size).map_err(|reason| {
+                    LoadError::RingBuffer {
+                        datasource: ds,
+                        reason,
+                    }
+                })
+            })
+            .collect()
     }
 }
 

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::GadgetBundle;
 use crate::memory;
+use crate::tracer::{
+    BatchStage, Discard, EventOptions, EventSink, PassThrough, TracerError, TracerPipeline, Tracers,
+};
 use gadget_api::RunRequest;
 use gadget_ebpf::{self as ebpf, AttachMode, LoadOptions};
 use gadget_model::{GuestConfig, annotations, params};
@@ -54,6 +57,13 @@ pub enum InstanceError {
     Snapshot(ebpf::LoadError),
     #[error(transparent)]
     Grant(#[from] gadget_wasm::GrantError),
+    #[error(transparent)]
+    Tracer(#[from] TracerError),
+    #[error("starting the tracers of {origin}: {source}")]
+    RingBuffer {
+        origin: String,
+        source: ebpf::LoadError,
+    },
 }
 
 /// Everything that says how to run one gadget.
@@ -71,6 +81,8 @@ pub struct InstanceSpec {
     pub limits: GuestLimits,
     /// Capabilities the user grants the guest (`--grant`); only those gadget.yaml asks for.
     pub grants: Vec<String>,
+    /// How tracers' events are shown (`-o`, `--filter`, `--fields`).
+    pub events: EventOptions,
 }
 
 /// What a host of many instances (the daemon) adds to a run.
@@ -85,6 +97,11 @@ pub struct Hooks {
     /// Receives the gadget's warnings (ignored gadget.yaml keys, datasources the object does
     /// not define, …) before it starts; without it they are logged.
     pub on_warning: Option<WarningSink>,
+    /// Where tracers' events go; without it they are decoded, filtered and dropped.
+    pub event_sink: Option<Box<dyn EventSink>>,
+    /// The stage every batch of raw event records passes before decoding (see
+    /// [`crate::tracer::BatchStage`]); without it, [`PassThrough`].
+    pub batch_stage: Option<Box<dyn BatchStage>>,
 }
 
 /// Where a run's warnings go (the CLI prints them).
@@ -117,7 +134,19 @@ pub fn run(
             None => tracing::warn!("{w}"),
         }
     }
-    let user_annotations = annotations::parse(&spec.annotations, &bundle.metadata)?;
+    let user_annotations = annotations::parse(
+        &spec.annotations,
+        &with_tracer_fields(&bundle.metadata, &elf.tracers),
+    )?;
+    // Tracers: the user's --filter/--fields/annotations are checked before anything is loaded.
+    let mut pipelines = Vec::new();
+    for t in &elf.tracers {
+        let config = tracer_field_config(&bundle.metadata, &user_annotations, &t.name);
+        pipelines.push(TracerPipeline::new(t, &config, &spec.events)?);
+    }
+    if elf.tracers.is_empty() {
+        spec.events.check_no_tracer()?;
+    }
     let resolved = params::resolve(
         &bundle.metadata,
         &elf,
@@ -151,7 +180,7 @@ pub fn run(
     }
 
     ebpf::system::prepare()?;
-    let loaded = ebpf::loader::load(
+    let mut loaded = ebpf::loader::load(
         &bundle.ebpf_object,
         &elf,
         &LoadOptions {
@@ -176,6 +205,25 @@ pub fn run(
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
+    let mut tracers = if pipelines.is_empty() {
+        None
+    } else {
+        let sources = loaded
+            .take_event_sources()
+            .map_err(|source| InstanceError::RingBuffer {
+                origin: bundle.origin.clone(),
+                source,
+            })?;
+        Some(Tracers::start(
+            pipelines,
+            sources,
+            hooks
+                .batch_stage
+                .take()
+                .unwrap_or_else(|| Box::new(PassThrough)),
+            hooks.event_sink.take().unwrap_or_else(|| Box::new(Discard)),
+        )?)
+    };
     // What only the start needed: the object's and the guest's bytes (the guest is compiled,
     // its code shared), the parsed object. The kernel BTF parsed for loading and the guest's
     // compilation are freed by now too.
@@ -196,12 +244,30 @@ pub fn run(
                 .min(d.saturating_duration_since(Instant::now())),
             None => spec.interval,
         };
-        let ended = match stop.recv_timeout(wait) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => Some(Ended::Stopped),
-            Err(RecvTimeoutError::Timeout) => deadline
-                .filter(|d| Instant::now() >= *d)
-                .map(|_| Ended::TimedOut),
+        let stopped = match &mut tracers {
+            // Events are processed while waiting for the next tick.
+            Some(t) => {
+                let stopped = t.pump(Instant::now() + wait, stop);
+                t.report_loss();
+                stopped
+            }
+            None => matches!(
+                stop.recv_timeout(wait),
+                Ok(()) | Err(RecvTimeoutError::Disconnected)
+            ),
         };
+        let ended = if stopped {
+            Some(Ended::Stopped)
+        } else {
+            deadline
+                .filter(|d| Instant::now() >= *d)
+                .map(|_| Ended::TimedOut)
+        };
+        if ended.is_some()
+            && let Some(t) = &mut tracers
+        {
+            t.finish();
+        }
         let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
         match guest.on_snapshot(&snapshots) {
             Ok(mut publications) => {
@@ -292,6 +358,7 @@ pub fn spec_from_request(
         interval: Duration::from_millis(request.interval_ms),
         timeout: None,
         grants: request.grants.clone(),
+        events: EventOptions::default(),
         attach_mode,
         limits: GuestLimits {
             fuel_per_call: request.guest_fuel,
@@ -301,4 +368,51 @@ pub fn spec_from_request(
         },
     };
     Ok((spec, names))
+}
+
+/// gadget.yaml's metadata with every field of the tracers' schemas declared (for `--annotate`,
+/// which refuses unknown fields): the record's fields and IG's derived ones.
+fn with_tracer_fields(
+    meta: &gadget_model::GadgetMetadata,
+    tracers: &[object::tracer::TracerInfo],
+) -> gadget_model::GadgetMetadata {
+    let mut out = meta.clone();
+    for t in tracers {
+        let ds = out.datasources.entry(t.name.clone()).or_default();
+        let schema = gadget_events::Schema::new(t.layout.clone(), &Default::default());
+        for f in schema.fields() {
+            if !ds.fields.0.iter().any(|(n, _)| *n == f.full_name) {
+                ds.fields.0.push((f.full_name.clone(), Default::default()));
+            }
+        }
+    }
+    out
+}
+
+/// Field annotations of tracer `datasource`: gadget.yaml's, then `--annotate`'s.
+fn tracer_field_config(
+    meta: &gadget_model::GadgetMetadata,
+    user: &[annotations::Annotation],
+    datasource: &str,
+) -> gadget_events::FieldConfig {
+    let mut config = gadget_events::FieldConfig::new();
+    if let Some(ds) = meta.datasources.get(datasource) {
+        for (name, f) in &ds.fields.0 {
+            config
+                .entry(name.clone())
+                .or_default()
+                .extend(f.annotations.clone());
+        }
+    }
+    for a in user {
+        if a.datasource == datasource
+            && let Some(field) = &a.field
+        {
+            config
+                .entry(field.clone())
+                .or_default()
+                .insert(a.key.clone(), a.value.clone());
+        }
+    }
+    config
 }

@@ -37,3 +37,4 @@ mod multinode;
 mod object_model;
 mod real_io;
 mod signatures;
+mod tracer;
