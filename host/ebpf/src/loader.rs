@@ -457,11 +457,9 @@ fn load_mode(
             datasource: t.name.clone(),
             map: t.map.clone(),
             record_size: t.layout.record_size() as usize,
-            data: take_ring_buffer(&mut ebpf, &t.map).map_err(|source| {
-                ModeError::Tracer {
-                    tracer: t.name.clone(),
-                    source,
-                }
+            data: take_ring_buffer(&mut ebpf, &t.map).map_err(|source| ModeError::Tracer {
+                tracer: t.name.clone(),
+                source,
             })?,
         });
     }
@@ -486,7 +484,7 @@ fn load_mode(
         for t in &tracer_maps {
             t.data
                 .pin(dir.join("maps").join(&t.map))
-                .map_err(|e| pin_err(&t.map, &e))?;
+                .map_err(pin_err(&t.map))?;
         }
         for (name, link) in links {
             pinned.push(
@@ -660,8 +658,10 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
     let mut tracer_maps = Vec::new();
     for t in &info.tracers {
         let path = dir.join("maps").join(&t.map);
-        let data = MapData::from_pin(&path)
-            .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
+        let data = MapData::from_pin(&path).map_err(|source| AdoptError::Map {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
         tracer_maps.push(TracerMap {
             datasource: t.name.clone(),
             map: t.map.clone(),
