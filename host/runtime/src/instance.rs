@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::GadgetBundle;
 use crate::memory;
 use crate::tracer::{
-    BatchStage, Discard, EventOptions, EventSink, PassThrough, TracerError, TracerPipeline, Tracers,
+    BatchStage, Discard, EventOptions, EventSink, GuestStage, PassThrough, TracerError,
+    TracerPipeline, Tracers,
 };
 use gadget_api::RunRequest;
 use gadget_ebpf::{self as ebpf, AttachMode, LoadOptions};
@@ -18,7 +20,8 @@ use gadget_operators::env::EnvFields;
 use gadget_operators::metrics::MetricsName;
 use gadget_operators::{Operator, OperatorError};
 use gadget_wasm::{
-    Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest,
+    Capabilities, EventDatasource, GuestError, GuestInstance, GuestLimits, GuestRuntime,
+    default_guest,
 };
 
 /// A guest that fails this many snapshots in a row is stopped: it will not recover by itself.
@@ -43,6 +46,8 @@ pub enum InstanceError {
     },
     #[error(transparent)]
     Guest(#[from] GuestError),
+    #[error("the guest of {0} panicked in an earlier call")]
+    GuestPoisoned(String),
     #[error(
         "stopping the gadget after {MAX_CONSECUTIVE_GUEST_FAILURES} failed snapshots in a row; last error: {0}"
     )]
@@ -138,12 +143,6 @@ pub fn run(
         &spec.annotations,
         &with_tracer_fields(&bundle.metadata, &elf.tracers),
     )?;
-    // Tracers: the user's --filter/--fields/annotations are checked before anything is loaded.
-    let mut pipelines = Vec::new();
-    for t in &elf.tracers {
-        let config = tracer_field_config(&bundle.metadata, &user_annotations, &t.name);
-        pipelines.push(TracerPipeline::new(t, &config, &spec.events)?);
-    }
     if elf.tracers.is_empty() {
         spec.events.check_no_tracer()?;
     }
@@ -172,7 +171,34 @@ pub fn run(
         )?,
         ..spec.limits
     };
-    let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, limits)?;
+    let guest = if elf.tracers.is_empty() {
+        GuestInstance::start(&runtime, wasm, &origin, &config, limits)?
+    } else {
+        let events: Vec<EventDatasource> = elf
+            .tracers
+            .iter()
+            .map(|t| EventDatasource {
+                datasource: t.name.clone(),
+                layout: t.layout.clone(),
+            })
+            .collect();
+        GuestInstance::start_with_events(&runtime, wasm, &origin, &config, &events, limits)?
+    };
+    // Tracers: the user's --filter/--fields/annotations are checked (against the record's
+    // fields and the ones the guest added) before anything is loaded.
+    let mut pipelines = Vec::new();
+    for t in &elf.tracers {
+        let config = tracer_field_config(&bundle.metadata, &user_annotations, &t.name);
+        let pipeline = TracerPipeline::new(t, &config, guest.added_fields(&t.name), &spec.events)?;
+        for w in unknown_yaml_fields(&bundle.metadata, &pipeline, &bundle.origin) {
+            match &hooks.on_warning {
+                Some(f) => f(&w),
+                None => tracing::warn!("{w}"),
+            }
+        }
+        pipelines.push(pipeline);
+    }
+    let wants_events = elf.tracers.iter().any(|t| guest.wants_events(&t.name));
     let mut datasources = guest.datasources().to_vec();
     let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok())?;
     for op in operators.iter_mut() {
@@ -205,6 +231,7 @@ pub fn run(
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
+    let guest = Arc::new(Mutex::new(guest));
     let mut tracers = if pipelines.is_empty() {
         None
     } else {
@@ -217,10 +244,11 @@ pub fn run(
         Some(Tracers::start(
             pipelines,
             sources,
-            hooks
-                .batch_stage
-                .take()
-                .unwrap_or_else(|| Box::new(PassThrough)),
+            match hooks.batch_stage.take() {
+                Some(stage) => stage,
+                None if wants_events => Box::new(GuestStage::new(guest.clone())),
+                None => Box::new(PassThrough),
+            },
             hooks.event_sink.take().unwrap_or_else(|| Box::new(Discard)),
         )?)
     };
@@ -268,8 +296,22 @@ pub fn run(
         {
             t.finish();
         }
+        // The guest's counters from this tick's events take the snapshots' way out.
+        if let Some(t) = &mut tracers {
+            let mut publications = t.take_publications();
+            if !publications.is_empty() {
+                env.apply(&mut publications);
+                for op in operators.iter_mut() {
+                    op.publish(&publications)?;
+                }
+            }
+        }
         let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
-        match guest.on_snapshot(&snapshots) {
+        let on_snapshot = guest
+            .lock()
+            .map_err(|_| InstanceError::GuestPoisoned(bundle.origin.clone()))?
+            .on_snapshot(&snapshots);
+        match on_snapshot {
             Ok(mut publications) => {
                 failures = 0;
                 env.apply(&mut publications);
@@ -387,6 +429,31 @@ fn with_tracer_fields(
         }
     }
     out
+}
+
+/// Warnings for gadget.yaml fields of a tracer's datasource that are neither in its event
+/// struct (nor derived from it) nor added by the guest: their annotations apply to nothing.
+fn unknown_yaml_fields(
+    meta: &gadget_model::GadgetMetadata,
+    pipeline: &TracerPipeline,
+    origin: &str,
+) -> Vec<String> {
+    let Some(ds) = meta.datasources.get(pipeline.datasource()) else {
+        return Vec::new();
+    };
+    let schema = pipeline.schema();
+    ds.fields
+        .0
+        .iter()
+        .filter(|(name, _)| schema.id_of(name).is_none())
+        .map(|(name, _)| {
+            format!(
+                "{origin}: gadget.yaml describes field {name:?} of datasource {:?}, which is neither a field of its event struct nor added by the guest; its annotations are ignored (fields: {})",
+                pipeline.datasource(),
+                schema.available().join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Field annotations of tracer `datasource`: gadget.yaml's, then `--annotate`'s.

@@ -1,6 +1,7 @@
 //! Tracers (IG's `GADGET_TRACER` datasources): ring buffer → batches of raw records → the
-//! [`BatchStage`] (where a Wasm guest will transform them) → decode ([`Schema::event`]) →
-//! `--filter` → the output the user chose, handed to an [`EventSink`] line by line.
+//! [`BatchStage`] (the Wasm guest's [`GuestStage`] when it subscribed) → decode
+//! ([`Schema::event`]) plus the values of the fields the stage added → `--filter` → the output
+//! the user chose, handed to an [`EventSink`] line by line.
 //!
 //! Threads: one reader thread per instance polls every tracer's ring buffer and copies at most
 //! [`MAX_BATCH_RECORDS`] records per batch (a batch waits at most [`BATCH_LINGER`] for more)
@@ -19,13 +20,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
 use gadget_ebpf::EventSource;
 use gadget_events::render::{ColumnsRenderer, JsonRenderer};
 use gadget_events::{
-    FieldConfig, Filter, FormatContext, IdResolver, NoNames, PasswdResolver, Schema, WallClock,
-    select_fields,
+    FieldConfig, FieldId, FieldKind, Filter, FormatContext, IdResolver, NoNames, PasswdResolver,
+    Schema, SchemaError, Value, WallClock, select_fields,
 };
+use gadget_model::datasource::Publication;
 use gadget_object::tracer::TracerInfo;
+use gadget_wasm::{AddedField, AddedKind, AddedValues, GuestInstance};
 
 /// Most records in one batch (one crossing of the [`BatchStage`] seam).
 pub const MAX_BATCH_RECORDS: usize = 1024;
@@ -39,11 +44,15 @@ const BATCH_LINGER: Duration = Duration::from_millis(10);
 
 /// The raw records of one tracer datasource, in arrival order, each exactly the event struct's
 /// size. What crosses the [`BatchStage`] seam.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordBatch {
     /// The datasource (`GADGET_TRACER` name, e.g. `open`).
     pub datasource: String,
     pub records: Vec<Vec<u8>>,
+    /// Values of the fields the stage adds (the pipeline's `added` fields, in that order): one
+    /// column per field, one value per record. Empty when the stage added none; a column
+    /// shorter than `records` leaves the rest at the kind's zero value.
+    pub added: Vec<Vec<Value>>,
 }
 
 /// Why a stage failed a batch (the batch is then dropped and counted; the run goes on).
@@ -59,6 +68,11 @@ pub struct StageError(pub String);
 /// plugged in here by [`crate::instance::Hooks::batch_stage`].
 pub trait BatchStage: Send {
     fn on_batch(&mut self, batch: RecordBatch) -> Result<RecordBatch, StageError>;
+    /// What the stage published from the batches since the last call (a guest's counters),
+    /// for the operators, as the snapshots' publications go.
+    fn take_publications(&mut self) -> Vec<Publication> {
+        Vec::new()
+    }
 }
 
 /// The stage that changes nothing.
@@ -68,6 +82,82 @@ pub struct PassThrough;
 impl BatchStage for PassThrough {
     fn on_batch(&mut self, batch: RecordBatch) -> Result<RecordBatch, StageError> {
         Ok(batch)
+    }
+}
+
+/// The Wasm guest as the stage: one `on-events` call per batch of a datasource it subscribed
+/// to (the others pass through without entering it). The instance loop shares the guest for
+/// its snapshots; both run on the loop's thread, so the lock is never contended.
+pub struct GuestStage {
+    guest: Arc<Mutex<GuestInstance>>,
+    /// The latest publication per guest datasource: each replaces the previous one, so only
+    /// the last of a tick's batches needs to reach the operators.
+    published: Vec<Publication>,
+}
+
+impl GuestStage {
+    pub fn new(guest: Arc<Mutex<GuestInstance>>) -> GuestStage {
+        GuestStage {
+            guest,
+            published: Vec::new(),
+        }
+    }
+}
+
+impl BatchStage for GuestStage {
+    fn on_batch(&mut self, batch: RecordBatch) -> Result<RecordBatch, StageError> {
+        let mut guest = self
+            .guest
+            .lock()
+            .map_err(|_| StageError("the guest panicked in an earlier call".into()))?;
+        if !guest.wants_events(&batch.datasource) {
+            return Ok(batch);
+        }
+        let out = guest
+            .on_events(&batch.datasource, &batch.records)
+            .map_err(|e| StageError(e.to_string()))?;
+        drop(guest);
+        for p in &out.published {
+            match self
+                .published
+                .iter_mut()
+                .find(|q| q.datasource == p.datasource)
+            {
+                Some(q) => *q = p.clone(),
+                None => self.published.push(p.clone()),
+            }
+        }
+        let records = out.apply(batch.records);
+        let added = out.added.into_iter().map(added_column).collect();
+        Ok(RecordBatch {
+            datasource: batch.datasource,
+            records,
+            added,
+        })
+    }
+
+    fn take_publications(&mut self) -> Vec<Publication> {
+        std::mem::take(&mut self.published)
+    }
+}
+
+fn added_column(values: AddedValues) -> Vec<Value> {
+    match values {
+        AddedValues::U64(v) => v.into_iter().map(Value::U64).collect(),
+        AddedValues::I64(v) => v.into_iter().map(Value::I64).collect(),
+        AddedValues::F64(v) => v.into_iter().map(Value::F64).collect(),
+        AddedValues::Bool(v) => v.into_iter().map(Value::Bool).collect(),
+        AddedValues::String(v) => v.into_iter().map(Value::Str).collect(),
+    }
+}
+
+fn added_kind(kind: AddedKind) -> FieldKind {
+    match kind {
+        AddedKind::U64 => FieldKind::U64,
+        AddedKind::I64 => FieldKind::I64,
+        AddedKind::F64 => FieldKind::F64,
+        AddedKind::Bool => FieldKind::Bool,
+        AddedKind::String => FieldKind::String,
     }
 }
 
@@ -178,6 +268,12 @@ pub enum TracerError {
     NotATracer(&'static str),
     #[error("starting the ring buffer reader: {0}")]
     Reader(std::io::Error),
+    #[error("datasource {datasource}: the guest's added field {field:?}: {reason}")]
+    AddedField {
+        datasource: String,
+        field: String,
+        reason: SchemaError,
+    },
 }
 
 enum Render {
@@ -206,6 +302,9 @@ pub struct TracerPipeline {
     shared: Arc<SharedLoss>,
     reported: Loss,
     refused: u64,
+    /// The schema ids of the stage's added fields, in [`RecordBatch::added`] order.
+    added: Vec<FieldId>,
+    stage_error_reported: bool,
     /// Events decoded (before the filter) and shown (after it).
     pub decoded: u64,
     pub shown: u64,
@@ -214,14 +313,38 @@ pub struct TracerPipeline {
 
 impl TracerPipeline {
     /// Checks the user's choices against the tracer's fields; `config` holds gadget.yaml's and
-    /// `--annotate`'s field annotations by full name.
+    /// `--annotate`'s field annotations by full name; `added` are the fields the guest adds
+    /// (columns and JSON like the record's, annotated by the guest, then by `config`).
     pub fn new(
         tracer: &TracerInfo,
         config: &FieldConfig,
+        added: &[AddedField],
         opts: &EventOptions,
     ) -> Result<Self, TracerError> {
         let ds = &tracer.name;
-        let schema = Schema::new(tracer.layout.clone(), config);
+        let mut schema = Schema::new(tracer.layout.clone(), config);
+        let mut added_ids = Vec::with_capacity(added.len());
+        for f in added {
+            let mut ann = gadget_events::annotations::Annotations::new();
+            if !f.description.is_empty() {
+                ann.insert(
+                    gadget_events::annotations::DESCRIPTION.into(),
+                    f.description.clone(),
+                );
+            }
+            ann.extend(f.annotations.iter().cloned());
+            if let Some(extra) = config.get(&f.name) {
+                ann.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            let id = schema
+                .add_host_field(&f.name, None, added_kind(f.kind), &ann)
+                .map_err(|reason| TracerError::AddedField {
+                    datasource: ds.clone(),
+                    field: f.name.clone(),
+                    reason,
+                })?;
+            added_ids.push(id);
+        }
         let filter = match opts.filter.as_deref().filter(|f| !f.trim().is_empty()) {
             Some(spec) => {
                 Some(
@@ -262,6 +385,8 @@ impl TracerPipeline {
             shared: Arc::default(),
             reported: Loss::default(),
             refused: 0,
+            added: added_ids,
+            stage_error_reported: false,
             decoded: 0,
             shown: 0,
             decode_error_reported: false,
@@ -284,17 +409,21 @@ impl TracerPipeline {
     /// Decodes, filters and renders one batch (after the stage).
     pub fn process(
         &mut self,
-        batch: &RecordBatch,
+        batch: RecordBatch,
         ctx: &FormatContext<'_>,
         sink: &mut dyn EventSink,
     ) {
         let mut out = String::new();
+        let mut added: Vec<std::vec::IntoIter<Value>> =
+            batch.added.into_iter().map(Vec::into_iter).collect();
         for rec in &batch.records {
+            // One value per record in every column: taken even for a record refused below.
+            let values: Vec<Option<Value>> = added.iter_mut().map(Iterator::next).collect();
             if rec.len() != self.record_size {
                 self.refused += 1;
                 continue;
             }
-            let event = match self.schema.event(rec, ctx) {
+            let mut event = match self.schema.event(rec, ctx) {
                 Ok(e) => e,
                 Err(e) => {
                     self.refused += 1;
@@ -308,6 +437,11 @@ impl TracerPipeline {
                     continue;
                 }
             };
+            for (&id, v) in self.added.iter().zip(values) {
+                if let (Some(slot), Some(v)) = (event.values.get_mut(id), v) {
+                    *slot = v;
+                }
+            }
             self.decoded += 1;
             if let Some(f) = &self.filter
                 && !f.matches(&event)
@@ -480,12 +614,18 @@ impl Tracers {
         let batch = match self.stage.on_batch(batch) {
             Ok(b) => b,
             Err(e) => {
+                // Counted as lost every time (reported with the losses); the reason once.
                 let p = &mut self.pipelines[i];
                 p.refuse(n);
-                self.sink.notice(
-                    &p.datasource,
-                    &format!("the batch stage failed {n} records: {e}"),
-                );
+                if !p.stage_error_reported {
+                    p.stage_error_reported = true;
+                    self.sink.notice(
+                        &p.datasource,
+                        &format!(
+                            "the guest failed a batch of {n} events, counted as lost (later failures are only counted): {e}"
+                        ),
+                    );
+                }
                 return;
             }
         };
@@ -494,7 +634,7 @@ impl Tracers {
             clock: self.clock,
             ids: self.ids.as_ref(),
         };
-        self.pipelines[i].process(&batch, &ctx, self.sink.as_mut());
+        self.pipelines[i].process(batch, &ctx, self.sink.as_mut());
         self.sink.flush();
     }
 
@@ -523,6 +663,11 @@ impl Tracers {
 
     pub fn pipelines(&self) -> &[TracerPipeline] {
         &self.pipelines
+    }
+
+    /// What the stage published since the last call (see [`BatchStage::take_publications`]).
+    pub fn take_publications(&mut self) -> Vec<Publication> {
+        self.stage.take_publications()
     }
 }
 
@@ -559,6 +704,7 @@ impl Reader {
         let batch = RecordBatch {
             datasource: self.src.datasource.clone(),
             records: std::mem::take(&mut self.pending),
+            added: Vec::new(),
         };
         match tx.try_send(batch) {
             Ok(()) => self.since = None,
@@ -637,6 +783,7 @@ fn read_loop(
                 let batch = RecordBatch {
                     datasource: r.src.datasource.clone(),
                     records: std::mem::take(&mut r.pending),
+                    added: Vec::new(),
                 };
                 if tx.send(batch).is_err() {
                     return;
