@@ -218,8 +218,10 @@ pub struct Loss {
     /// Times the ring was found full: the eBPF side then drops the events it cannot reserve
     /// room for, which the kernel does not count.
     pub ring_full: u64,
-    /// Records the stage failed or returned with the wrong size (exact).
+    /// Records the stage returned with the wrong size, or that could not be decoded (exact).
     pub refused: u64,
+    /// Records of batches the stage (the guest) failed: none of them is shown (exact).
+    pub guest_failed: u64,
 }
 
 impl EventOptions {
@@ -302,6 +304,7 @@ pub struct TracerPipeline {
     shared: Arc<SharedLoss>,
     reported: Loss,
     refused: u64,
+    guest_failed: u64,
     /// The schema ids of the stage's added fields, in [`RecordBatch::added`] order.
     added: Vec<FieldId>,
     stage_error_reported: bool,
@@ -385,6 +388,7 @@ impl TracerPipeline {
             shared: Arc::default(),
             reported: Loss::default(),
             refused: 0,
+            guest_failed: 0,
             added: added_ids,
             stage_error_reported: false,
             decoded: 0,
@@ -470,9 +474,9 @@ impl TracerPipeline {
         }
     }
 
-    /// Records the stage refused (counted with the batch's size).
-    fn refuse(&mut self, records: usize) {
-        self.refused += records as u64;
+    /// The records of a batch the stage failed.
+    fn stage_failed(&mut self, records: usize) {
+        self.guest_failed += records as u64;
     }
 
     /// Losses since the last call.
@@ -481,11 +485,13 @@ impl TracerPipeline {
             host_dropped: self.shared.host_dropped.load(Ordering::Relaxed),
             ring_full: self.shared.ring_full.load(Ordering::Relaxed),
             refused: self.refused,
+            guest_failed: self.guest_failed,
         };
         let delta = Loss {
             host_dropped: now.host_dropped - self.reported.host_dropped,
             ring_full: now.ring_full - self.reported.ring_full,
             refused: now.refused - self.reported.refused,
+            guest_failed: now.guest_failed - self.reported.guest_failed,
         };
         self.reported = now;
         delta
@@ -616,7 +622,7 @@ impl Tracers {
             Err(e) => {
                 // Counted as lost every time (reported with the losses); the reason once.
                 let p = &mut self.pipelines[i];
-                p.refuse(n);
+                p.stage_failed(n);
                 if !p.stage_error_reported {
                     p.stage_error_reported = true;
                     self.sink.notice(

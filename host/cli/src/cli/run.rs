@@ -442,6 +442,12 @@ impl EventSink for StdoutEvents {
                 loss.refused
             );
         }
+        if loss.guest_failed > 0 {
+            eprintln!(
+                "warning: {datasource}: {} events lost: the guest failed their batches",
+                loss.guest_failed
+            );
+        }
     }
 
     fn notice(&mut self, datasource: &str, notice: &str) {

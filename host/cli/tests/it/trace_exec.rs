@@ -5,7 +5,9 @@
 //! (a column, a JSON field, and a field `--filter` can use), the execs of `--ignore-comm`'s
 //! process dropped by the guest, and the guest's `trace_exec_count` counter on /metrics equal to
 //! the number of execs it kept. A gadget.yaml field that is neither in the event struct nor
-//! added by the guest is named in a warning.
+//! added by the guest is named in a warning. A guest that fails its batches
+//! (host/tests/guests/events in mode `refuse`, on a tracer compiled here with its record
+//! layout) gets their events counted as lost and its reason shown once.
 //!
 //! Needs root (eBPF).
 
@@ -239,4 +241,111 @@ fn a_gadget_yaml_field_that_matches_nothing_is_named_in_a_warning() {
     );
     // The fields that do exist (the guest's `exe` among them) are not warned about.
     assert!(!err.lines().any(|l| l.contains("field \"exe\"")), "{err}");
+}
+
+/// A tracer on exec whose records are what host/tests/guests/events reads (`proc.comm`,
+/// `proc.pid`, `error`), on its datasource `events`.
+const EVENTS_PROGRAM: &str = r#"
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <gadget/buffer.h>
+#include <gadget/common.h>
+#include <gadget/macros.h>
+#include <gadget/types.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct event {
+	struct gadget_process proc;
+	__s32 error;
+};
+
+GADGET_TRACER_MAP(rb, 1024 * 256);
+GADGET_TRACER(events, rb, event);
+
+SEC("tracepoint/sched/sched_process_exec")
+int on_exec(void *ctx)
+{
+	struct event *e = gadget_reserve_buf(&rb, sizeof(*e));
+	if (!e)
+		return 0;
+	gadget_process_populate(&e->proc);
+	e->error = 0;
+	gadget_submit_buf(ctx, &rb, e, sizeof(*e));
+	return 0;
+}
+"#;
+
+#[test]
+#[ignore = "needs root"]
+fn a_batch_the_guest_fails_is_counted_lost_with_the_reason_once() {
+    let wasm = repo_root().join("target/wasm32-wasip2/release/events_guest.wasm");
+    assert!(wasm.is_file(), "build the test guests first: make guests");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("program.bpf.c"), EVENTS_PROGRAM).unwrap();
+    std::fs::write(
+        dir.path().join("gadget.yaml"),
+        "name: events-refuse\ndescription: the events test guest on exec\nparams:\n  wasm:\n    mode:\n      description: what the guest does\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("build.yaml"),
+        format!("wasm: {}\n", wasm.display()),
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    ok(&gadget_in(
+        store.path(),
+        &[
+            "image",
+            "build",
+            dir.path().to_str().unwrap(),
+            "-t",
+            "events-refuse:test",
+        ],
+    ));
+    let bins = binaries();
+    let mut g = Running::start(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "run",
+        "events-refuse:test",
+        "--mode",
+        "refuse",
+        "-o",
+        "json",
+        "--otel-metrics-name",
+        "per_comm:per-comm",
+        "--otel-metrics-listen-address",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    g.wait_attached();
+    // Several batches (each waits at most 10 ms for more): the guest refuses every one.
+    for _ in 0..4 {
+        exec_n(&bins.path().join(PROBE), 3);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (st, out, err) = g.interrupt();
+    assert!(st.success(), "{st}\n{err}");
+    // Nothing of a failed batch is shown.
+    assert!(!out.contains(PROBE), "{out}");
+    // The reason once, however many batches failed.
+    let reasons = err
+        .lines()
+        .filter(|l| l.contains("mode refuse: refusing on purpose"))
+        .count();
+    assert_eq!(reasons, 1, "{err}");
+    // Every probe exec counted among the lost (other execs of the machine may be too).
+    let lost: u64 = err
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("warning: events: ")?
+                .strip_suffix(" events lost: the guest failed their batches")?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(lost >= 12, "{lost} lost:\n{err}");
 }
