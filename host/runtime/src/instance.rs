@@ -105,7 +105,8 @@ pub struct Hooks {
     /// Where tracers' events go; without it they are decoded, filtered and dropped.
     pub event_sink: Option<Box<dyn EventSink>>,
     /// The stage every batch of raw event records passes before decoding (see
-    /// [`crate::tracer::BatchStage`]); without it, [`PassThrough`].
+    /// [`crate::tracer::BatchStage`]); without it, the guest ([`GuestStage`]) when it
+    /// subscribed to a tracer's events, else [`PassThrough`].
     pub batch_stage: Option<Box<dyn BatchStage>>,
 }
 

@@ -15,12 +15,10 @@
 //! Everything the user can get wrong (`--filter`, `--fields`, annotations) is checked when the
 //! pipeline is built, before anything is loaded into the kernel.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::sync::Mutex;
 
 use gadget_ebpf::EventSource;
 use gadget_events::render::{ColumnsRenderer, JsonRenderer};
@@ -64,8 +62,9 @@ pub struct StageError(pub String);
 /// through [`BatchStage::on_batch`] before it is decoded, filtered and shown. A stage may drop,
 /// modify or add records (each must keep the event struct's size: records of any other size
 /// are dropped and counted by the pipeline). [`PassThrough`] is the stage of gadgets without a
-/// guest that handles events; the Wasm guest's stage (WIT `gadget:api` 0.2 event batches) is
-/// plugged in here by [`crate::instance::Hooks::batch_stage`].
+/// guest that handles events; [`GuestStage`] (WIT `gadget:api` 0.2 event batches) is the
+/// stage of a guest that subscribed to them. The stage may also add field values
+/// ([`RecordBatch::added`]) for the fields the pipeline was built with.
 pub trait BatchStage: Send {
     fn on_batch(&mut self, batch: RecordBatch) -> Result<RecordBatch, StageError>;
     /// What the stage published from the batches since the last call (a guest's counters),
