@@ -173,6 +173,8 @@ impl Daemon {
                     })),
                     on_warning: None,
                     stats: Some(stats),
+                    event_sink: None,
+                    batch_stage: None,
                 };
                 let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
                 let end = match &result {

@@ -15,6 +15,7 @@ use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
+use super::events::EventSource;
 use super::snapshot;
 use super::stats::{KernelStats, StatsSource};
 use super::system::KernelVersion;
@@ -89,6 +90,8 @@ pub enum LoadError {
     AllModesFailed(Vec<String>),
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error("tracer {datasource}: {reason}")]
+    RingBuffer { datasource: String, reason: String },
     #[error("reading map {map} of datasource {datasource}: {source}")]
     ReadMap {
         datasource: String,
@@ -131,6 +134,12 @@ pub enum ModeError {
         #[source]
         source: DatasourceMapError,
     },
+    #[error("tracer {tracer}")]
+    Tracer {
+        tracer: String,
+        #[source]
+        source: DatasourceMapError,
+    },
     #[error("pinning {what} in {}", dir.display())]
     PinDir {
         what: String,
@@ -154,6 +163,12 @@ pub enum DatasourceMapError {
     Missing { map: String },
     #[error("map {map} is a {kind}; datasources support HASH, LRU_HASH and ARRAY maps")]
     Unsupported { map: String, kind: String },
+    #[error(
+        "map {map} is a perf event array (IG's fallback for kernels without ring buffers, before 5.8); this host reads ring buffers only"
+    )]
+    PerfBuffer { map: String },
+    #[error("map {map} is a {kind}; a tracer's map must be a ring buffer")]
+    NotRingBuffer { map: String, kind: String },
     #[error("map {map} info")]
     Info {
         map: String,
@@ -192,6 +207,12 @@ pub enum AdoptError {
     #[error("datasource {datasource}")]
     Datasource {
         datasource: String,
+        #[source]
+        source: DatasourceMapError,
+    },
+    #[error("tracer {tracer}")]
+    Tracer {
+        tracer: String,
         #[source]
         source: DatasourceMapError,
     },
@@ -234,6 +255,16 @@ pub struct LoadedGadget {
     pub notices: Vec<String>,
     maps: Vec<DatasourceMap>,
     stats: StatsSource,
+    /// Ring buffers of the tracers, until [`LoadedGadget::take_event_sources`].
+    tracer_maps: Vec<TracerMap>,
+}
+
+/// A tracer's ring buffer, as loaded.
+struct TracerMap {
+    datasource: String,
+    map: String,
+    record_size: usize,
+    data: MapData,
 }
 
 impl fmt::Debug for LoadedGadget {
@@ -260,20 +291,21 @@ pub fn load(object: &[u8], info: &ElfInfo, opts: &LoadOptions) -> Result<LoadedG
         // Leftovers of an interrupted start: nothing to adopt, and stale links would count twice.
         remove_pins(dir);
     }
-    // Done once for every attach mode: aya refuses objects with relocations of this kind.
+    // Done once for every attach mode: aya refuses objects with relocations of these kinds
+    // (type matches, field offsets into flexible arrays).
     let (object, resolved) =
         core_relo::resolve_type_matches(object, &opts.object_name, KernelBtf::from_kernel)?;
     for r in &resolved {
+        let what = match (r.kind, r.matches) {
+            (core_relo::TYPE_MATCHES, true) => "type matches this kernel",
+            (core_relo::TYPE_MATCHES, false) => "type has no match",
+            _ => "flexible-array field offset resolved",
+        };
         tracing::debug!(
-            "CO-RE type-matches {} in {} (instruction {}): {}",
+            "CO-RE {} in {} (instruction {}): {what}",
             r.type_name,
             r.section,
             r.insn,
-            if r.matches {
-                "matches this kernel"
-            } else {
-                "no match"
-            }
         );
     }
     let object: &[u8] = &object;
@@ -422,6 +454,18 @@ fn load_mode(
             })?;
         maps.push(data);
     }
+    let mut tracer_maps = Vec::new();
+    for t in &info.tracers {
+        tracer_maps.push(TracerMap {
+            datasource: t.name.clone(),
+            map: t.map.clone(),
+            record_size: t.layout.record_size() as usize,
+            data: take_ring_buffer(&mut ebpf, &t.map).map_err(|source| ModeError::Tracer {
+                tracer: t.name.clone(),
+                source,
+            })?,
+        });
+    }
     let mut pinned = Vec::new();
     if let Some(dir) = &opts.pin_dir {
         let dir_err = |what: &str| {
@@ -439,6 +483,11 @@ fn load_mode(
             m.data
                 .pin(dir.join("maps").join(&m.iter.map))
                 .map_err(pin_err(&m.iter.map))?;
+        }
+        for t in &tracer_maps {
+            t.data
+                .pin(dir.join("maps").join(&t.map))
+                .map_err(pin_err(&t.map))?;
         }
         for (name, link) in links {
             pinned.push(
@@ -461,6 +510,7 @@ fn load_mode(
         notices: special_map_notices(info),
         maps,
         stats,
+        tracer_maps,
     })
 }
 
@@ -525,6 +575,22 @@ fn datasource_map(iter: &MapIter, data: MapData) -> Result<DatasourceMap, Dataso
         max_entries: mi.max_entries(),
         data,
     })
+}
+
+fn take_ring_buffer(ebpf: &mut Ebpf, name: &str) -> Result<MapData, DatasourceMapError> {
+    match ebpf.take_map(name) {
+        Some(Map::RingBuf(d)) => Ok(d),
+        Some(Map::PerfEventArray(_)) => Err(DatasourceMapError::PerfBuffer {
+            map: name.to_string(),
+        }),
+        Some(other) => Err(DatasourceMapError::NotRingBuffer {
+            map: name.to_string(),
+            kind: format!("{other:?}"),
+        }),
+        None => Err(DatasourceMapError::Missing {
+            map: name.to_string(),
+        }),
+    }
 }
 
 fn take_map_data(ebpf: &mut Ebpf, name: &str) -> Result<MapData, DatasourceMapError> {
@@ -593,6 +659,20 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
             })?,
         );
     }
+    let mut tracer_maps = Vec::new();
+    for t in &info.tracers {
+        let path = dir.join("maps").join(&t.map);
+        let data = MapData::from_pin(&path).map_err(|source| AdoptError::Map {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        tracer_maps.push(TracerMap {
+            datasource: t.name.clone(),
+            map: t.map.clone(),
+            record_size: t.layout.record_size() as usize,
+            data,
+        });
+    }
     Ok(LoadedGadget {
         _ebpf: None,
         _links: links,
@@ -608,6 +688,7 @@ fn adopt(dir: &Path, info: &ElfInfo) -> Result<LoadedGadget, AdoptError> {
             StatsSource::program_fds_from_links(&links_dir),
             info.btf.as_ref(),
         ),
+        tracer_maps,
     })
 }
 
@@ -657,6 +738,23 @@ impl LoadedGadget {
     /// Datasources this gadget's eBPF side feeds.
     pub fn datasources(&self) -> impl Iterator<Item = &str> {
         self.maps.iter().map(|m| m.iter.datasource.as_str())
+    }
+
+    /// The tracers' ring buffers, mapped for reading (once: a ring has one consumer). The
+    /// programs stay attached as long as this gadget lives.
+    pub fn take_event_sources(&mut self) -> Result<Vec<EventSource>, LoadError> {
+        std::mem::take(&mut self.tracer_maps)
+            .into_iter()
+            .map(|t| {
+                let ds = t.datasource.clone();
+                EventSource::new(t.datasource, t.map, t.data, t.record_size).map_err(|reason| {
+                    LoadError::RingBuffer {
+                        datasource: ds,
+                        reason,
+                    }
+                })
+            })
+            .collect()
     }
 }
 

@@ -13,6 +13,9 @@
 //! remove the record from `.BTF.ext` so aya sees only kinds it knows. Kinds above 12 are
 //! refused with an error naming the object, the section and the instruction.
 //!
+//! Field offsets into flexible arrays past their declared length, which aya refuses, are
+//! resolved here the same way (module [`super::core_flex`]).
+//!
 //! Only vmlinux BTF is searched for candidates (libbpf also searches kernel modules' BTF);
 //! the gadgets this host runs hook the core kernel.
 
@@ -21,6 +24,7 @@ use std::borrow::Cow;
 use object::{Object, ObjectSection};
 
 use super::btf::{Btf, BtfError, Kind};
+use super::core_flex;
 
 /// `BPF_CORE_TYPE_MATCHES` in libbpf's `enum bpf_core_relo_kind`.
 pub const TYPE_MATCHES: u32 = 12;
@@ -46,6 +50,8 @@ pub enum CoreError {
     Btf { object: String, source: BtfError },
     #[error("kernel BTF: {0}")]
     Kernel(BtfError),
+    #[error("eBPF object {object}: CO-RE field relocation {detail}")]
+    Field { object: String, detail: String },
     #[error(
         "eBPF object {object}: CO-RE type-matches relocation at instruction {insn} of section {section} patches an instruction that is not a move or 64-bit load of an immediate"
     )]
@@ -64,6 +70,9 @@ pub struct Resolved {
     pub insn: usize,
     /// The local type's name, e.g. `btf_trace_block_rq_insert___new`.
     pub type_name: String,
+    /// The relocation kind: [`TYPE_MATCHES`] or [`core_flex::FIELD_BYTE_OFFSET`].
+    pub kind: u32,
+    /// For type matches: the result. Field offsets resolved here always found their field.
     pub matches: bool,
 }
 
@@ -116,6 +125,51 @@ pub fn resolve_type_matches<'a>(
             let type_id = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
             let kind = u32::from_le_bytes([rec[12], rec[13], rec[14], rec[15]]);
             let insn = insn_off / INSN_LEN;
+            let access_off = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
+            if kind == core_flex::FIELD_BYTE_OFFSET
+                && local.exists(type_id)
+                && let Some(spec) = core_flex::flex_spec(&local, type_id, local.str_at(access_off))
+            {
+                if kernel_btf.is_none()
+                    && let Some(load) = kernel.take()
+                {
+                    kernel_btf = Some(load().map_err(CoreError::Kernel)?);
+                }
+                let Some(target) = kernel_btf.as_ref() else {
+                    continue;
+                };
+                let type_name = local.name(type_id).to_string();
+                let field_err = |detail: String| CoreError::Field {
+                    object: name.to_string(),
+                    detail: format!(
+                        "{type_name} {} (section {sec_name}, instruction {insn}): {detail}",
+                        local.str_at(access_off)
+                    ),
+                };
+                let new = core_flex::target_offset(&local, type_id, &spec, target)
+                    .ok_or_else(|| field_err("the running kernel has no such field".to_string()))?;
+                let (text_off, text_len) = range(&sec_name).ok_or_else(|| {
+                    bad(format!(
+                        "CO-RE relocation names section {sec_name}, which the ELF does not have"
+                    ))
+                })?;
+                if insn_off + INSN_LEN > text_len {
+                    return Err(bad(format!(
+                        "CO-RE relocation at byte {insn_off} is past the end of section {sec_name}"
+                    )));
+                }
+                let at = text_off + insn_off;
+                core_flex::patch_offset(&mut out[at..at + INSN_LEN], spec.offset, new)
+                    .map_err(field_err)?;
+                resolved.push(Resolved {
+                    section: sec_name.clone(),
+                    insn,
+                    type_name,
+                    kind,
+                    matches: true,
+                });
+                continue;
+            }
             if kind <= AYA_MAX_KIND {
                 keep.push(*rec);
                 continue;
@@ -163,6 +217,7 @@ pub fn resolve_type_matches<'a>(
                 section: sec_name.clone(),
                 insn,
                 type_name: local.name(type_id).to_string(),
+                kind,
                 matches,
             });
         }

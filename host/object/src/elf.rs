@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::btf::{Btf, BtfError};
+use super::tracer::{self, TracerError, TracerInfo, TracerMarker};
 use super::types::{self, ObjectDatasource, TypeError};
 
 /// Hostile-input bound on an eBPF object (ours are ~25 KiB stripped).
@@ -36,6 +37,14 @@ pub enum ElfError {
         "eBPF object: GADGET_MAPITER markers need the object's BTF (.BTF section); build with -g"
     )]
     NoBtf,
+    #[error("eBPF object symbol {0:?} is not of the form gadget_tracer_<name>___<map>___<struct>")]
+    BadTracer(String),
+    #[error("eBPF object: {0}")]
+    Tracer(#[from] TracerError),
+    #[error(
+        "eBPF object: GADGET_TRACER markers need the object's BTF (.BTF section); build with -g"
+    )]
+    TracerNoBtf,
     #[error(
         "eBPF object section {name} claims {size} bytes, more than the {MAX_OBJECT_BYTES} byte limit"
     )]
@@ -71,6 +80,10 @@ pub struct ElfInfo {
     pub datasources: Vec<ObjectDatasource>,
     /// The object's BTF, when it has one.
     pub btf: Option<Btf>,
+    /// One per `GADGET_TRACER`, with the record layout from the BTF of its struct.
+    pub tracers: Vec<TracerInfo>,
+    /// Maps named by `GADGET_TRACER_MAP` markers.
+    pub tracer_maps: Vec<String>,
 }
 
 impl ElfInfo {
@@ -92,6 +105,7 @@ impl ElfInfo {
             }
         }
         let mut info = ElfInfo::default();
+        let mut tracer_markers: Vec<TracerMarker> = Vec::new();
         for sym in file.symbols() {
             let Ok(name) = sym.name() else { continue };
             if name.is_empty() {
@@ -100,6 +114,20 @@ impl ElfInfo {
             if let Some(global) = name.strip_prefix(PARAM_PREFIX) {
                 if !global.is_empty() && !info.params.iter().any(|p| p == global) {
                     info.params.push(global.to_string());
+                }
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix(tracer::TRACER_PREFIX) {
+                let marker = TracerMarker::parse(rest)
+                    .ok_or_else(|| ElfError::BadTracer(name.to_string()))?;
+                if !tracer_markers.contains(&marker) {
+                    tracer_markers.push(marker);
+                }
+                continue;
+            }
+            if let Some(map) = name.strip_prefix(tracer::TRACER_MAP_PREFIX) {
+                if !map.is_empty() && !info.tracer_maps.iter().any(|m| m == map) {
+                    info.tracer_maps.push(map.to_string());
                 }
                 continue;
             }
@@ -160,6 +188,13 @@ impl ElfInfo {
             let btf = info.btf.as_ref().ok_or(ElfError::NoBtf)?;
             for iter in &info.mapiters {
                 info.datasources.push(types::mapiter_datasource(btf, iter)?);
+            }
+        }
+        tracer_markers.sort_by(|a, b| a.name.cmp(&b.name));
+        if !tracer_markers.is_empty() {
+            let btf = info.btf.as_ref().ok_or(ElfError::TracerNoBtf)?;
+            for m in &tracer_markers {
+                info.tracers.push(tracer::tracer_info(btf, m)?);
             }
         }
         Ok(info)

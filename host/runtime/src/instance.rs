@@ -3,10 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::GadgetBundle;
 use crate::memory;
+use crate::tracer::{
+    BatchStage, Discard, EventOptions, EventSink, GuestStage, PassThrough, TracerError,
+    TracerPipeline, Tracers,
+};
 use gadget_api::RunRequest;
 use gadget_ebpf::{self as ebpf, AttachMode, LoadOptions};
 use gadget_model::{GuestConfig, annotations, params};
@@ -16,7 +21,8 @@ use gadget_operators::metrics::MetricsName;
 use gadget_operators::metrics::host::{InstanceSample, InstanceStats, ProgramSample};
 use gadget_operators::{Operator, OperatorError};
 use gadget_wasm::{
-    Capabilities, GuestError, GuestInstance, GuestLimits, GuestRuntime, default_guest,
+    Capabilities, EventDatasource, GuestError, GuestInstance, GuestLimits, GuestRuntime,
+    default_guest,
 };
 
 /// A guest that fails this many snapshots in a row is stopped: it will not recover by itself.
@@ -41,6 +47,8 @@ pub enum InstanceError {
     },
     #[error(transparent)]
     Guest(#[from] GuestError),
+    #[error("the guest of {0} panicked in an earlier call")]
+    GuestPoisoned(String),
     #[error(
         "stopping the gadget after {MAX_CONSECUTIVE_GUEST_FAILURES} failed snapshots in a row; last error: {0}"
     )]
@@ -55,6 +63,13 @@ pub enum InstanceError {
     Snapshot(ebpf::LoadError),
     #[error(transparent)]
     Grant(#[from] gadget_wasm::GrantError),
+    #[error(transparent)]
+    Tracer(#[from] TracerError),
+    #[error("starting the tracers of {origin}: {source}")]
+    RingBuffer {
+        origin: String,
+        source: ebpf::LoadError,
+    },
 }
 
 /// Everything that says how to run one gadget.
@@ -72,6 +87,8 @@ pub struct InstanceSpec {
     pub limits: GuestLimits,
     /// Capabilities the user grants the guest (`--grant`); only those gadget.yaml asks for.
     pub grants: Vec<String>,
+    /// How tracers' events are shown (`-o`, `--filter`, `--fields`).
+    pub events: EventOptions,
 }
 
 /// What a host of many instances (the daemon) adds to a run.
@@ -89,6 +106,12 @@ pub struct Hooks {
     /// The instance's own metrics on the endpoint (kernel, guest and tick counters), refreshed
     /// on every snapshot tick.
     pub stats: Option<InstanceStats>,
+    /// Where tracers' events go; without it they are decoded, filtered and dropped.
+    pub event_sink: Option<Box<dyn EventSink>>,
+    /// The stage every batch of raw event records passes before decoding (see
+    /// [`crate::tracer::BatchStage`]); without it, the guest ([`GuestStage`]) when it
+    /// subscribed to a tracer's events, else [`PassThrough`].
+    pub batch_stage: Option<Box<dyn BatchStage>>,
 }
 
 /// Where a run's warnings go (the CLI prints them).
@@ -121,7 +144,13 @@ pub fn run(
             None => tracing::warn!("{w}"),
         }
     }
-    let user_annotations = annotations::parse(&spec.annotations, &bundle.metadata)?;
+    let user_annotations = annotations::parse(
+        &spec.annotations,
+        &with_tracer_fields(&bundle.metadata, &elf.tracers),
+    )?;
+    if elf.tracers.is_empty() {
+        spec.events.check_no_tracer()?;
+    }
     let resolved = params::resolve(
         &bundle.metadata,
         &elf,
@@ -147,7 +176,34 @@ pub fn run(
         )?,
         ..spec.limits
     };
-    let mut guest = GuestInstance::start(&runtime, wasm, &origin, &config, limits)?;
+    let guest = if elf.tracers.is_empty() {
+        GuestInstance::start(&runtime, wasm, &origin, &config, limits)?
+    } else {
+        let events: Vec<EventDatasource> = elf
+            .tracers
+            .iter()
+            .map(|t| EventDatasource {
+                datasource: t.name.clone(),
+                layout: t.layout.clone(),
+            })
+            .collect();
+        GuestInstance::start_with_events(&runtime, wasm, &origin, &config, &events, limits)?
+    };
+    // Tracers: the user's --filter/--fields/annotations are checked (against the record's
+    // fields and the ones the guest added) before anything is loaded.
+    let mut pipelines = Vec::new();
+    for t in &elf.tracers {
+        let config = tracer_field_config(&bundle.metadata, &user_annotations, &t.name);
+        let pipeline = TracerPipeline::new(t, &config, guest.added_fields(&t.name), &spec.events)?;
+        for w in unknown_yaml_fields(&bundle.metadata, &pipeline, &bundle.origin) {
+            match &hooks.on_warning {
+                Some(f) => f(&w),
+                None => tracing::warn!("{w}"),
+            }
+        }
+        pipelines.push(pipeline);
+    }
+    let wants_events = elf.tracers.iter().any(|t| guest.wants_events(&t.name));
     let mut datasources = guest.datasources().to_vec();
     let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok())?;
     for op in operators.iter_mut() {
@@ -155,7 +211,7 @@ pub fn run(
     }
 
     ebpf::system::prepare()?;
-    let loaded = ebpf::loader::load(
+    let mut loaded = ebpf::loader::load(
         &bundle.ebpf_object,
         &elf,
         &LoadOptions {
@@ -180,6 +236,27 @@ pub fn run(
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
+    let guest = Arc::new(Mutex::new(guest));
+    let mut tracers = if pipelines.is_empty() {
+        None
+    } else {
+        let sources = loaded
+            .take_event_sources()
+            .map_err(|source| InstanceError::RingBuffer {
+                origin: bundle.origin.clone(),
+                source,
+            })?;
+        Some(Tracers::start(
+            pipelines,
+            sources,
+            match hooks.batch_stage.take() {
+                Some(stage) => stage,
+                None if wants_events => Box::new(GuestStage::new(guest.clone())),
+                None => Box::new(PassThrough),
+            },
+            hooks.event_sink.take().unwrap_or_else(|| Box::new(Discard)),
+        )?)
+    };
     // What only the start needed: the object's and the guest's bytes (the guest is compiled,
     // its code shared), the parsed object. The kernel BTF parsed for loading and the guest's
     // compilation are freed by now too.
@@ -201,15 +278,47 @@ pub fn run(
                 .min(d.saturating_duration_since(Instant::now())),
             None => spec.interval,
         };
-        let ended = match stop.recv_timeout(wait) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => Some(Ended::Stopped),
-            Err(RecvTimeoutError::Timeout) => deadline
-                .filter(|d| Instant::now() >= *d)
-                .map(|_| Ended::TimedOut),
+        let stopped = match &mut tracers {
+            // Events are processed while waiting for the next tick.
+            Some(t) => {
+                let stopped = t.pump(Instant::now() + wait, stop);
+                t.report_loss();
+                stopped
+            }
+            None => matches!(
+                stop.recv_timeout(wait),
+                Ok(()) | Err(RecvTimeoutError::Disconnected)
+            ),
         };
+        let ended = if stopped {
+            Some(Ended::Stopped)
+        } else {
+            deadline
+                .filter(|d| Instant::now() >= *d)
+                .map(|_| Ended::TimedOut)
+        };
+        if ended.is_some()
+            && let Some(t) = &mut tracers
+        {
+            t.finish();
+        }
+        // The guest's counters from this tick's events take the snapshots' way out.
+        if let Some(t) = &mut tracers {
+            let mut publications = t.take_publications();
+            if !publications.is_empty() {
+                env.apply(&mut publications);
+                for op in operators.iter_mut() {
+                    op.publish(&publications)?;
+                }
+            }
+        }
         let tick = Instant::now();
         let snapshots = loaded.snapshot().map_err(InstanceError::Snapshot)?;
-        match guest.on_snapshot(&snapshots) {
+        let on_snapshot = guest
+            .lock()
+            .map_err(|_| InstanceError::GuestPoisoned(bundle.origin.clone()))?
+            .on_snapshot(&snapshots);
+        match on_snapshot {
             Ok(mut publications) => {
                 failures = 0;
                 env.apply(&mut publications);
@@ -228,8 +337,12 @@ pub fn run(
         if let Some(stats) = &hooks.stats {
             ticks = (ticks.0 + 1, ticks.1 + tick.elapsed());
             let kernel = loaded.kernel_stats();
-            let g = guest.stats();
-            stats.update(|s| fill_sample(s, kernel, g, ticks));
+            let g = guest.lock().map(|g| g.stats()).unwrap_or_default();
+            let lost = tracers.as_ref().map(Tracers::lost_events);
+            stats.update(|s| {
+                fill_sample(s, kernel, g, ticks);
+                s.lost_events = lost;
+            });
         }
         if let Some(ended) = ended {
             return Ok(ended);
@@ -330,6 +443,7 @@ pub fn spec_from_request(
         interval: Duration::from_millis(request.interval_ms),
         timeout: None,
         grants: request.grants.clone(),
+        events: EventOptions::default(),
         attach_mode,
         limits: GuestLimits {
             fuel_per_call: request.guest_fuel,
@@ -339,4 +453,76 @@ pub fn spec_from_request(
         },
     };
     Ok((spec, names))
+}
+
+/// gadget.yaml's metadata with every field of the tracers' schemas declared (for `--annotate`,
+/// which refuses unknown fields): the record's fields and IG's derived ones.
+fn with_tracer_fields(
+    meta: &gadget_model::GadgetMetadata,
+    tracers: &[object::tracer::TracerInfo],
+) -> gadget_model::GadgetMetadata {
+    let mut out = meta.clone();
+    for t in tracers {
+        let ds = out.datasources.entry(t.name.clone()).or_default();
+        let schema = gadget_events::Schema::new(t.layout.clone(), &Default::default());
+        for f in schema.fields() {
+            if !ds.fields.0.iter().any(|(n, _)| *n == f.full_name) {
+                ds.fields.0.push((f.full_name.clone(), Default::default()));
+            }
+        }
+    }
+    out
+}
+
+/// Warnings for gadget.yaml fields of a tracer's datasource that are neither in its event
+/// struct (nor derived from it) nor added by the guest: their annotations apply to nothing.
+fn unknown_yaml_fields(
+    meta: &gadget_model::GadgetMetadata,
+    pipeline: &TracerPipeline,
+    origin: &str,
+) -> Vec<String> {
+    let Some(ds) = meta.datasources.get(pipeline.datasource()) else {
+        return Vec::new();
+    };
+    let schema = pipeline.schema();
+    ds.fields
+        .0
+        .iter()
+        .filter(|(name, _)| schema.id_of(name).is_none())
+        .map(|(name, _)| {
+            format!(
+                "{origin}: gadget.yaml describes field {name:?} of datasource {:?}, which is neither a field of its event struct nor added by the guest; its annotations are ignored (fields: {})",
+                pipeline.datasource(),
+                schema.available().join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Field annotations of tracer `datasource`: gadget.yaml's, then `--annotate`'s.
+fn tracer_field_config(
+    meta: &gadget_model::GadgetMetadata,
+    user: &[annotations::Annotation],
+    datasource: &str,
+) -> gadget_events::FieldConfig {
+    let mut config = gadget_events::FieldConfig::new();
+    if let Some(ds) = meta.datasources.get(datasource) {
+        for (name, f) in &ds.fields.0 {
+            config
+                .entry(name.clone())
+                .or_default()
+                .extend(f.annotations.clone());
+        }
+    }
+    for a in user {
+        if a.datasource == datasource
+            && let Some(field) = &a.field
+        {
+            config
+                .entry(field.clone())
+                .or_default()
+                .insert(a.key.clone(), a.value.clone());
+        }
+    }
+    config
 }

@@ -9,5 +9,6 @@ pub mod bundle;
 pub mod instance;
 pub mod manifest;
 pub mod memory;
+pub mod tracer;
 
 pub use bundle::{GadgetBundle, SourceError};

@@ -15,6 +15,7 @@ use gadget_operators::metrics::{MetricsName, MetricsOperator, MetricsRegistry, o
 use gadget_operators::{Operator, printer::Printer};
 use gadget_runtime::instance::{self, Ended, InstanceError, InstanceSpec};
 use gadget_runtime::manifest;
+use gadget_runtime::tracer::{EventFormat, EventOptions, EventSink, Loss};
 use gadget_wasm::GuestLimits;
 
 #[derive(Debug, Args)]
@@ -53,10 +54,20 @@ pub struct RunArgs {
     #[arg(long, default_value = "1s", value_parser = gadget_model::duration::parse_positive)]
     pub interval: Duration,
 
-    /// Output: columns (IG's view) or json (one line of the combined data per refresh; for now
-    /// only on a cluster).
-    #[arg(short = 'o', long, default_value = "columns", value_parser = ["columns", "json"])]
+    /// Output: columns (IG's view), json (one object per line: a tracer's events; on a cluster,
+    /// the combined data per refresh), jsonpretty or none (tracers' events).
+    #[arg(short = 'o', long, default_value = "columns", value_parser = ["columns", "json", "jsonpretty", "none"])]
     pub output: String,
+
+    /// Show only events matching these rules (IG's grammar): FIELD==VALUE, !=, >=, >, <=, <,
+    /// ~ (regex), !~; comma-separated rules must all match. Tracers only.
+    #[arg(long, value_name = "RULES")]
+    pub filter: Option<String>,
+
+    /// Columns to show (IG's --fields): FIELD,… or +FIELD / -FIELD to change the defaults.
+    /// Tracers only.
+    #[arg(long, value_name = "FIELDS")]
+    pub fields: Option<String>,
 
     /// Stop after this long (e.g. 10s, 2m); default: until Ctrl+C.
     #[arg(long, value_parser = gadget_model::duration::parse_positive)]
@@ -249,9 +260,8 @@ pub async fn execute(
     images: &ImageConfig,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.output == "columns" || args.detach,
-        "-o {} is for runs on a cluster (kubectl gadget run); here the gadget's view is columns",
-        args.output
+        !args.detach || (args.filter.is_none() && args.fields.is_none()),
+        "--filter and --fields apply to a foreground run; the daemon does not take them yet (run without --detach)"
     );
     let mut requests = requests(&args, true, &images.limits)?;
     request_verification(&mut requests, images.verify.verify_image);
@@ -299,6 +309,17 @@ pub async fn execute(
     };
     let (mut spec, names) = instance::spec_from_request(req).map_err(|e| anyhow::anyhow!(e))?;
     spec.timeout = args.timeout;
+    spec.events = EventOptions {
+        format: match args.output.as_str() {
+            "json" => EventFormat::Json,
+            "jsonpretty" => EventFormat::JsonPretty,
+            "none" => EventFormat::None,
+            _ => EventFormat::Columns,
+        },
+        filter: args.filter.clone(),
+        fields: args.fields.clone(),
+        terminal_width: None,
+    };
     foreground(spec, names, &args, images.clone()).await?;
     Ok(())
 }
@@ -340,6 +361,7 @@ async fn foreground(
             images,
             on_warning: Some(Box::new(|w: &str| eprintln!("warning: {w}"))),
             stats: Some(stats),
+            event_sink: Some(Box::new(StdoutEvents::default())),
             ..Default::default()
         };
         let result = instance::run(&spec, &mut operators, &stop_rx, hooks);
@@ -383,4 +405,63 @@ pub async fn prefetch(target: &super::RunTarget) -> Result<(), image::ImageError
     image::ensure(&target.images, &target.reference, target.pull)
         .await
         .map(|_| ())
+}
+
+/// Tracers' events on stdout (one line each, written out per batch); losses and notices on
+/// stderr.
+struct StdoutEvents {
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Default for StdoutEvents {
+    fn default() -> Self {
+        StdoutEvents {
+            out: std::io::BufWriter::with_capacity(64 << 10, std::io::stdout()),
+        }
+    }
+}
+
+impl EventSink for StdoutEvents {
+    fn line(&mut self, _datasource: &str, line: &str) {
+        use std::io::Write;
+        // A closed stdout (a pager quit) is not an error worth stopping the gadget for.
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    fn lost(&mut self, datasource: &str, loss: &Loss) {
+        self.flush();
+        if loss.host_dropped > 0 {
+            eprintln!(
+                "warning: {datasource}: {} events lost: the host could not keep up with the event rate",
+                loss.host_dropped
+            );
+        }
+        if loss.ring_full > 0 {
+            eprintln!(
+                "warning: {datasource}: the ring buffer was full {} time(s): the eBPF program drops the events it cannot reserve room for (the kernel does not count them)",
+                loss.ring_full
+            );
+        }
+        if loss.refused > 0 {
+            eprintln!(
+                "warning: {datasource}: {} records refused (bad size or undecodable)",
+                loss.refused
+            );
+        }
+        if loss.guest_failed > 0 {
+            eprintln!(
+                "warning: {datasource}: {} events lost: the guest failed their batches",
+                loss.guest_failed
+            );
+        }
+    }
+
+    fn notice(&mut self, datasource: &str, notice: &str) {
+        eprintln!("notice: {datasource}: {notice}");
+    }
+
+    fn flush(&mut self) {
+        use std::io::Write;
+        let _ = self.out.flush();
+    }
 }

@@ -37,3 +37,5 @@ mod multinode;
 mod object_model;
 mod real_io;
 mod signatures;
+mod trace_exec;
+mod tracer;
