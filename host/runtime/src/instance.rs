@@ -205,6 +205,30 @@ pub fn run(
     }
     let wants_events = elf.tracers.iter().any(|t| guest.wants_events(&t.name));
     let mut datasources = guest.datasources().to_vec();
+    // Tracers with metrics.collect=true and IG's implicit counter export it: their datasource
+    // (the counter and its key fields) replaces whatever the guest declared under that name.
+    for p in &mut pipelines {
+        let ann =
+            tracer_datasource_annotations(&bundle.metadata, &user_annotations, p.datasource());
+        let get = |k: &str| {
+            ann.iter()
+                .rev()
+                .find(|(a, _)| a == k)
+                .map(|(_, v)| v.clone())
+        };
+        let collect = get(gadget_keys::METRICS_COLLECT).is_some_and(|v| v == "true");
+        let Some(name) = get(gadget_events::counter::IMPLICIT_COUNTER_NAME).filter(|_| collect)
+        else {
+            continue;
+        };
+        let description =
+            get(gadget_events::counter::IMPLICIT_COUNTER_DESCRIPTION).unwrap_or_default();
+        let spec_ds = p.count_events(&name, &description, ann)?;
+        match datasources.iter().position(|d| d.name == spec_ds.name) {
+            Some(i) => datasources[i] = spec_ds,
+            None => datasources.push(spec_ds),
+        }
+    }
     let env = EnvFields::new(&mut datasources, &config, |v| std::env::var(v).ok())?;
     for op in operators.iter_mut() {
         op.start(&datasources)?;
@@ -321,6 +345,12 @@ pub fn run(
         match on_snapshot {
             Ok(mut publications) => {
                 failures = 0;
+                if let Some(t) = &tracers {
+                    let counted =
+                        t.publications(|ds| datasources.iter().position(|d| d.name == ds));
+                    publications.retain(|p| !counted.iter().any(|c| c.datasource == p.datasource));
+                    publications.extend(counted);
+                }
                 env.apply(&mut publications);
                 for op in operators.iter_mut() {
                     op.publish(&publications)?;
@@ -525,4 +555,23 @@ fn tracer_field_config(
         }
     }
     config
+}
+
+/// Datasource annotations of tracer `datasource`: gadget.yaml's, then `--annotate`'s.
+fn tracer_datasource_annotations(
+    meta: &gadget_model::GadgetMetadata,
+    user: &[annotations::Annotation],
+    datasource: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = meta
+        .datasources
+        .get(datasource)
+        .map(|d| d.annotations.clone().into_iter().collect())
+        .unwrap_or_default();
+    out.extend(
+        user.iter()
+            .filter(|a| a.datasource == datasource && a.field.is_none())
+            .map(|a| (a.key.clone(), a.value.clone())),
+    );
+    out
 }

@@ -21,12 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gadget_ebpf::EventSource;
+use gadget_events::counter::EventCounter;
 use gadget_events::render::{ColumnsRenderer, JsonRenderer};
 use gadget_events::{
     FieldConfig, FieldId, FieldKind, Filter, FormatContext, IdResolver, NoNames, PasswdResolver,
     Schema, SchemaError, Value, WallClock, select_fields,
 };
-use gadget_model::datasource::Publication;
+use gadget_model::datasource::{
+    DatasourceSpec, FieldKind as DsFieldKind, FieldSpec, Publication, Sample,
+};
 use gadget_object::tracer::TracerInfo;
 use gadget_wasm::{AddedField, AddedKind, AddedValues, GuestInstance};
 
@@ -269,6 +272,11 @@ pub enum TracerError {
         datasource: String,
         reason: gadget_events::render::columns::ColumnsError,
     },
+    #[error("metrics of datasource {datasource}: {reason}")]
+    Counter {
+        datasource: String,
+        reason: gadget_events::counter::CounterError,
+    },
     #[error(
         "{0} applies to tracers' events, and this gadget has no tracer; -o json for histogram gadgets is for runs on a cluster (kubectl gadget run)"
     )]
@@ -317,7 +325,13 @@ pub struct TracerPipeline {
     pub decoded: u64,
     pub shown: u64,
     decode_error_reported: bool,
+    /// IG's implicit counter (`metrics.implicit-counter.name`), counting shown events.
+    counter: Option<(String, EventCounter)>,
+    counter_overflow_reported: bool,
 }
+
+/// Label sets one event counter keeps; more are counted as overflow (reported once).
+pub const MAX_COUNTER_LABEL_SETS: usize = 10_000;
 
 impl TracerPipeline {
     /// Checks the user's choices against the tracer's fields; `config` holds gadget.yaml's and
@@ -399,6 +413,72 @@ impl TracerPipeline {
             decoded: 0,
             shown: 0,
             decode_error_reported: false,
+            counter: None,
+            counter_overflow_reported: false,
+        })
+    }
+
+    /// Counts the events shown under IG's implicit counter `name`, labelled by the
+    /// `metrics.type=key` fields, and returns the datasource the metrics operators see: the key
+    /// fields and the counter (`datasource_annotations`: gadget.yaml's and `--annotate`'s).
+    pub fn count_events(
+        &mut self,
+        name: &str,
+        description: &str,
+        datasource_annotations: Vec<(String, String)>,
+    ) -> Result<DatasourceSpec, TracerError> {
+        let counter =
+            EventCounter::from_schema(&self.schema, MAX_COUNTER_LABEL_SETS).map_err(|reason| {
+                TracerError::Counter {
+                    datasource: self.datasource.clone(),
+                    reason,
+                }
+            })?;
+        let mut fields: Vec<FieldSpec> = counter
+            .label_names()
+            .iter()
+            .map(|l| FieldSpec {
+                name: l.clone(),
+                kind: DsFieldKind::Key,
+                unit: String::new(),
+                description: String::new(),
+                annotations: Vec::new(),
+            })
+            .collect();
+        fields.push(FieldSpec {
+            name: name.to_string(),
+            kind: DsFieldKind::Counter,
+            unit: String::new(),
+            description: description.to_string(),
+            annotations: Vec::new(),
+        });
+        self.counter = Some((name.to_string(), counter));
+        Ok(DatasourceSpec {
+            name: self.datasource.clone(),
+            fields,
+            annotations: datasource_annotations,
+        })
+    }
+
+    /// The counter's state as a publication for datasource index `index` (cumulative counts).
+    pub fn publication(&self, index: usize) -> Option<Publication> {
+        let (name, counter) = self.counter.as_ref()?;
+        Some(Publication {
+            datasource: index,
+            histograms: Vec::new(),
+            samples: counter
+                .counts()
+                .map(|(labels, n)| Sample {
+                    field: name.clone(),
+                    labels: counter
+                        .label_names()
+                        .iter()
+                        .cloned()
+                        .zip(labels.iter().cloned())
+                        .collect(),
+                    value: n as f64,
+                })
+                .collect(),
         })
     }
 
@@ -458,6 +538,13 @@ impl TracerPipeline {
                 continue;
             }
             self.shown += 1;
+            if let Some((_, c)) = &mut self.counter
+                && let Err(e) = c.observe(&event)
+                && !self.counter_overflow_reported
+            {
+                self.counter_overflow_reported = true;
+                sink.notice(&self.datasource, &e.to_string());
+            }
             match &mut self.render {
                 Render::Columns {
                     renderer,
@@ -688,6 +775,15 @@ impl Tracers {
     /// What the stage published since the last call (see [`BatchStage::take_publications`]).
     pub fn take_publications(&mut self) -> Vec<Publication> {
         self.stage.take_publications()
+    }
+
+    /// The event counters' publications; `index_of` gives a datasource's index in the list the
+    /// operators were started with.
+    pub fn publications(&self, index_of: impl Fn(&str) -> Option<usize>) -> Vec<Publication> {
+        self.pipelines
+            .iter()
+            .filter_map(|p| p.publication(index_of(&p.datasource)?))
+            .collect()
     }
 }
 

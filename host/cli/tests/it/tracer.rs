@@ -325,3 +325,58 @@ fn a_consumer_too_slow_gets_lost_events_counted() {
         );
     }
 }
+
+/// IG's implicit event counter (otel-metrics: `metrics.implicit-counter.name` on a
+/// `metrics.collect=true` datasource, `metrics.type=key` fields as labels) on /metrics: the
+/// opener's series counts exactly its opens of the test's paths.
+#[test]
+#[ignore = "needs root"]
+fn implicit_counter_on_metrics_counts_the_opens() {
+    use crate::common::prometheus::{curl, free_port};
+    let Some(store) = imported_store() else {
+        return;
+    };
+    let dir = test_dir();
+    let d = dir.path().to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let g = start(
+        store.path(),
+        &[
+            "-o",
+            "none",
+            "--filter",
+            &format!("fname~^{d}/"),
+            "--annotate",
+            "open:metrics.collect=true,open:metrics.implicit-counter.name=opens,open.proc.comm:metrics.type=key",
+            "--otel-metrics-name",
+            "open:opens",
+            "--otel-metrics-listen-address",
+            &listen,
+            "--interval",
+            "200ms",
+        ],
+    );
+    open_from_thread(dir.path(), 9, 4);
+    let series = format!("opens_total{{comm=\"{OPENER}\",otel_scope_name=\"opens\"");
+    let value = |text: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(&series))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    // The counter is published on the next tick: scrape until it shows all 13 (or give up).
+    let start = std::time::Instant::now();
+    let mut last = None;
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        last = curl(&format!("http://{listen}/metrics"), &[]).and_then(|t| value(&t));
+        if last == Some(13) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (st, _, err) = g.interrupt();
+    assert!(st.success(), "{st}\n{err}");
+    assert_eq!(last, Some(13), "{err}");
+}
