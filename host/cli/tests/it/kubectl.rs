@@ -767,10 +767,7 @@ fn timeout_and_json_output_end_the_run_and_clean_up() {
     let (ok, stdout, stderr) =
         nodes.kubectl_gadget_done("run profile_blockio:v0.46.0 -o json --timeout 4s");
     assert!(ok, "{stderr}");
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let lines: Vec<serde_json::Value> = json_lines(&stdout);
     assert!(!lines.is_empty(), "{stdout}\n{stderr}");
     let last = lines.last().unwrap();
     let latency = last

@@ -178,10 +178,7 @@ fn json_carries_the_added_field_and_filter_uses_it() {
     // be stopped now.
     let (st, out, err) = g.interrupt();
     assert!(st.success(), "{st}\n{err}");
-    let events: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let events: Vec<serde_json::Value> = json_lines(&out);
     assert_eq!(events.len(), 6, "{out}\n{err}");
     let mut seen: Vec<u32> = events
         .iter()

@@ -25,18 +25,15 @@ fn fixture() -> PathBuf {
 
 /// A store with IG's trace_open imported; `None` (the test is skipped, said on stderr) when the
 /// shared fixture is not on this machine.
-fn imported_store() -> Option<tempfile::TempDir> {
-    if !fixture().is_file() {
-        eprintln!("skipped: {} is missing", fixture().display());
-        return None;
-    }
+fn imported_store() -> tempfile::TempDir {
+    assert!(fixture().is_file(), "{} is missing", fixture().display());
     let dir = tempfile::tempdir().unwrap();
     let out = ok(&gadget_in(
         dir.path(),
         &["image", "import", "--trust", fixture().to_str().unwrap()],
     ));
     assert!(out.contains(IG_REF) && out.contains(INDEX_DIGEST), "{out}");
-    Some(dir)
+    dir
 }
 
 /// A fresh directory with a short path (FNAME is 32 columns wide) holding one file, `ok`.
@@ -101,9 +98,7 @@ fn rows_for<'a>(out: &'a str, path: &str) -> Vec<Vec<&'a str>> {
 #[test]
 #[ignore = "needs root"]
 fn columns_show_each_open_once_with_its_process_and_error() {
-    let Some(store) = imported_store() else {
-        return;
-    };
+    let store = imported_store();
     let dir = test_dir();
     let d = dir.path().to_str().unwrap();
     let g = start(store.path(), &["--filter", &format!("fname~^{d}/")]);
@@ -156,9 +151,7 @@ fn columns_show_each_open_once_with_its_process_and_error() {
 #[test]
 #[ignore = "needs root"]
 fn failed_shows_only_failures() {
-    let Some(store) = imported_store() else {
-        return;
-    };
+    let store = imported_store();
     let dir = test_dir();
     let d = dir.path().to_str().unwrap();
     let g = start(
@@ -177,9 +170,7 @@ fn failed_shows_only_failures() {
 #[test]
 #[ignore = "needs root"]
 fn json_carries_every_field_and_fields_choose_columns() {
-    let Some(store) = imported_store() else {
-        return;
-    };
+    let store = imported_store();
     let dir = test_dir();
     let d = dir.path().to_str().unwrap();
     let filter = format!("proc.comm=={OPENER},fname~^{d}/");
@@ -187,10 +178,7 @@ fn json_carries_every_field_and_fields_choose_columns() {
     let tid = open_from_thread(dir.path(), 12, 3);
     let (st, out, err) = g.interrupt();
     assert!(st.success(), "{st}\n{err}");
-    let events: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let events: Vec<serde_json::Value> = json_lines(&out);
     assert_eq!(events.len(), 15, "{out}\n{err}");
     let (mut good, mut bad) = (0, 0);
     for e in &events {
@@ -256,9 +244,7 @@ fn json_carries_every_field_and_fields_choose_columns() {
 #[test]
 #[ignore = "needs root"]
 fn unknown_fields_are_refused_with_the_list() {
-    let Some(store) = imported_store() else {
-        return;
-    };
+    let store = imported_store();
     for args in [["--filter", "proc.nope==1"], ["--fields", "proc.comm,nope"]] {
         let mut all = vec!["run", "trace_open:v0.46.0", "--timeout", "5s"];
         all.extend_from_slice(&args);
@@ -285,9 +271,7 @@ fn unknown_fields_are_refused_with_the_list() {
 #[test]
 #[ignore = "needs root"]
 fn a_consumer_too_slow_gets_lost_events_counted() {
-    let Some(store) = imported_store() else {
-        return;
-    };
+    let store = imported_store();
     let dir = test_dir();
     let d = dir.path().to_str().unwrap();
     const OPENS: usize = 200_000;
@@ -333,9 +317,7 @@ fn a_consumer_too_slow_gets_lost_events_counted() {
 #[ignore = "needs root"]
 fn implicit_counter_on_metrics_counts_the_opens() {
     use crate::common::prometheus::{curl, free_port};
-    let Some(store) = imported_store() else {
-        return;
-    };
+    let store = imported_store();
     let dir = test_dir();
     let d = dir.path().to_str().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
