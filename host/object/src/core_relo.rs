@@ -112,6 +112,21 @@ pub fn resolve_type_matches<'a>(
             object: name.to_string(),
             source,
         })?;
+    // The (offset, length) of the section a relocation names, once its instruction is known to
+    // lie inside it.
+    let section_of = |sec_name: &str, insn_off: usize| {
+        let (text_off, text_len) = range(sec_name).ok_or_else(|| {
+            bad(format!(
+                "CO-RE relocation names section {sec_name}, which the ELF does not have"
+            ))
+        })?;
+        if insn_off + INSN_LEN > text_len {
+            return Err(bad(format!(
+                "CO-RE relocation at byte {insn_off} is past the end of section {sec_name}"
+            )));
+        }
+        Ok((text_off, text_len))
+    };
     let mut kernel_btf = None;
     let mut kernel = Some(kernel);
     let mut out = object.to_vec();
@@ -148,16 +163,7 @@ pub fn resolve_type_matches<'a>(
                 };
                 let new = core_flex::target_offset(&local, type_id, &spec, target)
                     .ok_or_else(|| field_err("the running kernel has no such field".to_string()))?;
-                let (text_off, text_len) = range(&sec_name).ok_or_else(|| {
-                    bad(format!(
-                        "CO-RE relocation names section {sec_name}, which the ELF does not have"
-                    ))
-                })?;
-                if insn_off + INSN_LEN > text_len {
-                    return Err(bad(format!(
-                        "CO-RE relocation at byte {insn_off} is past the end of section {sec_name}"
-                    )));
-                }
+                let (text_off, _) = section_of(&sec_name, insn_off)?;
                 let at = text_off + insn_off;
                 core_flex::patch_offset(&mut out[at..at + INSN_LEN], spec.offset, new)
                     .map_err(field_err)?;
@@ -196,16 +202,7 @@ pub fn resolve_type_matches<'a>(
                 continue;
             };
             let matches = type_matches_any(&local, type_id, target);
-            let (text_off, text_len) = range(&sec_name).ok_or_else(|| {
-                bad(format!(
-                    "CO-RE relocation names section {sec_name}, which the ELF does not have"
-                ))
-            })?;
-            if insn_off + INSN_LEN > text_len {
-                return Err(bad(format!(
-                    "CO-RE relocation at byte {insn_off} is past the end of section {sec_name}"
-                )));
-            }
+            let (text_off, text_len) = section_of(&sec_name, insn_off)?;
             patch_insn(&mut out, text_off + insn_off, text_off + text_len, matches).map_err(
                 |()| CoreError::BadInstruction {
                     object: name.to_string(),
