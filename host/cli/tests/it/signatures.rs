@@ -921,6 +921,28 @@ fn hostile_signature_artifacts_are_refused_within_their_limits() {
             "{case}: names the signature: {err}"
         );
     }
+    // Under an address-space cap far below the gigabyte the registry streams after the payload:
+    // the read stops at the descriptor's size, whatever follows.
+    let capped = tempfile::tempdir().unwrap();
+    let reference = format!("{}/overlong:latest", reg.host());
+    let nokey = capped.path().with_extension("no-host-key.pem");
+    let args = [
+        "--signing-key",
+        nokey.to_str().unwrap(),
+        "run",
+        &reference,
+        "--timeout",
+        "1",
+        "--public-key-file",
+        &good,
+    ];
+    let out = gadget_capped("1073741824", capped.path(), &args, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "ended by a signal? {err}");
+    assert!(
+        err.contains(NOT_SIGNED) && err.contains(&payload_digest),
+        "{err}"
+    );
 }
 
 /// `gadget --cluster run …` sends the request through the (stand-in) API server's pod proxy to
