@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::memcg::MemCgroup;
 use crate::common::*;
 
 const IG_REF: &str = "ghcr.io/inspektor-gadget/gadget/trace_open:v0.46.0";
@@ -275,12 +276,18 @@ fn a_consumer_too_slow_gets_lost_events_counted() {
     let dir = test_dir();
     let d = dir.path().to_str().unwrap();
     const OPENS: usize = 200_000;
+    const CAP: u64 = 64 << 20;
     // JSON without a filter: every open on the machine, ~700 bytes each, through a pipe nobody
-    // reads until the end.
+    // reads until the end: ~140 MB if the host kept them. Once attached it runs under a cap
+    // well below that, so a queue that grows with the backlog fails here, not the machine.
     let g = start(store.path(), &["-o", "json"]);
+    let cg = MemCgroup::new("tracer-backlog", CAP);
+    cg.adopt(g.pid());
     open_from_thread(dir.path(), OPENS, 0);
     let (st, out, err) = g.interrupt();
+    assert_eq!(cg.oom_kills(), 0, "the backlog outgrew {CAP} bytes:\n{err}");
     assert!(st.success(), "{st}\n{err}");
+    eprintln!("backlog peak after attach: {} bytes", cg.peak());
     let path = format!("{d}/ok");
     let rows = out
         .lines()

@@ -41,6 +41,12 @@ impl MemCgroup {
         cmd
     }
 
+    /// Moves a running process in: what it allocates from now on counts against the cap (what
+    /// it already holds stays charged where it was).
+    pub fn adopt(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
     /// The cgroup's directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir

@@ -289,6 +289,10 @@ impl Running {
     }
 
     /// Waits for the "attached" notice; panics with the log if the gadget exits or hangs.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait_attached(&mut self) -> String {
         let start = Instant::now();
         loop {
